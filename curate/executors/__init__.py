@@ -1,0 +1,19 @@
+"""Executors run shard tasks: ``local`` (a process pool, the default) and ``ray``."""
+
+from __future__ import annotations
+
+from curate.executors.base import Executor
+from curate.executors.local import LocalExecutor
+
+__all__ = ["Executor", "LocalExecutor", "make_executor"]
+
+
+def make_executor(kind: str, *, workers: int = 2, address: str | None = None, quiet: bool = False) -> Executor:
+    """The executor named in the pipeline's ``executor:`` key."""
+    if kind == "local":
+        return LocalExecutor(workers=workers, quiet=quiet)
+    if kind == "ray":
+        from curate.executors.ray import RayExecutor
+
+        return RayExecutor(address=address, workers=workers, quiet=quiet)
+    raise ValueError(f"executor: unknown executor {kind!r}; allowed: local, ray")

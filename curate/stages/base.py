@@ -1,0 +1,182 @@
+"""Stage base classes and the stage registry.
+
+A stage is a small class registered under a short snake_case name (the name used in YAML), with a
+pydantic params model. Two kinds:
+
+* :class:`MapStage` turns one batch (a ``pyarrow.Table`` of the columns it reads, plus ``id``) into one
+  row-aligned table of its own columns plus ``flag`` and ``detail``.
+* :class:`GlobalStage` first maps each shard (signatures, features) and then reduces over all rows.
+
+Stages know nothing about executors, run directories or shards: the runner (``curate.runner``) reads
+the columns a stage asks for, calls it, adds ``id`` and ``action`` and writes the shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+Action = Literal["keep", "review", "drop"]
+
+log = logging.getLogger(__name__)
+
+
+class StageParams(BaseModel):
+    """Parameters every stage accepts. Subclass it and add the stage's own fields.
+
+    ``action`` is what happens to a flagged item: ``keep`` (annotate only), ``review`` (a person decides)
+    or ``drop``. It may also map flag reasons to actions, with ``default`` for the rest, e.g.
+    ``{undecodable: drop, default: review}``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Union[Action, dict[str, Action]] = "review"
+
+    # Params that change how fast a stage runs but never what it outputs (left out of the fingerprint).
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "device", "num_workers"})
+
+    def action_for(self, flag: str | None) -> str | None:
+        """The action for a row with this flag (``None`` for an unflagged row)."""
+        if flag is None:
+            return None
+        if isinstance(self.action, str):
+            return self.action
+        return self.action.get(flag, self.action.get("default", "review"))
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """The params that determine the stage's output."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.runtime_fields}
+
+
+@dataclass
+class StageContext:
+    """What a stage may know about where it runs."""
+
+    run_dir: Path
+    stage_index: int
+    stage_dir: Path
+    cache_dir: Path
+    workers: int = 1
+    # Names of the record columns and of earlier stages' columns ("stage.column"), for validation.
+    available_columns: tuple[str, ...] = ()
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage:
+    """Common behaviour of map and global stages."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StageParams]] = StageParams
+    kind: ClassVar[str]
+    #: Bump when the stage's output changes for the same params (invalidates cached results).
+    version: ClassVar[str] = "1"
+    #: Machine reasons this stage may put in ``flag``.
+    flags: ClassVar[tuple[str, ...]] = ()
+    #: pip extra the stage needs beyond the base install (named in error messages and ``curate stages``).
+    extra: ClassVar[str | None] = None
+    #: False for stages that must run one shard at a time in the main process (e.g. a GPU model).
+    parallel: ClassVar[bool] = True
+
+    def __init__(self, params: StageParams, ctx: StageContext | None = None):
+        self.params = params
+        self.ctx = ctx
+
+    # -- to override -------------------------------------------------------------------------
+    def input_columns(self) -> list[str]:
+        """Columns to read: record columns (``image``, ``text``, ...) or earlier stages' columns,
+        as ``column`` (latest earlier stage that has it) or ``stage.column``. ``id`` is always given."""
+        return []
+
+    def output_schema(self) -> pa.Schema | None:
+        """The stage's own columns (without id/flag/action/detail); ``None`` to infer from data."""
+        return None
+
+    def setup(self) -> None:
+        """Called once per worker process before the first batch (load models here)."""
+
+    @classmethod
+    def describe(cls) -> str:
+        """One-line description (the first line of the class docstring)."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+class MapStage(Stage):
+    """A stage that annotates each batch independently."""
+
+    kind: ClassVar[str] = "map"
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        """Return a table row-aligned with ``batch``: the stage's columns plus ``flag`` and ``detail``."""
+        raise NotImplementedError
+
+
+class GlobalStage(Stage):
+    """A stage that needs the whole dataset: map each shard, then reduce over everything."""
+
+    kind: ClassVar[str] = "global"
+
+    def map(self, batch: pa.Table) -> pa.Table:
+        """Per-shard work (signatures, features). Default: the input columns unchanged.
+
+        The result is cached per shard, so a crash in ``reduce`` does not redo the maps."""
+        return batch
+
+    def reduce(self, mapped: pa.Table) -> pa.Table:
+        """``mapped`` is every shard's map output concatenated in shard order, with ``id``.
+
+        Return a row-aligned table of the stage's columns plus ``flag`` and ``detail``. Put dataset-level
+        figures in ``self.ctx.summary``; they are written to the manifest."""
+        raise NotImplementedError
+
+
+# -- registry ------------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Stage]] = {}
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: make a stage available in YAML under ``cls.name``."""
+    name = getattr(cls, "name", None)
+    if not name or not name.replace("_", "").isalnum() or name.lower() != name:
+        raise ValueError(f"stage {cls.__qualname__} needs a snake_case 'name', got {name!r}")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"stage name {name!r} is registered twice ({_REGISTRY[name].__qualname__}, {cls.__qualname__})")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Stage]]:
+    """All registered stages by name (imports the built-in stage modules on first use)."""
+    from curate import stages as _builtin  # noqa: F401  (registers the built-ins)
+
+    _builtin.load_builtin_stages()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_stage_class(name: str) -> type[Stage]:
+    """The stage class registered as ``name``; a KeyError lists the registered names."""
+    reg = registry()
+    if name not in reg:
+        raise KeyError(name)
+    return reg[name]
+
+
+# -- helpers for stage authors ---------------------------------------------------------------------
+def flag_table(columns: dict[str, Any], flags: list[str | None], details: list[str | None],
+               schema: pa.Schema | None = None) -> pa.Table:
+    """Build a stage result table from column arrays/lists plus the flag and detail lists."""
+    data = dict(columns)
+    data["flag"] = pa.array(flags, type=pa.string())
+    data["detail"] = pa.array(details, type=pa.string())
+    if schema is not None:
+        arrays = [pa.array(data[f.name], type=f.type) if not isinstance(data[f.name], (pa.Array, pa.ChunkedArray))
+                  else data[f.name] for f in schema]
+        arrays += [data["flag"], data["detail"]]
+        return pa.Table.from_arrays(arrays, names=[*schema.names, "flag", "detail"])
+    return pa.table(data)
+

@@ -1,0 +1,232 @@
+"""Review decisions: an append-only log in ``runs/<name>/review.db`` (SQLite, WAL mode).
+
+Every decision is a new row ``(id, item_id, decision, reviewer, at, note, caption, undoes)``; rows are
+never updated or deleted. The latest row per item (highest ``id``) is the item's status. Undo appends a
+row that restores the status the item had before the undone row (``undoes`` points at it), and only if
+nobody decided that item since (so undo never overwrites another reviewer's later decision).
+
+Several processes may write at once: each write is one ``BEGIN IMMEDIATE`` transaction and SQLite
+serialises them (``busy_timeout`` waits for the lock), so no decision is lost.
+
+>>> store = DecisionStore("runs/demo/review.db")          # doctest: +SKIP
+>>> store.decide(["3f2a..."], "rejected", reviewer="ana")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from curate.errors import CurateError
+
+#: Statuses an item can have. ``pending`` only appears through undo (an item without rows is pending too).
+STATUSES = ("pending", "accepted", "rejected")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id  TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('pending', 'accepted', 'rejected')),
+    reviewer TEXT,
+    at       TEXT NOT NULL,
+    note     TEXT,
+    caption  TEXT,
+    undoes   INTEGER
+);
+CREATE INDEX IF NOT EXISTS decisions_item ON decisions (item_id, id);
+"""
+
+_LATEST = """
+SELECT d.id, d.item_id, d.decision, d.reviewer, d.at, d.note, d.caption, d.undoes
+FROM decisions d JOIN (SELECT item_id, MAX(id) AS id FROM decisions {where} GROUP BY item_id) m ON d.id = m.id
+"""
+
+_COLUMNS = ("id", "item_id", "decision", "reviewer", "at", "note", "caption", "undoes")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One row of the log."""
+
+    id: int
+    item_id: str
+    decision: str
+    reviewer: str | None
+    at: str
+    note: str | None
+    caption: str | None
+    undoes: int | None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class DecisionStore:
+    """The decisions log of one run. Safe to share across threads and processes.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file, normally ``RunDir(run).review_db``. Created (with its table) if missing,
+        unless ``create=False``.
+    create : bool
+        False to raise :class:`CurateError` instead of creating a missing database.
+    timeout : float
+        Seconds a write waits for another writer's lock before failing.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0):
+        self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise CurateError(f"{self.path}: no review decisions yet (start a review with 'curate review')")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._timeout = timeout
+        self._local = threading.local()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+
+    # -- connection --------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise CurateError(f"{self.path}: cannot open the review database ({exc})") from None
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- writing -------------------------------------------------------------------------------
+    def decide(self, item_ids: Iterable[str], decision: str, *, reviewer: str | None = None,
+               note: str | None = None, caption: str | None = None) -> list[int]:
+        """Append one decision per item (one transaction); returns the new row ids in order.
+
+        ``decision`` is ``accepted``, ``rejected`` or ``pending``. ``caption`` is the caption chosen
+        for the item (e.g. the repaired one), ``None`` to keep the original.
+        """
+        if decision not in STATUSES:
+            raise CurateError(f"decision: expected one of {', '.join(STATUSES)}, got {decision!r}")
+        ids = list(item_ids)
+        at = _now()
+        return self._append([(i, decision, reviewer, at, note, caption, None) for i in ids])
+
+    def _append(self, rows: list[tuple]) -> list[int]:
+        if not rows:
+            return []
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            start = conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO decisions (item_id, decision, reviewer, at, note, caption, undoes) VALUES (?,?,?,?,?,?,?)",
+                rows)
+            end = conn.execute("SELECT MAX(id) FROM decisions").fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        # AUTOINCREMENT ids are consecutive inside one write transaction
+        if end - start != len(rows):  # pragma: no cover - would mean another writer inside our lock
+            raise CurateError(f"{self.path}: unexpected row ids after writing {len(rows)} decisions")
+        return list(range(start + 1, end + 1))
+
+    def undo(self, row_ids: Iterable[int], *, reviewer: str | None = None) -> tuple[list[int], list[str]]:
+        """Undo the given rows: for each, append a row that restores the item's previous status.
+
+        A row is only undone if it is still its item's latest row; items decided again since (by anyone)
+        are left alone and returned as the second element. Returns ``(new row ids, skipped item ids)``.
+        """
+        wanted = list(row_ids)
+        if not wanted:
+            return [], []
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            new_rows, skipped = [], []
+            at = _now()
+            for chunk in _chunks(wanted, 500):
+                marks = ",".join("?" * len(chunk))
+                targets = conn.execute(f"SELECT id, item_id FROM decisions WHERE id IN ({marks})", chunk).fetchall()
+                for row_id, item in targets:
+                    latest = conn.execute("SELECT MAX(id) FROM decisions WHERE item_id = ?", (item,)).fetchone()[0]
+                    if latest != row_id:
+                        skipped.append(item)
+                        continue
+                    prev = conn.execute(
+                        "SELECT decision, note, caption FROM decisions WHERE item_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
+                        (item, row_id)).fetchone()
+                    decision, note, caption = prev if prev else ("pending", None, None)
+                    cur = conn.execute(
+                        "INSERT INTO decisions (item_id, decision, reviewer, at, note, caption, undoes) VALUES (?,?,?,?,?,?,?)",
+                        (item, decision, reviewer, at, note, caption, row_id))
+                    new_rows.append(cur.lastrowid)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return new_rows, skipped
+
+    # -- reading -------------------------------------------------------------------------------
+    def max_id(self) -> int:
+        """The id of the newest row (0 when empty): a cheap change marker."""
+        return self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+
+    def latest(self, *, since: int = 0) -> dict[str, Decision]:
+        """The latest decision per item; with ``since``, only items with a row newer than that id."""
+        where = "WHERE id > ?" if since else ""
+        args = (since,) if since else ()
+        # items with a new row: their latest row overall is the latest among the new rows
+        rows = self._conn().execute(_LATEST.format(where=where), args).fetchall()
+        return {r[1]: Decision(*r) for r in rows}
+
+    def history(self, item_id: str | None = None) -> list[Decision]:
+        """Every row (of one item, or all), oldest first."""
+        if item_id is None:
+            rows = self._conn().execute("SELECT * FROM decisions ORDER BY id").fetchall()
+        else:
+            rows = self._conn().execute("SELECT * FROM decisions WHERE item_id = ? ORDER BY id", (item_id,)).fetchall()
+        return [Decision(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Items by current status (items never decided are not counted here)."""
+        c = Counter(d.decision for d in self.latest().values())
+        return {s: c.get(s, 0) for s in STATUSES}
+
+    def write_csv(self, out: str | Path, *, history: bool = False) -> int:
+        """Write the latest decision per item (or every row with ``history``) as CSV; returns rows written."""
+        rows = self.history() if history else sorted(self.latest().values(), key=lambda d: d.id)
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(_COLUMNS)
+            for d in rows:
+                w.writerow([d.id, d.item_id, d.decision, d.reviewer, d.at, d.note, d.caption, d.undoes])
+        return len(rows)
+
+
+def _chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def open_decisions(run_root: str | Path, *, create: bool = False) -> DecisionStore | None:
+    """The run's decision store, or ``None`` if nobody reviewed yet (and ``create`` is False)."""
+    path = Path(run_root) / "review.db"
+    if not path.exists() and not create:
+        return None
+    return DecisionStore(path)

@@ -1,0 +1,24 @@
+"""Label-noise detection: features, cross-validated probabilities, cleanlab, a dataset summary.
+
+The algorithmic core behind the ``label_noise`` stage (``curate/stages/label_noise.py``), usable on
+plain arrays too::
+
+    from curate.labelnoise import cross_val_pred_probs, find_issues, summarize
+    cv = cross_val_pred_probs(X, labels, n_classes=10, classifier="logistic", folds=5)
+    issues = find_issues(labels, cv.pred_probs, method="prune_by_noise_rate")
+
+Heavy dependencies (scikit-learn, cleanlab) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from curate.labelnoise.classes import ClassMap, encode_labels
+from curate.labelnoise.crossval import CLASSIFIERS, CVResult, cross_val_pred_probs, small_classes
+from curate.labelnoise.detect import FILTER_METHODS, RANK_METHODS, IssueResult, find_issues, summarize
+from curate.labelnoise.features import FeatureSpec, list_column_to_matrix, pixel_vectors, reduce_dims, tfidf_matrix
+
+__all__ = [
+    "CLASSIFIERS", "CVResult", "ClassMap", "FILTER_METHODS", "FeatureSpec", "IssueResult", "RANK_METHODS",
+    "cross_val_pred_probs", "encode_labels", "find_issues", "list_column_to_matrix", "pixel_vectors",
+    "reduce_dims", "small_classes", "summarize", "tfidf_matrix",
+]

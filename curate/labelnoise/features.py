@@ -1,0 +1,198 @@
+"""Feature matrices for the classifier: a list column, downsampled pixels, or TF-IDF of text.
+
+``features:`` in YAML is one of
+
+* ``pixels``: each record's ``image`` decoded, resized to ``pixel_size`` x ``pixel_size`` (gray or RGB),
+  standardised per pixel, then PCA to ``pca_components`` dimensions: usable with no model at all;
+* ``tfidf``: TF-IDF of the record's ``text`` (word 1-2 grams); sparse for ``logistic``, reduced by
+  truncated SVD for ``mlp`` and ``knn``: the offline counterpart of ``pixels`` for text;
+* ``<column>``: a list-of-numbers column of an earlier stage, e.g. ``embed.image_embedding``, or a list
+  inside the record's JSON ``meta`` as ``meta.<key>`` (what a manifest's extra column becomes);
+* ``pred_probs:<column>``: such a column holding out-of-sample class probabilities (N x K): no
+  classifier runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import CurateError, require
+
+log = logging.getLogger(__name__)
+
+FeatureKind = Literal["pixels", "tfidf", "column", "pred_probs"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A parsed ``features:`` value."""
+
+    kind: FeatureKind
+    column: str | None = None  # the column reference for "column" / "pred_probs"
+
+    @classmethod
+    def parse(cls, value: str) -> "FeatureSpec":
+        value = value.strip()
+        if value == "pixels":
+            return cls("pixels")
+        if value == "tfidf":
+            return cls("tfidf")
+        if value.startswith("pred_probs:"):
+            col = value.split(":", 1)[1].strip()
+            if not col:
+                raise ValueError("pred_probs: name the column after the colon, e.g. 'pred_probs:model.probs'")
+            return cls("pred_probs", col)
+        if not value or ":" in value or " " in value:
+            raise ValueError(f"expected 'pixels', 'tfidf', a column like 'embed.image_embedding' or "
+                             f"'pred_probs:<column>', got {value!r}")
+        return cls("column", value)
+
+    @property
+    def input_column(self) -> str:
+        """The record or stage column the map step reads."""
+        if self.kind == "pixels":
+            return "image"
+        if self.kind == "tfidf":
+            return "text"
+        assert self.column is not None
+        return "meta" if self.meta_key is not None else self.column
+
+    @property
+    def meta_key(self) -> str | None:
+        """``key`` for a ``meta.<key>`` reference (a list stored in the record's JSON meta)."""
+        if self.column and self.column.startswith("meta."):
+            return self.column.split(".", 1)[1]
+        return None
+
+
+# -- per-shard (map) -------------------------------------------------------------------------------
+def pixel_vectors(images: list[bytes | None], *, size: int, mode: Literal["gray", "rgb"]) -> pa.Array:
+    """Decode and downsample images to ``size*size*channels`` uint8 vectors (null where undecodable).
+
+    Returns a ``list<uint8>`` array, one entry per image (uint8 keeps the per-shard cache small).
+    """
+    from PIL import Image
+
+    pil_mode = "L" if mode == "gray" else "RGB"
+    out: list[Any] = []
+    for data in images:
+        if data is None:
+            out.append(None)
+            continue
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im = im.convert(pil_mode)
+                im = im.resize((size, size), Image.Resampling.BOX)
+                out.append(np.asarray(im, dtype=np.uint8).reshape(-1))
+        except Exception as exc:  # PIL raises many types for broken data
+            log.debug("pixels: cannot decode an image: %s", exc)
+            out.append(None)
+    return pa.array([None if v is None else v.tolist() for v in out], type=pa.list_(pa.uint8()))
+
+
+def meta_lists(metas: list[str | None], key: str) -> pa.Array:
+    """The list stored under ``key`` in each row's JSON meta, as ``list<float32>`` (null if absent)."""
+    out: list[Any] = []
+    for m in metas:
+        value = None
+        if m:
+            try:
+                value = json.loads(m).get(key)
+            except (json.JSONDecodeError, AttributeError):
+                value = None
+        if isinstance(value, str):  # a CSV cell holding "[0.1, 0.9]"
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = None
+        out.append(value if isinstance(value, list) else None)
+    return pa.array(out, type=pa.list_(pa.float32()))
+
+
+# -- whole dataset (reduce) ------------------------------------------------------------------------
+def list_column_to_matrix(column: pa.Array | pa.ChunkedArray, *, what: str = "features",
+                          dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Stack a list column into a matrix.
+
+    Returns
+    -------
+    matrix : np.ndarray, shape (N, D)
+        Rows of missing (null or empty) entries are zero.
+    present : np.ndarray of bool, shape (N,)
+        False where the entry was null.
+
+    Raises CurateError when the lists do not all have the same length.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32()))
+    n = len(column)
+    if pa.types.is_null(column.type):
+        return np.zeros((n, 0), dtype=dtype), np.zeros(n, dtype=bool)
+    if pa.types.is_fixed_size_list(column.type):
+        column = column.cast(pa.list_(column.type.value_type))
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        raise CurateError(f"{what}: expected a column of number lists (an embedding or probabilities), "
+                          f"got type {column.type}")
+    present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    lengths = np.asarray(column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False))
+    present &= lengths > 0
+    if not present.any():
+        return np.zeros((n, 0), dtype=dtype), present
+    dims = np.unique(lengths[present])
+    if len(dims) != 1:
+        raise CurateError(f"{what}: rows have lists of different lengths ({', '.join(map(str, dims[:5]))}); "
+                          f"every row needs the same number of values")
+    d = int(dims[0])
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
+        raise CurateError(f"{what}: the column holds NaN values")
+    matrix = np.zeros((n, d), dtype=dtype)
+    matrix[present] = values.astype(dtype, copy=False).reshape(-1, d)
+    return matrix, present
+
+
+def reduce_dims(x: np.ndarray, *, components: int, seed: int = 0, standardize: bool = True) -> tuple[np.ndarray, dict]:
+    """Standardise columns and project onto the top ``components`` principal components.
+
+    Unsupervised (no labels), so fitting it on the whole dataset leaks nothing into the cross-validation.
+    Returns the reduced matrix, shape (N, min(components, D)), and a description for the summary.
+    """
+    x = x.astype(np.float32, copy=False)
+    info: dict[str, Any] = {"input_dim": int(x.shape[1])}
+    if standardize:
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std[std < 1e-6] = 1.0
+        x = (x - mean) / std
+    if components and components < x.shape[1] and x.shape[0] > components:
+        PCA = require("sklearn.decomposition", "labels", "PCA of pixel features").PCA
+        pca = PCA(n_components=components, svd_solver="randomized", random_state=seed)
+        x = pca.fit_transform(x).astype(np.float32)
+        info["pca_components"] = int(components)
+        info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+    return x, info
+
+
+def tfidf_matrix(texts: list[str], *, components: int, sparse_ok: bool, seed: int = 0):
+    """TF-IDF of word 1-2 grams (sublinear tf); truncated SVD to ``components`` unless ``sparse_ok``.
+
+    Returns the matrix (scipy sparse or dense, N rows) and a description for the summary.
+    """
+    text_mod = require("sklearn.feature_extraction.text", "labels", "tfidf features")
+    vec = text_mod.TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True,
+                                   max_features=200_000, dtype=np.float32)
+    x = vec.fit_transform(texts)
+    info: dict[str, Any] = {"vocabulary": len(vec.vocabulary_)}
+    if not sparse_ok and components and components < x.shape[1]:
+        TruncatedSVD = require("sklearn.decomposition", "labels", "tfidf features").TruncatedSVD
+        svd = TruncatedSVD(n_components=components, random_state=seed)
+        x = svd.fit_transform(x).astype(np.float32)
+        info["svd_components"] = int(components)
+    return x, info

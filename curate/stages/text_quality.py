@@ -1,0 +1,82 @@
+"""``text_quality``: empty, too short or long, mostly symbols, long repeated-character runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import pyarrow as pa
+from pydantic import Field
+
+from curate.stages.base import MapStage, StageParams, flag_table, register_stage
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_RUN = re.compile(r"(.)\1*", re.DOTALL)
+
+_SCHEMA = pa.schema([
+    pa.field("n_words", pa.int32()),
+    pa.field("n_chars", pa.int32()),
+    pa.field("non_letter_share", pa.float32()),
+    pa.field("longest_run", pa.int32()),
+])
+
+
+class TextQualityParams(StageParams):
+    min_words: int = Field(3, ge=0, description="flag texts with fewer words than this")
+    max_words: Optional[int] = Field(None, ge=1, description="flag texts with more words than this (off by default)")
+    max_non_letter_share: float = Field(
+        0.5, ge=0, le=1, description="flag texts where this share or more of the non-space characters are not letters"
+    )
+    max_char_run: int = Field(5, ge=2, description="flag texts with a character repeated more than this many times in a row")
+
+
+def measure_text(text: str) -> tuple[int, int, float, int]:
+    """(words, characters, share of non-space characters that are not letters, longest run of one character)."""
+    words = len(_WORD.findall(text))
+    visible = [c for c in text if not c.isspace()]
+    non_letters = sum(1 for c in visible if not c.isalpha())
+    share = non_letters / len(visible) if visible else 0.0
+    longest = max((m.end() - m.start() for m in _RUN.finditer(text) if not m.group(1).isspace()), default=0)
+    return words, len(text), share, longest
+
+
+@register_stage
+class TextQuality(MapStage):
+    """Empty text, too few or too many words, mostly non-letters, long runs of one character."""
+
+    name = "text_quality"
+    Params = TextQualityParams
+    flags = ("empty_text", "too_short", "too_long", "mostly_symbols", "repeated_chars")
+
+    def input_columns(self) -> list[str]:
+        return ["text"]
+
+    def output_schema(self) -> pa.Schema:
+        return _SCHEMA
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        p: TextQualityParams = self.params
+        cols = {name: [] for name in _SCHEMA.names}
+        flags, details = [], []
+        for text in batch.column("text").to_pylist():
+            if text is None or not text.strip():
+                for c in cols:
+                    cols[c].append(0 if c != "non_letter_share" else 0.0)
+                flags.append("empty_text")
+                details.append("no text" if text is None else "text is only whitespace")
+                continue
+            words, chars, share, run = measure_text(text)
+            for c, v in zip(_SCHEMA.names, (words, chars, share, run)):
+                cols[c].append(v)
+            found = []
+            if words < p.min_words:
+                found.append(("too_short", f"{words} word{'s' if words != 1 else ''} < {p.min_words}"))
+            if p.max_words is not None and words > p.max_words:
+                found.append(("too_long", f"{words} words > {p.max_words}"))
+            if share >= p.max_non_letter_share:
+                found.append(("mostly_symbols", f"{share:.0%} of characters are not letters (limit {p.max_non_letter_share:.0%})"))
+            if run > p.max_char_run:
+                found.append(("repeated_chars", f"a character repeated {run} times in a row (limit {p.max_char_run})"))
+            flags.append(found[0][0] if found else None)
+            details.append("; ".join(d for _, d in found) if found else None)
+        return flag_table(cols, flags, details, schema=_SCHEMA)

@@ -3,7 +3,8 @@
 ``features:`` in YAML is one of
 
 * ``pixels``: each record's ``image`` decoded, resized to ``pixel_size`` x ``pixel_size`` (gray or RGB),
-  standardised per pixel, then PCA to ``pca_components`` dimensions: usable with no model at all;
+  scaled to [0, 1], then PCA to ``pca_components`` dimensions (the classifier standardises those):
+  usable with no model at all;
 * ``tfidf``: TF-IDF of the record's ``text`` (word 1-2 grams); sparse for ``logistic``, reduced by
   truncated SVD for ``mlp`` and ``knn``: the offline counterpart of ``pixels`` for text;
 * ``<column>``: a list-of-numbers column of an earlier stage, e.g. ``embed.image_embedding``, or a list

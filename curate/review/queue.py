@@ -180,6 +180,9 @@ class ReviewQueue:
         self.refresh()
         return rows, skipped
 
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._pos
+
     def status_of(self, positions: np.ndarray) -> list[str]:
         return [STATUSES[c] for c in self.status[positions]]
 
@@ -189,7 +192,7 @@ class ReviewQueue:
 
     def reasons(self, view: str = "all") -> dict[str, int]:
         """``"<stage dir>:<flag>"`` -> number of items in the view with that flag."""
-        mask = self._view_mask(view)
+        mask = self.view_mask(view)
         out: dict[str, int] = {}
         for d in self.stage_dirs:
             col = f"{d}:flag"
@@ -202,7 +205,7 @@ class ReviewQueue:
         return sorted({r.split(":", 1)[0] for r in self.reasons(view)}, key=self.stage_dirs.index)
 
     # -- selection --------------------------------------------------------------------------------
-    def _view_mask(self, view: str) -> np.ndarray:
+    def view_mask(self, view: str) -> np.ndarray:
         if view not in VIEWS:
             raise CurateError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
         return np.isin(self.action, VIEWS[view])
@@ -220,7 +223,7 @@ class ReviewQueue:
     def select(self, q: Query) -> np.ndarray:
         """Positions (into the index) of the items matching ``q``, in display order."""
         self.refresh()
-        mask = self._view_mask(q.view)
+        mask = self.view_mask(q.view)
         if q.stages:
             m = np.zeros(len(mask), bool)
             for d in q.stages:
@@ -259,7 +262,7 @@ class ReviewQueue:
     # -- progress ----------------------------------------------------------------------------------
     def progress(self, view: str = "review") -> dict[str, tuple[int, int]]:
         """``{"all": (reviewed, total), <stage dir>: (reviewed, total)}`` for the items in the view."""
-        mask = self._view_mask(view)
+        mask = self.view_mask(view)
         decided = self.status != 0
         out = {"all": (int((mask & decided).sum()), int(mask.sum()))}
         for d in self.stage_dirs:

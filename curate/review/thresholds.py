@@ -1,0 +1,90 @@
+"""Thresholds: how many items a threshold on a stage's score would flag, and saving it as a pipeline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from curate.errors import CurateError
+from curate.rundir import RunDir, atomic_path
+
+
+def numeric_params(params: dict) -> dict[str, float]:
+    """The stage params that are numbers (threshold candidates), from a manifest stage entry."""
+    return {k: v for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _tokens(name: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", name.lower()) if t and t not in ("min", "max", "above", "below")}
+
+
+def guess_param(score_column: str, params: dict) -> str | None:
+    """The numeric param most likely to threshold ``score_column`` (shared name tokens), else the first."""
+    nums = numeric_params(params)
+    if not nums:
+        return None
+    col = _tokens(score_column)
+    best = max(nums, key=lambda k: len(_tokens(k) & col))
+    return best if _tokens(best) & col else next(iter(nums))
+
+
+def flags_above(param: str) -> bool:
+    """Whether a param flags values above it (``max_*``, ``*_above``) rather than below (``min_*``, ``*_below``)."""
+    p = param.lower()
+    return p.startswith("max") or p.endswith("above") or "max_" in p
+
+
+def would_flag(values: np.ndarray, threshold: float, *, above: bool) -> int:
+    """Number of items a threshold flags (NaN scores never are)."""
+    v = values[~np.isnan(values)]
+    return int((v > threshold).sum() if above else (v < threshold).sum())
+
+
+def histogram(values: np.ndarray, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, edges)`` over the finite values (empty arrays when there are none)."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return np.array([], int), np.array([], float)
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        hi = lo + 1.0
+    return np.histogram(v, bins=bins, range=(lo, hi))
+
+
+def save_pipeline(run: RunDir, stage_index: int, stage_name: str, param: str, value: float) -> Path:
+    """Write a copy of the run's pipeline with ``param`` of stage ``stage_index`` set to ``value``.
+
+    Starts from the original pipeline file when it still exists (keeping its other settings as written),
+    else from the resolved config in the manifest. The copy goes to ``<run>/pipelines/`` (the app only
+    writes inside the run directory); returns its path.
+    """
+    manifest = run.require()
+    src = manifest.get("pipeline_file")
+    doc = None
+    if src and Path(src).is_file():
+        doc = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or not isinstance(doc.get("stages"), list):
+        doc = dict(manifest.get("config") or {})
+    stages = doc.get("stages") or []
+    if stage_index >= len(stages):
+        raise CurateError(f"stage {stage_index} ({stage_name}) is not in the pipeline")
+    entry = stages[stage_index]
+    if isinstance(entry, str):
+        entry = {entry: {}}
+    (name, params), = entry.items()
+    if name != stage_name:
+        raise CurateError(f"stage {stage_index} of the pipeline is {name!r}, not {stage_name!r}; was the pipeline edited?")
+    params = dict(params or {})
+    params[param] = value
+    stages[stage_index] = {name: params}
+    doc["stages"] = stages
+    value_txt = f"{value:g}".replace(".", "_").replace("-", "m")
+    base = doc.get("name") or manifest.get("name") or "pipeline"
+    out = run.root / "pipelines" / f"{base}-{stage_name}-{param}-{value_txt}.yaml"
+    with atomic_path(out) as tmp:
+        tmp.write_text(f"# written by curate review from {src or 'the run manifest'}: {stage_name}.{param} = {value:g}\n"
+                       + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return out

@@ -1,0 +1,115 @@
+"""The embedding cache: embeddings keyed by (model identity, modality, item id), under a run's ``cache/``.
+
+Item ids are content hashes, so a re-ingest, a reshard, a changed earlier stage or a changed embed
+runtime option finds the same ids and reuses their embeddings. One folder per (model identity, modality)
+holds Parquet files of ``id`` + ``embedding``; an index of ids is read (column projection) on open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.rundir import write_table
+
+log = logging.getLogger(__name__)
+
+
+def embedding_array(values: np.ndarray, ok: np.ndarray | None = None) -> pa.Array:
+    """A fixed-size-list<float32>[D] Arrow array from ``(n, D)`` floats, null where ``ok`` is false."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    n, d = values.shape
+    mask = None if ok is None or ok.all() else pa.array(~ok)
+    flat = pa.array(values.reshape(-1), type=pa.float32())
+    arr = pa.FixedSizeListArray.from_arrays(flat, d)
+    if mask is not None:
+        arr = pa.FixedSizeListArray.from_arrays(flat, d, mask=mask)
+    return arr
+
+
+def to_matrix(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, D)`` float32 matrix and the non-null mask of a fixed-size-list (or list) embedding column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    ok = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_fixed_size_list(column.type):
+        d = column.type.list_size
+        flat = column.flatten() if column.null_count == 0 else None
+        if flat is not None and len(flat) == n * d:
+            return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d), ok
+    rows = column.to_pylist()
+    d = next((len(r) for r in rows if r is not None), 0)
+    mat = np.zeros((n, d), dtype=np.float32)
+    for i, r in enumerate(rows):
+        if r is not None:
+            mat[i] = r
+    return mat, ok
+
+
+class EmbeddingCache:
+    """Embeddings of one model and modality, by item id."""
+
+    def __init__(self, root: Path, identity: str, modality: str):
+        key = hashlib.sha256(f"{identity}|{modality}".encode()).hexdigest()[:20]
+        self.dir = Path(root) / "embeddings" / key
+        self.identity, self.modality = identity, modality
+        self._index: dict[str, tuple[str, int]] | None = None
+        self._loaded: tuple[str, np.ndarray] | None = None
+
+    def _load_index(self) -> dict[str, tuple[str, int]]:
+        if self._index is None:
+            self._index = {}
+            if self.dir.is_dir():
+                for p in sorted(self.dir.glob("part-*.parquet")):
+                    for row, i in enumerate(pq.read_table(p, columns=["id"]).column("id").to_pylist()):
+                        self._index[i] = (p.name, row)
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._load_index())
+
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(embeddings (n, D) or None if nothing was found, found mask (n,))``."""
+        index = self._load_index()
+        found = np.array([i in index for i in ids], dtype=bool)
+        if not found.any():
+            return None, found
+        by_file: dict[str, list[tuple[int, int]]] = {}
+        for k, i in enumerate(ids):
+            if found[k]:
+                f, row = index[i]
+                by_file.setdefault(f, []).append((k, row))
+        out = None
+        for f, pairs in by_file.items():
+            if self._loaded is None or self._loaded[0] != f:
+                mat, _ = to_matrix(pq.read_table(self.dir / f, columns=["embedding"]).column("embedding"))
+                self._loaded = (f, mat)
+            mat = self._loaded[1]
+            if out is None:
+                out = np.zeros((len(ids), mat.shape[1]), dtype=np.float32)
+            ks, rows = zip(*pairs)
+            out[list(ks)] = mat[list(rows)]
+        return out, found
+
+    def put(self, ids: Sequence[str], embeddings: np.ndarray) -> None:
+        """Store embeddings of ``ids`` (rows of ``embeddings``)."""
+        if len(ids) == 0:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "identity.json"
+        if not meta.exists():
+            meta.write_text(json.dumps({"identity": self.identity, "modality": self.modality}) + "\n")
+        name = "part-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:20] + ".parquet"
+        write_table(pa.table({"id": pa.array(list(ids), pa.string()), "embedding": embedding_array(embeddings)}),
+                    self.dir / name)
+        index = self._load_index()
+        for row, i in enumerate(ids):
+            index[i] = (name, row)

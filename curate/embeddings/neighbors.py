@@ -1,0 +1,109 @@
+"""k-means and k-nearest-neighbours over L2-normalised embeddings (cosine similarity = dot product).
+
+Uses faiss where it is installed (``pip install faiss-cpu``) and falls back to scikit-learn / blocked
+numpy otherwise; both give the same results up to k-means initialisation. Memory is bounded by
+``block`` rows at a time, never N x N.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def have_faiss() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def auto_clusters(n: int) -> int:
+    """``clusters: auto``: about sqrt(N) clusters (so the largest pairwise block stays small)."""
+    return max(1, min(n, int(round(math.sqrt(n)))))
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def assign(x: np.ndarray, centroids: np.ndarray, *, block: int = 65536) -> np.ndarray:
+    """Index of the most similar centroid of every row."""
+    out = np.empty(len(x), dtype=np.int64)
+    for s in range(0, len(x), block):
+        out[s:s + block] = np.argmax(x[s:s + block] @ centroids.T, axis=1)
+    return out
+
+
+def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means of unit rows ``x`` ``(N, D)``.
+
+    Returns ``(centroids (k, D) unit rows, assignment (N,) int64)``. ``backend`` is ``auto`` (faiss if
+    installed, else scikit-learn), ``faiss`` or ``sklearn``. faiss trains on at most 256 points per
+    centroid (a sample) and then assigns every row."""
+    n, d = x.shape
+    k = max(1, min(k, n))
+    if k == 1:
+        c = normalise(x.mean(axis=0, keepdims=True))
+        return c, np.zeros(n, dtype=np.int64)
+    use_faiss = backend == "faiss" or (backend == "auto" and have_faiss())
+    if use_faiss:
+        import faiss
+
+        km = faiss.Kmeans(d, k, niter=niter, seed=seed, spherical=True, verbose=False, max_points_per_centroid=256,
+                          min_points_per_centroid=1)
+        km.train(np.ascontiguousarray(x, dtype=np.float32))
+        centroids = normalise(km.centroids)
+    else:
+        from curate.errors import require
+
+        cluster = require("sklearn.cluster", "labels", "k-means (scikit-learn)")
+        if n > 20000:
+            km = cluster.MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096, max_iter=niter)
+        else:
+            km = cluster.KMeans(n_clusters=k, random_state=seed, n_init=1, max_iter=niter)
+        km.fit(x)
+        centroids = normalise(km.cluster_centers_)
+    return centroids, assign(x, centroids)
+
+
+def knn(x: np.ndarray, k: int, *, backend: str = "auto", block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other rows of every row of unit rows ``x`` (exact, cosine).
+
+    Returns ``(similarities (N, k) float32, indices (N, k) int64)``, most similar first; a row is never
+    its own neighbour (duplicates of it are). Exact search costs O(N^2 D) time, O(block * N) memory."""
+    n = len(x)
+    k = max(1, min(k, n - 1))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    use_faiss = backend == "faiss" or (backend == "auto" and have_faiss())
+    if use_faiss:
+        import faiss
+
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        sims, idx = index.search(x, k + 1)
+    else:
+        sims = np.empty((n, k + 1), dtype=np.float32)
+        idx = np.empty((n, k + 1), dtype=np.int64)
+        for s in range(0, n, block):
+            block_sims = x[s:s + block] @ x.T
+            part = np.argpartition(-block_sims, k, axis=1)[:, :k + 1]
+            ps = np.take_along_axis(block_sims, part, axis=1)
+            order = np.argsort(-ps, axis=1)
+            idx[s:s + block] = np.take_along_axis(part, order, axis=1)
+            sims[s:s + block] = np.take_along_axis(ps, order, axis=1)
+    # drop each row itself (or, if a duplicate hid it, the last neighbour)
+    rows = np.arange(n)[:, None]
+    is_self = idx == rows
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+    keep = np.ones_like(is_self)
+    keep[np.arange(n), drop] = False
+    return sims[keep].reshape(n, k), idx[keep].reshape(n, k)

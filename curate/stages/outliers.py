@@ -1,0 +1,65 @@
+"""``outliers``: items far from everything else (mean cosine distance to their k nearest neighbours)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from curate.embeddings.fields import EmbeddingFieldParams, embedding_matrix
+from curate.stages.base import GlobalStage, flag_table, register_stage
+
+
+class OutliersParams(EmbeddingFieldParams):
+    k: int = Field(10, ge=1, description="neighbours averaged")
+    flag_top_fraction: Optional[float] = Field(
+        0.01, ge=0, le=0.5, description="flag this share of items with the largest kNN distance (unless threshold is given)")
+    threshold: Optional[float] = Field(None, ge=0, le=2, description="flag items whose mean kNN cosine distance is above this")
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.threshold is not None and "flag_top_fraction" in self.model_fields_set and self.flag_top_fraction:
+            raise ValueError("give flag_top_fraction or threshold, not both")
+        return self
+
+
+@register_stage
+class Outliers(GlobalStage):
+    """Outliers in embedding space: mean cosine distance to the k nearest neighbours, top fraction or threshold."""
+
+    name = "outliers"
+    Params = OutliersParams
+    flags = ("outlier",)
+
+    def input_columns(self) -> list[str]:
+        return [self.params.embedding_column()]
+
+    def output_schema(self) -> pa.Schema:
+        return pa.schema([pa.field("knn_distance", pa.float32())])
+
+    def reduce(self, mapped: pa.Table) -> pa.Table:
+        from curate.embeddings.neighbors import normalise
+        from curate.embeddings.outliers import flag_outliers, knn_distance
+
+        p: OutliersParams = self.params
+        x, valid = embedding_matrix(mapped, p.embedding_column())
+        x = normalise(x) if x.shape[1] else x
+        scores = knn_distance(x, p.k, valid=valid)
+        out = flag_outliers(scores, top_fraction=None if p.threshold is not None else p.flag_top_fraction,
+                            threshold=p.threshold)
+        if p.threshold is not None:
+            rule = f"> threshold {p.threshold:.3f}"
+        else:
+            cut = float(np.nanmin(scores[out])) if out.any() else float("nan")
+            rule = f"top {p.flag_top_fraction:.1%} (>= {cut:.3f})"
+        k_eff = max(1, min(p.k, int(valid.sum()) - 1))
+        flags = ["outlier" if f else None for f in out]
+        details = [f"mean cosine distance to its {k_eff} nearest neighbours {s:.3f}, {rule}" if f else None
+                   for s, f in zip(scores, out)]
+        if self.ctx is not None and valid.sum() > 1:
+            v = scores[valid]
+            self.ctx.summary.update({"k": k_eff, "flagged": int(out.sum()), "distance_median": round(float(np.median(v)), 4),
+                                     "distance_p99": round(float(np.quantile(v, 0.99)), 4)})
+        return flag_table({"knn_distance": pa.array(scores, mask=np.isnan(scores))}, flags, details, self.output_schema())

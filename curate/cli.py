@@ -184,8 +184,8 @@ def status(run_dir, as_json):
 @click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "imagefolder", "webdataset"]), default="parquet",
               show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--pending", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
-              help="What to do with items flagged for review.")
+@click.option("--pending", type=click.Choice(["keep", "drop"]), default="drop", show_default=True,
+              help="What to do with items flagged for review that no reviewer decided (see 'curate review').")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def export(run_dir, fmt, out, pending, overwrite, quiet):

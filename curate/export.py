@@ -1,5 +1,10 @@
 """Export the curated set: items no stage dropped (and, for review items, per the ``pending`` policy).
 
+Review decisions (``review.db``, :mod:`curate.decisions`) win over the stages: a rejected item is left
+out, an accepted one is kept (also one a stage dropped and a reviewer accepted in the audit view), and a
+caption the reviewer chose (e.g. the repaired one) replaces ``text``. Items flagged ``review`` with no
+decision follow ``pending``.
+
 Formats: ``parquet`` (record columns, one file per shard), ``jsonl`` (+ image files), ``imagefolder``
 (``<label>/<id>.<ext>``), ``webdataset`` (tar shards of ``<id>.<ext>``, ``.txt``, ``.cls``, ``.json``).
 Writes ``export_manifest.json`` beside the data: counts in, kept, dropped per reason, the config.
@@ -21,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from curate.decisions import open_decisions
 from curate.errors import CurateError
 from curate.imageinfo import BadImage, probe_image
 from curate.policy import iter_outcomes
@@ -118,11 +124,11 @@ _WRITERS = {"parquet": _ParquetWriter, "jsonl": _JsonlWriter, "imagefolder": _Im
             "webdataset": _WebDatasetWriter}
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pending: str = "keep",
+def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pending: str = "drop",
                overwrite: bool = False, quiet: bool = False) -> dict:
     """Export the kept items of a run; returns the export manifest.
 
-    ``pending`` says what happens to items a stage sent to review: ``keep`` or ``drop``.
+    ``pending`` says what happens to items a stage sent to review that nobody decided: ``keep`` or ``drop``.
     """
     if fmt not in _WRITERS:
         raise CurateError(f"--format: unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
@@ -138,6 +144,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
             raise CurateError(f"--out: {out} exists and is not empty; choose another folder or pass --overwrite")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    store = open_decisions(run.root)
+    decided = {i: d for i, d in store.latest().items() if d.decision != "pending"} if store else {}
     writer = _WRITERS[fmt](out)
     counts: Counter = Counter()
     dropped_reasons: Counter = Counter()
@@ -145,17 +153,33 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
     try:
         for outcome in iter_outcomes(run):
             keep_mask = []
-            for action, reasons in zip(outcome.actions, outcome.reasons):
-                keep = action == "keep" or (action == "review" and pending == "keep")
+            captions = {}
+            for item, action, reasons in zip(outcome.ids, outcome.actions, outcome.reasons):
+                d = decided.get(item)
+                if d is not None:
+                    keep = d.decision == "accepted"
+                    counts[d.decision] += 1
+                    if keep and d.caption is not None:
+                        captions[item] = d.caption
+                else:
+                    keep = action == "keep" or (action == "review" and pending == "keep")
+                    if action == "review":
+                        counts["pending"] += 1
                 keep_mask.append(keep)
                 counts["in"] += 1
                 counts[f"{action}"] += 1
                 if keep:
                     counts["kept"] += 1
+                elif d is not None:
+                    dropped_reasons.update([f"rejected_by_reviewer:{r}" for r in reasons] or ["rejected_by_reviewer"])
                 else:
                     dropped_reasons.update(reasons if action == "drop" else [f"pending_review:{r}" for r in reasons])
             table = pq.read_table(run.data_shard(outcome.shard))
             kept = table.filter(pa.array(keep_mask, pa.bool_())) if keep_mask else table
+            counts["captions"] += len(captions)
+            if captions:
+                texts = [captions.get(i, t) for i, t in zip(kept.column("id").to_pylist(), kept.column("text").to_pylist())]
+                kept = kept.set_column(kept.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
             if kept.num_rows:
                 writer.write(outcome.shard, kept)
             bar.update(len(keep_mask))
@@ -170,6 +194,9 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
                    "review": counts["review"], "drop": counts["drop"],
                    "quarantined_at_ingest": manifest["input"].get("quarantined", 0)},
         "pending_review": pending,
+        "review": {"accepted": counts["accepted"], "rejected": counts["rejected"], "pending": counts["pending"],
+                   "captions_replaced": counts["captions"],
+                   "rule": f"rejected items left out, accepted kept; undecided review items: {pending}"},
         "dropped_by_reason": dict(dropped_reasons.most_common()),
         "config": manifest.get("config"),
     }

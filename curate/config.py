@@ -59,7 +59,7 @@ class PipelineConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"
     address: Optional[str] = Field(None, description="ray: cluster address (default: start a local Ray)")
     workers: int = Field(2, ge=1, description="worker processes for the local executor")
-    stages: list[dict[str, Any]] = Field(default_factory=list)
+    stages: list[Any] = Field(default_factory=list, description="stages in order, each {name: {params}}")
 
     def output_dir(self) -> Path:
         return Path(self.output or f"runs/{self.name}")
@@ -135,7 +135,21 @@ def _constraint_words(err: dict) -> str | None:
     return None
 
 
-def _format_error(err: dict, prefix: list, fields: dict[str, Any] | None) -> str:
+def _bounds(model: type[BaseModel] | None, loc: tuple) -> str:
+    """' >= 1' style text for the numeric constraints of the field at ``loc`` (if any)."""
+    info = _field_names(model, loc).get(loc[-1]) if model is not None and loc else None
+    if info is None:
+        return ""
+    parts = []
+    for m in getattr(info, "metadata", []):
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                parts.append(f"{op} {v}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _format_error(err: dict, prefix: list, fields: dict[str, Any] | None, model: type[BaseModel] | None = None) -> str:
     loc = _loc([*prefix, *err["loc"]])
     got = err.get("input")
     t = err["type"]
@@ -152,7 +166,7 @@ def _format_error(err: dict, prefix: list, fields: dict[str, Any] | None) -> str
         return f"{loc}: expected one of {expected}, got {json.dumps(got, default=str)}"
     words = _constraint_words(err)
     if words is None and t in _TYPE_WORDS:
-        words = _TYPE_WORDS[t]
+        words = _TYPE_WORDS[t] + (_bounds(model, err["loc"]) if t.startswith(("int", "float")) else "")
     if words is not None:
         if t.startswith(("greater", "less")) and prefix is not None:
             kind = "an integer" if isinstance(got, int) and not isinstance(got, bool) else "a number"
@@ -165,6 +179,8 @@ def _field_names(model: type[BaseModel], loc: tuple) -> dict[str, Any]:
     """Allowed keys at the location of an 'extra_forbidden' error (for the message)."""
     cur: Any = model
     for part in loc[:-1]:
+        if isinstance(part, str) and cur is not None and part not in getattr(cur, "model_fields", {}):
+            continue  # e.g. the union tag pydantic puts in the location
         if isinstance(part, int) or cur is None:
             continue
         f = getattr(cur, "model_fields", {}).get(part)
@@ -173,11 +189,30 @@ def _field_names(model: type[BaseModel], loc: tuple) -> dict[str, Any]:
     return dict(getattr(cur, "model_fields", {})) if cur is not None else {}
 
 
+def _is_union_tag(part) -> bool:
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "dict", "list"))
+
+
 def _errors(exc: ValidationError, model: type[BaseModel], prefix: list) -> list[str]:
-    out = []
+    out: list[str] = []
+    unions: dict[tuple, list[dict]] = {}
     for err in exc.errors():
-        fields = _field_names(model, err["loc"]) if err["type"] == "extra_forbidden" else None
-        out.append(_format_error(err, prefix, fields))
+        loc = tuple(err["loc"])
+        cut = next((i for i, part in enumerate(loc) if _is_union_tag(part)), None)
+        if cut is not None:  # one error per union member: merge them into one message
+            unions.setdefault(loc[:cut], []).append(err)
+            continue
+        fields = _field_names(model, loc) if err["type"] == "extra_forbidden" else None
+        out.append(_format_error(err, prefix, fields, model))
+    for loc, errs in unions.items():
+        words = []
+        for e in errs:
+            if e["type"] in ("literal_error", "enum"):
+                words.append("one of " + (e.get("ctx") or {}).get("expected", ""))
+            else:
+                words.append(_TYPE_WORDS.get(e["type"], e["msg"]))
+        got = json.dumps(errs[0].get("input"), default=str)
+        out.append(f"{_loc([*prefix, *loc])}: expected {' or '.join(dict.fromkeys(words))}, got {got}")
     return out
 
 

@@ -8,6 +8,7 @@ params, its version and everything upstream) is unchanged is skipped.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import platform
@@ -90,10 +91,11 @@ def _pending_ingest_tasks(pipeline: Pipeline, run: RunDir, counters: dict):
 _WORKER_STAGES: dict[str, Stage] = {}
 
 
-def _instantiate(spec_name: str, params_json: dict, ctx: StageContext, key: str) -> Stage:
+def _instantiate(spec_name: str, module: str, params_json: dict, ctx: StageContext, key: str) -> Stage:
     """The stage object for this worker process, set up once and reused across shards."""
     stage = _WORKER_STAGES.get(key)
     if stage is None:
+        importlib.import_module(module)  # registers stages defined outside curate.stages (plugins)
         cls = get_stage_class(spec_name)
         stage = cls(cls.Params.model_validate(params_json), ctx)
         stage.setup()
@@ -106,13 +108,14 @@ def _instantiate(spec_name: str, params_json: dict, ctx: StageContext, key: str)
 class StageJob:
     run_root: str
     stage_name: str
+    stage_module: str
     params: dict
     ctx: StageContext
     key: str
     refs: list[ColumnRef]
     shard: int
     out_path: str
-    phase: str  # "map" (a map stage's output, or a global stage's cached map output)
+    phase: str  # "map" (a map stage's output) or "global_map" (a global stage's cached map output)
 
 
 def finalize(stage: Stage, ids: pa.Array, result: pa.Table) -> pa.Table:
@@ -141,7 +144,7 @@ def stage_task(job: StageJob) -> dict:
         out = _empty_output(batch.column("id")) if job.phase == "map" else batch
         write_table(out, Path(job.out_path))
         return {"shard": job.shard, "rows": 0}
-    stage = _instantiate(job.stage_name, job.params, job.ctx, job.key)
+    stage = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
     if isinstance(stage, GlobalStage):
         out = stage.map(batch)
         if "id" not in out.column_names:
@@ -318,7 +321,8 @@ class Runner:
                 out = map_dir / shard_name(i)
                 if out.exists():
                     continue
-                yield StageJob(str(self.run.root), spec.name, params_json, ctx, fp, refs, i, str(out), "map")
+                yield StageJob(str(self.run.root), spec.name, cls.__module__, params_json, ctx, fp, refs, i, str(out),
+                               "global_map" if is_global else "map")
 
         desc = f"{spec.dirname}" + (" (map)" if is_global else "")
         for _ in executor.map_unordered(stage_task, jobs(), desc=desc, total_rows=rows_total, parallel=cls.parallel):

@@ -145,16 +145,12 @@ def whitespace_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
     """Remove control and invisible characters (zero-width spaces, soft hyphens, BOM, direction
     marks), turn non-breaking and other odd spaces, tabs and line breaks inside the text into single
     spaces. Ordinary double spaces or edge whitespace alone do not count as a change."""
-    if text.isascii() and not _INVISIBLE.search(text) and not _INNER_BREAK.search(text):
+    if text.isascii():
+        if not _INVISIBLE.search(text) and not _INNER_BREAK.search(text):
+            return text, False
+    elif not (_INVISIBLE.search(text) or _ODD_SPACE.search(text) or _INNER_BREAK.search(text)):
         return text, False
-    new = _INVISIBLE.sub("", text)
-    new = _ODD_SPACE.sub(" ", new)
-    if new == text and not _INNER_BREAK.search(text):
-        return text, False
-    new = normalize_whitespace(new)
-    if new == normalize_whitespace(text) and not _INNER_BREAK.search(text):
-        return text, False
-    return new, True
+    return normalize_whitespace(_ODD_SPACE.sub(" ", _INVISIBLE.sub("", text))), True
 
 
 # -- urls and e-mail addresses ---------------------------------------------------------------------

@@ -16,13 +16,19 @@ _P = 0x100000001B3 * 2 + 1
 _P_INV = pow(_P, -1, 2**64)
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser: a bijection of uint64 with good avalanche (returns a new array)."""
+def mix64(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """SplitMix64 finaliser: a bijection of uint64 with good avalanche.
+
+    Returns a new array unless ``inplace`` (then ``x`` must be a uint64 array and is overwritten)."""
+    z = x if inplace else np.array(x, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        z = np.asarray(x, dtype=np.uint64) + _GOLD
-        z = (z ^ (z >> _S30)) * _M1
-        z = (z ^ (z >> _S27)) * _M2
-        return z ^ (z >> _S31)
+        z += _GOLD
+        z ^= z >> _S30
+        z *= _M1
+        z ^= z >> _S27
+        z *= _M2
+        z ^= z >> _S31
+    return z
 
 
 _POW_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -51,17 +57,20 @@ def range_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     prefix sums times ``P**-start``), plus the length, through :func:`mix64`. Equal slices give equal
     hashes wherever they are in ``values``.
     """
-    v = np.asarray(values, dtype=np.uint64)
+    v = np.asarray(values)
     starts = np.asarray(starts, dtype=np.int64)
     ends = np.asarray(ends, dtype=np.int64)
     pw, ipw = _powers(len(v) + 1)
     with np.errstate(over="ignore"):
+        terms = v * pw[: len(v)] if v.dtype == np.uint64 else v.astype(np.uint64) * pw[: len(v)]
         prefix = np.empty(len(v) + 1, dtype=np.uint64)
         prefix[0] = 0
-        np.cumsum((v + np.uint64(1)) * pw[: len(v)], dtype=np.uint64, out=prefix[1:])
-        h = (prefix[ends] - prefix[starts]) * ipw[starts]
+        np.cumsum(terms, dtype=np.uint64, out=prefix[1:])
+        h = prefix[ends]
+        h -= prefix[starts]
+        h *= ipw[starts]
         h ^= (ends - starts).astype(np.uint64) * _M2
-    return mix64(h)
+    return mix64(h, inplace=True)
 
 
 def bytes_ranges_hash(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -1,0 +1,321 @@
+"""label_noise: the stage from YAML (pixels, tfidf, list columns, pred_probs) and the core in curate.labelnoise."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from curate.config import load_pipeline, parse_pipeline
+from curate.errors import ConfigError, CurateError
+from curate.labelnoise import encode_labels, find_issues, list_column_to_matrix
+from curate.labelnoise.detect import check_pred_probs
+from curate.rundir import RunDir
+from curate.runner import Runner
+from curate.shards import read_records, read_stage
+from tests.conftest import EXAMPLES, REPO
+
+
+def run_pipeline(path, output=None):
+    runner = Runner(load_pipeline(path), output=output, quiet=True, workers=1)
+    manifest = runner.execute()
+    return runner.run, manifest
+
+
+def stage_rows(run: RunDir, manifest: dict) -> tuple[dict, list[dict]]:
+    """The label_noise stage's manifest entry and its rows joined with the records' source and label."""
+    entry = next(s for s in manifest["stages"] if s["name"] == "label_noise")
+    ann = read_stage(run, entry["dir"]).to_pylist()
+    rec = {r["id"]: r for r in read_records(run, ["id", "source", "label", "text"]).to_pylist()}
+    for row in ann:
+        row.update({k: rec[row["id"]][k] for k in ("source", "label", "text")})
+    return entry, ann
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+# -- the MNIST example from the shipped YAML ---------------------------------------------------------
+def test_mnist_example_pipeline_finds_most_planted_label_noise(tmp_path):
+    if not (EXAMPLES / "mnist").is_dir():
+        pytest.skip("examples/mnist is missing")
+    doc = yaml.safe_load((REPO / "pipelines" / "mnist_label_noise.yaml").read_text())
+    doc["input"]["path"] = str(EXAMPLES / "mnist")
+    doc["output"] = str(tmp_path / "run")
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    run, manifest = run_pipeline(p)
+    entry, rows = stage_rows(run, manifest)
+    truth = {r["path"]: r for r in csv.DictReader(open(EXAMPLES / "mnist_labels.csv"))}
+    planted = {path for path, r in truth.items() if r["planted_noise"] == "1"}
+    flagged = {r["source"] for r in rows if r["flag"] == "label_issue"}
+    assert len(planted) == 100 and len(rows) == 2000
+    found = flagged & planted
+    assert len(found) >= 75, f"found {len(found)} of 100 planted errors"
+    assert len(found) / len(flagged) >= 0.45, f"precision {len(found)}/{len(flagged)}"
+    # flagged planted errors usually suggest the true label
+    right = sum(1 for r in rows if r["source"] in found and r["suggested_label"] == truth[r["source"]]["true_label"])
+    assert right >= 0.8 * len(found)
+    for r in rows:
+        assert r["given_label"] == r["label"]
+        assert 0.0 <= r["label_quality"] <= 1.0 and 0.0 < r["suggested_prob"] <= 1.0
+        if r["flag"]:
+            assert r["action"] == "review" and r["issue_rank"] >= 1
+            if r["suggested_label"] != r["given_label"]:
+                assert r["detail"] == f'labelled "{r["given_label"]}", model says "{r["suggested_label"]}" (p={r["suggested_prob"]:.2f})'
+        else:
+            assert r["action"] is None and r["detail"] is None and r["issue_rank"] is None
+    ranks = sorted(r["issue_rank"] for r in rows if r["flag"])
+    assert ranks == list(range(1, len(flagged) + 1))
+    s = entry["summary"]
+    assert s["classes"] == [str(i) for i in range(10)]
+    assert s["label_issues"] == len(flagged) == entry["stats"]["flagged"]
+    assert 0.8 <= s["heldout_accuracy"] < 1.0 and "warning" not in s
+    assert 0.02 <= s["estimated_noise_rate"] <= 0.2
+    assert set(s["noise_rate_per_class"]) == set(s["classes"])
+    assert s["confused_pairs"] and {"given", "likely", "count"} <= set(s["confused_pairs"][0])
+    assert s["feature_info"]["pca_components"] == 64
+
+
+# -- text: TF-IDF features on real reviews with planted flips ------------------------------------------
+@pytest.mark.slow
+def test_text_dataset_with_tfidf_features_finds_flipped_labels(tmp_path, shared_data):
+    src = shared_data / "imdb-test" / "imdb_test.jsonl.gz"
+    with gzip.open(src, "rt", encoding="utf-8") as f:
+        items = [json.loads(line) for line in f]
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(items), size=1500, replace=False)
+    flip = set(rng.choice(1500, size=60, replace=False).tolist())
+    rows = []
+    for j, i in enumerate(pick):
+        label = ["negative", "positive"][items[i]["label"]]
+        if j in flip:
+            label = "positive" if label == "negative" else "negative"
+        rows.append({"text": items[i]["text"], "label": label, "key": j})
+    write_jsonl(tmp_path / "reviews.jsonl", rows)
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump({"name": "imdb", "input": {"format": "jsonl", "path": str(tmp_path / "reviews.jsonl")},
+                                 "output": str(tmp_path / "run"), "workers": 1,
+                                 "stages": [{"label_noise": {"features": "tfidf", "classifier": "logistic"}}]}))
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    keys = [json.loads(json.dumps(r)) for r in rows]
+    by_text = {r["text"]: r["key"] for r in keys}
+    flagged = {by_text[r["text"]] for r in ann if r["flag"] == "label_issue"}
+    assert entry["summary"]["classes"] == ["negative", "positive"]
+    assert entry["summary"]["heldout_accuracy"] > 0.7
+    assert len(flagged & flip) >= 30, f"found {len(flagged & flip)} of 60 flips among {len(flagged)} flagged"
+
+
+# -- an embedding column (here from the manifest's meta), string labels --------------------------------
+def blobs(n_per_class=60, dim=16, seed=0, names=("cat", "dog", "frog")):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, size=(len(names), dim))
+    rows, true = [], []
+    for k, name in enumerate(names):
+        for _ in range(n_per_class):
+            rows.append({"text": f"item {len(rows)}", "label": name,
+                         "emb": (centers[k] + rng.normal(0, 1, dim)).round(4).tolist()})
+            true.append(name)
+    return rows, true
+
+
+def test_embedding_column_with_string_labels(tmp_path, make_pipeline):
+    rows, true = blobs()
+    flips = {5: "dog", 70: "frog", 130: "cat", 150: "dog"}
+    for i, lab in flips.items():
+        rows[i]["label"] = lab
+    rows.append({"text": "no label"})  # unlabelled: not scored
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl"), "shard_size": 50},
+                      [{"label_noise": {"features": "meta.emb", "classifier": "logistic", "action": "drop"}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    by_item = {r["text"]: r for r in ann}
+    flagged = {int(t.split()[1]) for t, r in by_item.items() if r["flag"] == "label_issue"}
+    # cleanlab's per-class thresholds may spare one of the four (p=0.96 for the true class of row 5 is
+    # just under the mean confidence of that class); nothing else is flagged
+    assert flagged <= set(flips) and len(flagged) >= 3
+    for i in flips:
+        r = by_item[f"item {i}"]
+        assert r["suggested_label"] == true[i] and r["label_quality"] < 0.1
+        if i in flagged:
+            assert r["action"] == "drop"
+            assert r["detail"].startswith(f'labelled "{flips[i]}", model says "{true[i]}" (p=')
+    assert by_item["no label"]["given_label"] is None and by_item["no label"]["flag"] is None
+    s = entry["summary"]
+    assert s["classes"] == ["cat", "dog", "frog"] and s["unlabelled"] == 1 and s["scored"] == 180
+    assert s["heldout_accuracy"] > 0.95 and s["feature_info"] == {"dim": 16}
+
+
+def test_knn_and_mlp_classifiers_run(tmp_path, make_pipeline):
+    rows, _ = blobs(n_per_class=40)
+    rows[3]["label"] = "frog"
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    for clf in ("knn", "mlp"):
+        p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                          [{"label_noise": {"features": "meta.emb", "classifier": clf, "folds": 3}}], name=clf)
+        run, manifest = run_pipeline(p, output=str(tmp_path / clf))
+        entry, ann = stage_rows(run, manifest)
+        assert entry["summary"]["classifier"] == clf and len(entry["summary"]["fold_accuracy"]) == 3
+        assert "item 3" in {r["text"] for r in ann if r["flag"]}
+
+
+# -- pred_probs supplied by the user: the same flags as cleanlab itself ---------------------------------
+def test_pred_probs_column_matches_cleanlab(tmp_path, make_pipeline):
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    rng = np.random.default_rng(1)
+    n, k = 400, 4
+    labels = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.full(k, 0.4), n)
+    probs[np.arange(n), labels] += rng.uniform(0, 2.5, n)
+    probs /= probs.sum(1, keepdims=True)
+    probs = probs.astype(np.float32)
+    rows = [{"text": f"r{i}", "label": int(labels[i]), "p": probs[i].tolist()} for i in range(n)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl"), "shard_size": 150},
+                      [{"label_noise": {"features": "pred_probs:meta.p", "min_examples_per_class": 1}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    order = [int(r["text"][1:]) for r in ann]
+    ours = {order[j] for j, r in enumerate(ann) if r["flag"]}
+    p64 = probs.astype(np.float64)
+    p64 /= p64.sum(1, keepdims=True)
+    theirs = set(np.flatnonzero(find_label_issues(labels, p64, filter_by="prune_by_noise_rate")).tolist())
+    assert 10 < len(theirs) < n / 2
+    assert ours == theirs
+    q = get_label_quality_scores(labels, p64)
+    got = np.array([r["label_quality"] for r in ann])
+    np.testing.assert_allclose(got, q[order], atol=1e-5)
+    s = entry["summary"]
+    assert "classifier" not in s and s["classes"] == ["0", "1", "2", "3"]
+
+
+def test_pred_probs_with_named_labels_need_the_class_order(tmp_path, make_pipeline):
+    rows = [{"text": f"r{i}", "label": ["b", "a", "c"][i % 3], "p": [0.1, 0.2, 0.7]} for i in range(30)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "pred_probs:meta.p", "classes": ["c", "b", "a"]}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    assert entry["summary"]["classes"] == ["c", "b", "a"]
+    assert {r["suggested_label"] for r in ann} == {"a"}
+    rows = [{"text": f"r{i}", "label": ["b", "a"][i % 2], "p": [0.1, 0.2, 0.7]} for i in range(30)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "pred_probs:meta.p"}}], name="again")
+    with pytest.raises(CurateError, match="give the column order with 'classes"):
+        run_pipeline(p, output=str(tmp_path / "again"))
+
+
+# -- small classes, weak features, bad config ---------------------------------------------------------
+def test_classes_too_small_for_the_folds_are_reported_not_crashed_on(tmp_path, make_pipeline):
+    rows, _ = blobs(n_per_class=30, names=("cat", "dog"))
+    rows += [{"text": "rare 1", "label": "axolotl", "emb": [0.0] * 16}, {"text": "rare 2", "label": "axolotl", "emb": [0.1] * 16}]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "meta.emb"}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    assert entry["summary"]["classes_skipped"] == {"axolotl": 2}
+    assert entry["summary"]["scored"] == 60
+    rare = [r for r in ann if r["text"].startswith("rare")]
+    assert all(r["label_quality"] is None and r["flag"] is None and r["given_label"] == "axolotl" for r in rare)
+
+
+def test_only_one_usable_class_scores_nothing_with_a_warning(tmp_path, make_pipeline):
+    rows, _ = blobs(n_per_class=20, names=("cat",))
+    rows.append({"text": "x", "label": "dog", "emb": [0.0] * 16})
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    assert "at least two classes" in entry["summary"]["warning"]
+    assert entry["stats"]["flagged"] == 0 and all(r["label_quality"] is None for r in ann)
+
+
+def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
+    rng = np.random.default_rng(0)
+    rows = [{"text": f"r{i}", "label": ["a", "b"][i % 2], "emb": rng.normal(size=8).round(3).tolist()} for i in range(200)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
+    run, manifest = run_pipeline(p)
+    s = stage_rows(run, manifest)[0]["summary"]
+    assert s["adjusted_accuracy"] < 0.5 and "too weak to trust" in s["warning"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"features": "pred_probs:"}, "stages[0].label_noise.features"),
+    ({"features": "bad value"}, "stages[0].label_noise.features"),
+    ({"classifier": "svm"}, "stages[0].label_noise.classifier: expected one of 'logistic', 'mlp' or 'knn'"),
+    ({"folds": 1}, "stages[0].label_noise.folds: expected an integer >= 2"),
+    ({"method": "nope"}, "stages[0].label_noise.method"),
+    ({"fold": 3}, "did you mean 'folds'"),
+])
+def test_bad_params_are_config_errors_naming_the_key(params, message):
+    doc = {"name": "x", "input": {"format": "jsonl", "path": "x.jsonl"}, "stages": [{"label_noise": params}]}
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        parse_pipeline(doc)
+
+
+def test_missing_feature_column_is_a_clear_error(tmp_path, make_pipeline):
+    write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": "x"}])
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "embed.text_embedding"}}])
+    with pytest.raises(CurateError, match="no stage 'embed' runs before this one"):
+        run_pipeline(p)
+
+
+# -- the core -----------------------------------------------------------------------------------------
+def test_encode_labels_ints_names_and_given_order():
+    codes, cmap = encode_labels(["3", "0", None, "3"])
+    assert codes.tolist() == [3, 0, -1, 3] and cmap.names == ["0", "1", "2", "3"]
+    codes, cmap = encode_labels(["dog", "cat", None])
+    assert codes.tolist() == [1, 0, -1] and cmap.names == ["cat", "dog"]
+    codes, cmap = encode_labels(["dog", "cat"], classes=["dog", "cat", "emu"])
+    assert codes.tolist() == [0, 1]
+    with pytest.raises(CurateError, match="not in the list"):
+        encode_labels(["dog", "owl"], classes=["dog"])
+    with pytest.raises(CurateError, match="at least 8 columns"):
+        encode_labels(["7", "1"], n_columns=5)
+
+
+def test_list_column_to_matrix():
+    m, present = list_column_to_matrix(pa.array([[1, 2], None, [3, 4]], pa.list_(pa.float32())))
+    assert m.tolist() == [[1, 2], [0, 0], [3, 4]] and present.tolist() == [True, False, True]
+    m, _ = list_column_to_matrix(pa.chunked_array([pa.array([[1.0, 2.0]], pa.list_(pa.float64(), 2))]))
+    assert m.shape == (1, 2)
+    with pytest.raises(CurateError, match="different lengths"):
+        list_column_to_matrix(pa.array([[1.0], [1.0, 2.0]]))
+    with pytest.raises(CurateError, match="number lists"):
+        list_column_to_matrix(pa.array(["a"]))
+
+
+def test_check_pred_probs_renormalises_rounding_and_rejects_scores():
+    labels = np.array([0, 1])
+    p = check_pred_probs(np.array([[0.50001, 0.50001], [0.2, 0.8]]), labels)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-6)
+    with pytest.raises(CurateError, match="sum to 1"):
+        check_pred_probs(np.array([[2.0, 3.0], [0.2, 0.8]]), labels)
+    with pytest.raises(CurateError, match="at least 3 columns"):
+        check_pred_probs(np.array([[0.5, 0.5]]), np.array([2]))
+
+
+def test_find_issues_ranks_flagged_rows_by_quality():
+    labels = np.array([0] * 20 + [1] * 20)
+    p = np.tile([0.9, 0.1], (40, 1))
+    p[20:] = [0.1, 0.9]
+    p[3] = [0.02, 0.98]
+    p[25] = [0.95, 0.05]
+    res = find_issues(labels, p, min_examples_per_class=1)
+    assert set(np.flatnonzero(res.is_issue)) == {3, 25}
+    assert res.suggested[3] == 1 and res.ranks()[3] == 1 and res.ranks()[25] == 2 and res.ranks()[0] == 0

@@ -154,7 +154,7 @@ def whitespace_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
 
 
 # -- urls and e-mail addresses ---------------------------------------------------------------------
-_LEAD_IN = r"(?:(?:via|source|see|visit|more(?:\s+info)?\s+at|more\s+on|available\s+at|contact(?:\s+us)?|e-?mail(?:\s+us)?|mail|from|at|on|@)\s*:?\s*)?"
+_LEAD_IN = r"(?:\b(?:via|source|see|visit|more(?:\s+info)?\s+at|more\s+on|available\s+at|contact(?:\s+us)?|e-?mail(?:\s+us)?|mail|from|at|on|@)\s*:?\s*)?"
 _URL = re.compile(
     rf"(?i)[(\[]?{_LEAD_IN}"
     r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'()\[\]]*[^\s<>\"'()\[\].,;:!?]"

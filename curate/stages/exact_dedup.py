@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from curate.dedup.keep import SCORE_COLUMN, KeepRule, duplicate_flags, keep_input_columns, keep_scores, short_id
 from curate.dedup.shingles import normalize_exact
@@ -22,6 +22,14 @@ class ExactDedupParams(StageParams):
     keep: KeepRule = Field("first", description="representative of each cluster: first, longest_text, "
                                                 "largest_image or score:<column>")
     action: Action | dict[str, Action] = "drop"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data):
+        # YAML 1.1 (PyYAML) reads an unquoted key `on` as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
 
 def exact_key(image: bytes | None, text: str | None, on: list[str]) -> bytes | None:

@@ -3,7 +3,8 @@
 Every decision is a new row ``(id, item_id, decision, reviewer, at, note, caption, undoes)``; rows are
 never updated or deleted. The latest row per item (highest ``id``) is the item's status. Undo appends a
 row that restores the status the item had before the undone row (``undoes`` points at it), and only if
-nobody decided that item since (so undo never overwrites another reviewer's later decision).
+nobody decided that item since (so undo never overwrites another reviewer's later decision); undoing
+twice walks back two steps.
 
 Several processes may write at once: each write is one ``BEGIN IMMEDIATE`` transaction and SQLite
 serialises them (``busy_timeout`` waits for the lock), so no decision is lost.
@@ -147,10 +148,11 @@ class DecisionStore:
         return list(range(start + 1, end + 1))
 
     def undo(self, row_ids: Iterable[int], *, reviewer: str | None = None) -> tuple[list[int], list[str]]:
-        """Undo the given rows: for each, append a row that restores the item's previous status.
+        """Undo the given rows: for each, append a row that restores the item's status before that row.
 
-        A row is only undone if it is still its item's latest row; items decided again since (by anyone)
-        are left alone and returned as the second element. Returns ``(new row ids, skipped item ids)``.
+        A row is only undone if every decision on its item since has itself been undone (so undoing twice
+        walks back two steps); items decided again since (by anyone), or rows already undone, are left
+        alone and returned as the second element. Returns ``(new row ids, skipped item ids)``.
         """
         wanted = list(row_ids)
         if not wanted:
@@ -164,9 +166,10 @@ class DecisionStore:
                 marks = ",".join("?" * len(chunk))
                 targets = conn.execute(f"SELECT id, item_id FROM decisions WHERE id IN ({marks})", chunk).fetchall()
                 for row_id, item in targets:
-                    latest = conn.execute("SELECT MAX(id) FROM decisions WHERE item_id = ?", (item,)).fetchone()[0]
-                    if latest != row_id:
-                        skipped.append(item)
+                    later = conn.execute("SELECT id, undoes FROM decisions WHERE item_id = ? AND id > ? ORDER BY id",
+                                         (item, row_id)).fetchall()
+                    if not _net_zero(row_id, later):
+                        skipped.append(item)  # already undone, or decided again since
                         continue
                     prev = conn.execute(
                         "SELECT decision, note, caption FROM decisions WHERE item_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
@@ -217,6 +220,21 @@ class DecisionStore:
             for d in rows:
                 w.writerow([d.id, d.item_id, d.decision, d.reviewer, d.at, d.note, d.caption, d.undoes])
         return len(rows)
+
+
+def _net_zero(row_id: int, later: list[tuple[int, int | None]]) -> bool:
+    """Whether the rows after ``row_id`` (``(id, undoes)``, in order) leave it in effect: every decision
+    since was undone, and ``row_id`` itself was not. Undoing an undo row re-applies a decision."""
+    is_undo = {i: u is not None for i, u in later}
+    active: set[int] = set()
+    for i, u in later:
+        if u == row_id:
+            return False  # already undone
+        if u is None or is_undo.get(u, False):
+            active.add(i)
+        else:
+            active.discard(u)
+    return not active
 
 
 def _chunks(seq: list, n: int):

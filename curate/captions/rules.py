@@ -58,6 +58,13 @@ class RuleOptions:
 
     boilerplate: Sequence[str] = DEFAULT_BOILERPLATE
     _boilerplate_re: re.Pattern | None = field(default=None, init=False, repr=False)
+    _first_words: frozenset | None = field(default=None, init=False, repr=False)
+
+    def first_words(self) -> frozenset[str]:
+        """Every phrase in lower case with single spaces, for a cheap "could it match?" test."""
+        if self._first_words is None:
+            self._first_words = frozenset(" ".join(p.lower().split()) for p in self.boilerplate if p.strip())
+        return self._first_words
 
     def boilerplate_re(self) -> re.Pattern | None:
         if self._boilerplate_re is None and self.boilerplate:
@@ -183,6 +190,7 @@ _FILENAME_TOKEN = re.compile(
     rf"(?i)(?<![\w/\\-])(?:[\w\-]+(?:[ _]?\(\d+\))?(?:\.[\w\-]+)*\.{_EXT}(?![\w.])"
     rf"|{_CAMERA}[_\-]?\d{{4,}}(?:[_\-]\d+)*(?:\.{_EXT})?(?![\w.]))"
 )
+_FILENAME_HINT = re.compile(rf"(?i)\.{_EXT}\b|\d{{4,}}")
 # A whole caption that is a file name with spaces ("image (3).png", "Screenshot 2020-01-01 at 10.00.00.png")
 # or a placeholder ("untitled", "image 3").
 _FILENAME_ONLY = re.compile(
@@ -197,6 +205,8 @@ def filenames_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
     """Remove file and camera names (``IMG_2031.JPG``, ``DSC01234``, ``image (3).png``); a caption
     that is only such a name (or a placeholder like ``untitled``) becomes empty."""
     stripped = text.strip()
+    if len(stripped) > 24 and not _FILENAME_HINT.search(text):
+        return text, False
     if _FILENAME_ONLY.match(stripped) and not (" " in stripped and not _looks_like_filename_words(stripped)):
         return "", True
     new = _FILENAME_TOKEN.sub(" ", text)
@@ -223,6 +233,9 @@ def boilerplate_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
     rx = opts.boilerplate_re()
     if rx is None:
         return text, False
+    lower = text.lower()
+    if not any(w in lower for w in opts.first_words()):
+        return text, False
     new = rx.sub(" ", text)
     if new == text:
         return text, False
@@ -230,19 +243,32 @@ def boilerplate_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
 
 
 # -- truncation markers ----------------------------------------------------------------------------
-_TRUNC = re.compile(
-    r"(?i)(?:\s*(?:\[\s*(?:\.{3}|\u2026|more|truncated)\s*\]|\(\s*(?:\.{3}|\u2026|more|truncated|cont(?:inued|'d)?)\s*\)"
-    r"|(?:(?:\.{3}|\u2026)\s*)?(?:read|see|show|view)\s+more|\bmore\s*(?:\.{3}|\u2026)|\.{3}|\u2026))+\s*$"
-)
+_TRUNC_MARKERS = tuple(sorted((
+    "...", "\u2026", "[...]", "[\u2026]", "(...)", "(\u2026)", "(more)", "[more]", "(truncated)", "[truncated]",
+    "(cont)", "(cont.)", "(continued)", "(cont'd)", "read more", "see more", "show more", "view more",
+    "more...", "more\u2026",
+), key=len, reverse=True))
 
 
 @rule("truncation")
 def truncation_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
     """Remove trailing truncation markers: ``...``, ``…``, ``[...]``, ``(more)``, ``Read more``."""
-    if not _TRUNC.search(text):
+    t = text.rstrip()
+    if not t or (t[-1] not in ".\u2026)]" and not t[-4:].lower() == "more"):
         return text, False
-    new = _TRUNC.sub("", text)
-    return _tidy(new), True
+    changed = False
+    while t:
+        lower = t.lower()
+        for m in _TRUNC_MARKERS:
+            if lower.endswith(m) and (not m[0].isalpha() or len(t) == len(m) or not t[-len(m) - 1].isalnum()):
+                t = t[: -len(m)].rstrip()
+                changed = True
+                break
+        else:
+            break
+    if not changed:
+        return text, False
+    return _tidy(t), True
 
 
 # -- repeats ---------------------------------------------------------------------------------------
@@ -255,7 +281,8 @@ LEGIT_DOUBLES = frozenset({
 })
 _REPEATED_WORD = re.compile(r"(?i)\b([^\W\d_]+)(?:\s+\1\b)+")
 _PUNCT_RUN = re.compile(r"([!?,;:])\1+|\.{4,}")
-_TAIL_PUNCT = re.compile(r"([.!?])\s+[!?.]+\s*$")
+_TAIL_PUNCT = re.compile(r"([.!?])(?:\s+[!?.]+|[!?]{2,})\s*$")
+_WORD_PUNCT = ".,;:!?\"')]"
 
 
 def _doubled(text: str) -> str | None:
@@ -277,6 +304,10 @@ def _doubled(text: str) -> str | None:
 def repeats_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
     """Collapse repeated words (``the the``, except doubles like ``very very``), punctuation runs
     (``!!!!``, ``,,``, ``.....``) and a caption written twice in a row."""
+    words = text.lower().split()
+    has_double = any((a == b or a == b.rstrip(_WORD_PUNCT)) and a.isalpha() for a, b in zip(words, words[1:]))
+    if not has_double and not _PUNCT_RUN.search(text) and not _TAIL_PUNCT.search(text) and _doubled(text) is None:
+        return text, False
     new = text
     whole = _doubled(new)
     if whole is not None:

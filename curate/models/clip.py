@@ -159,6 +159,30 @@ def how_to_provide(model: str, tag: str | None) -> str:
             "open_clip_config.json and weights in PATH")
 
 
+def _reachable(model: str, tag: str, timeout: float = 3.0) -> str | None:
+    """``None`` if the host serving ``model``/``tag`` answers (or a proxy is configured), else why not.
+
+    A quick probe, so that an offline machine gets a clear answer at once instead of minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    files = _tag_files(model, tag)
+    host = "huggingface.co"
+    if files and files[0][0] == "url":
+        host = urlparse(files[0][1]).hostname or host
+    elif os.environ.get("HF_ENDPOINT"):
+        host = urlparse(os.environ["HF_ENDPOINT"]).hostname or host
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"no network: cannot reach {host} ({exc})"
+    return None
+
+
 def fetch_weights(model: str, tag: str) -> str:
     """Download ``model``/``tag`` into open_clip's cache; returns the local path.
 
@@ -170,6 +194,12 @@ def fetch_weights(model: str, tag: str) -> str:
     if hit:
         return hit
     oc = _open_clip()
+    why = _reachable(src.model, src.pretrained)
+    if why:
+        raise CurateError(f"cannot download {src.model} weights {src.pretrained!r}: {why}. Offline, set the embed stage's "
+                          "pretrained: to a local checkpoint file (.safetensors/.bin/.pt) or use model: local-dir:PATH "
+                          "(open_clip_config.json + weights); or run this fetch where there is network and copy "
+                          "the cache (~/.cache/huggingface, ~/.cache/clip)")
     try:
         return oc.download_pretrained(oc.get_pretrained_cfg(src.model, src.pretrained))
     except Exception as exc:  # network errors come in many types (OSError, HTTPError, HF hub errors)

@@ -1,0 +1,81 @@
+"""``curate models list`` and ``curate models fetch``: which CLIP weights exist and which are here."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def register(main: click.Group) -> None:
+    main.add_command(models)
+
+
+@click.group()
+def models() -> None:
+    """CLIP / text models: list what exists and what is cached, fetch weights."""
+
+
+@models.command("list")
+@click.option("--model", "model_filter", default=None, help="only this architecture (e.g. ViT-B-32)")
+@click.option("--cached", is_flag=True, help="only weights already in the local cache")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def list_models(model_filter: str | None, cached: bool, as_json: bool) -> None:
+    """Known open_clip architectures and pretrained tags, marking those in the local cache.
+
+    Works offline: the list comes from open_clip itself; nothing is downloaded."""
+    from curate.errors import CurateError
+    from curate.models import cached_weights, list_architectures, pretrained_tags
+    from curate.models.text import PACKAGED_TEXT_MODELS, resolve_text_model
+
+    archs = list_architectures()
+    if model_filter:
+        if model_filter not in archs:
+            import difflib
+
+            hint = difflib.get_close_matches(model_filter, archs, n=3)
+            raise click.ClickException(f"unknown architecture {model_filter!r}"
+                                       + (f"; did you mean {', '.join(hint)}?" if hint else "; run 'curate models list'"))
+        archs = [model_filter]
+    rows = []
+    for a in archs:
+        for tag in pretrained_tags(a) or []:
+            path = cached_weights(a, tag)
+            if cached and not path:
+                continue
+            rows.append({"model": a, "pretrained": tag, "cached": path})
+        if not pretrained_tags(a) and not cached:
+            rows.append({"model": a, "pretrained": None, "cached": None})
+    text_rows = []
+    for name in PACKAGED_TEXT_MODELS:
+        try:
+            path, _ = resolve_text_model(name)
+        except CurateError:
+            path = None
+        text_rows.append({"backend": "sentence-transformers", "model": name, "local": path})
+    if as_json:
+        click.echo(json.dumps({"open_clip": rows, "text": text_rows}, indent=2))
+        return
+    n_cached = sum(1 for r in rows if r["cached"])
+    width = max((len(r["model"]) for r in rows), default=10)
+    for r in rows:
+        mark = "cached " if r["cached"] else "       "
+        click.echo(f"{mark} {r['model']:<{width}}  {r['pretrained'] or '(no pretrained tags: use a checkpoint file)'}")
+    click.echo(f"\n{len(rows)} open_clip model/tag pairs, {n_cached} in the local cache. "
+               "Use one as  embed: {model: MODEL, pretrained: TAG}; 'curate models fetch MODEL TAG' downloads one.", err=True)
+    for r in text_rows:
+        state = f"installed ({r['local']})" if r["local"] else "not installed: pip install 'curate[text]'"
+        click.echo(f"text model (backend: sentence-transformers): {r['model']}: {state}", err=True)
+
+
+@models.command("fetch")
+@click.argument("model")
+@click.argument("tag")
+def fetch(model: str, tag: str) -> None:
+    """Download MODEL's pretrained TAG into open_clip's cache (needs network).
+
+    Offline, point the embed stage's pretrained: at a checkpoint file instead, or use model: local-dir:PATH."""
+    from curate.models import fetch_weights
+
+    path = fetch_weights(model, tag)
+    click.echo(path)

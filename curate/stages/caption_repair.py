@@ -33,7 +33,7 @@ from curate.stages.base import MapStage, StageParams, flag_table, register_stage
 
 log = logging.getLogger(__name__)
 
-RuleName = Literal["html", "mojibake", "whitespace", "urls", "filenames", "boilerplate", "truncation", "repeats", "quotes"]
+RuleName = Literal["html", "mojibake", "whitespace", "urls", "filenames", "boilerplate", "repeats", "truncation", "quotes"]
 CandidateKind = Literal["rules", "siblings", "generated"]
 
 _CANDIDATE_TYPE = pa.struct([pa.field("source", pa.string()), pa.field("text", pa.string()),

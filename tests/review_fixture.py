@@ -4,8 +4,8 @@ a manifest, written with the ``curate.rundir`` helpers (no models, no network, a
 Stage layout (every stage writes ``flag``/``action``/``detail`` like a real one):
 
 * ``00-text_quality``: ``too_short`` (review) when the caption has under 3 words; score ``non_letter_share``.
-* ``01-near_dup``: items ``i % 10 == 1`` are near-duplicates (review) of item ``i - 1``: ``cluster_id``,
-  ``duplicate_of`` (null on the representative), score ``similarity``.
+* ``01-near_dup``: items ``i % 10 == 1`` are near-duplicates (review) of item ``i - 1`` (as the dedup
+  stages write them): ``cluster_id``, ``is_representative``, score ``similarity``.
 * ``02-label_noise``: items ``i % 7 == 3`` get ``label_issue`` (review), ``suggested_label``, ``label_quality``.
 * ``03-caption_repair``: items ``i % 11 == 5`` get ``mojibake`` (review) and a ``repaired_caption``.
 * ``04-image_quality``: items ``i % 13 == 7`` are ``too_dark`` (drop); score ``luma_mean``.
@@ -78,8 +78,8 @@ def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list
                           [f"{len(_caption(i).split())} words, fewer than 3" if f else None for i, f in zip(idx, short)]),
                     run.stage_dir("00-text_quality") / shard_name(s))
         dup = [i % 10 == 1 for i in idx]
-        write_table(table({"cluster_id": pa.array([i // 10 if i % 10 in (0, 1) else None for i in idx], pa.int64()),
-                           "duplicate_of": pa.array([ids_all[i - 1] if d else None for i, d in zip(idx, dup)], pa.string()),
+        write_table(table({"cluster_id": pa.array([f"c{i // 10}" if i % 10 in (0, 1) else None for i in idx], pa.string()),
+                           "is_representative": pa.array([i % 10 == 0 for i in idx], pa.bool_()),
                            "similarity": pa.array([0.9 + (i % 10) / 100 if d else None for i, d in zip(idx, dup)], pa.float32())},
                           ["near_duplicate" if d else None for d in dup], ["review" if d else None for d in dup],
                           [f"near-duplicate of {ids_all[i - 1][:8]} (Jaccard 0.91)" if d else None for i, d in zip(idx, dup)]),
@@ -102,7 +102,7 @@ def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list
                           ["too_dark" if f else None for f in dark], ["drop" if f else None for f in dark],
                           ["mean luma 7 < 15" if f else None for f in dark]),
                     run.stage_dir("04-image_quality") / shard_name(s))
-    cols = {"00-text_quality": ["n_words", "non_letter_share"], "01-near_dup": ["cluster_id", "duplicate_of", "similarity"],
+    cols = {"00-text_quality": ["n_words", "non_letter_share"], "01-near_dup": ["cluster_id", "is_representative", "similarity"],
             "02-label_noise": ["suggested_label", "label_quality"], "03-caption_repair": ["repaired_caption"],
             "04-image_quality": ["luma_mean"]}
     params = {"00-text_quality": {"min_words": 3, "action": "review"}, "01-near_dup": {"threshold": 0.9, "action": "review"},

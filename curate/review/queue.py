@@ -377,8 +377,10 @@ def make_thumbnail(data: bytes, size: int = 224) -> bytes | None:
 # -- the item view ---------------------------------------------------------------------------------
 _CLUSTER_NAMES = ("cluster", "cluster_id", "dup_cluster", "duplicate_cluster", "group")
 _REP_BOOL_NAMES = ("representative", "is_representative", "is_rep", "keep_representative")
-_REP_ID_NAMES = ("duplicate_of", "representative_id", "rep_id", "representative")
+_REP_ID_NAMES = ("duplicate_of", "dup_of", "representative_id", "rep_id", "representative")
 _SUGGEST_NAMES = ("suggested_label", "predicted_label", "suggestion")
+_CAPTION_NAMES = ("caption", "repaired_caption", "caption_repaired", "repaired_text", "text_repaired", "clean_caption",
+                  "caption_clean")
 
 
 def _pick(names: Iterable[str], schema: pa.Schema, pred) -> str | None:
@@ -395,13 +397,14 @@ def item_details(queue: ReviewQueue, pos: int) -> dict:
     Returns ``{"record": {...}, "stages": {dir: {column: value}}, "clusters": [...], "suggestions": [...],
     "captions": [...]}``. Column-name conventions recognised in a stage's output:
 
-    * a duplicate cluster: an integer/string column ``cluster`` / ``cluster_id`` (members share a value),
-      with the representative marked by a boolean ``representative`` / ``is_representative`` column or
-      by a string ``duplicate_of`` / ``representative_id`` column (the representative's id; null on the
-      representative itself). ``duplicate_of`` alone also works (the item and its original).
+    * a duplicate cluster: a column ``cluster_id`` / ``cluster`` (members share a value) with the
+      representative marked by a boolean ``is_representative`` / ``representative`` column; or a string
+      ``duplicate_of`` / ``dup_of`` column (the id of the item kept; the group is that item and every
+      item pointing at it), which wins when there is no boolean marker (a ``cluster`` column next to
+      ``dup_of`` is then taken as a coarse grouping, e.g. k-means, not a duplicate group).
     * a suggested label: ``suggested_label`` / ``predicted_label``.
-    * a repaired caption: any string column whose name contains ``caption`` or ``text`` and whose value
-      differs from the record's text.
+    * a repaired caption: a string column ``caption`` / ``repaired_caption`` / ``caption_repaired`` /
+      ``repaired_text`` / ``clean_caption`` whose value differs from the record's text.
     """
     run, idx = queue.run, queue.index
     shard, row = int(idx["shard"].iat[pos]), int(idx["row"].iat[pos])
@@ -423,6 +426,8 @@ def item_details(queue: ReviewQueue, pos: int) -> dict:
         rep_bool = _pick(_REP_BOOL_NAMES, schema, pa.types.is_boolean)
         rep_id = _pick(_REP_ID_NAMES, schema, pa.types.is_string)
         members = None
+        if cl is not None and rep_bool is None and rep_id is not None:
+            cl = None  # a coarse grouping next to a duplicate-of pointer
         if cl is not None and srow.get(cl) is not None:
             cols = [cl] + [c for c in (rep_bool, rep_id) if c]
             st = queue.stage_columns(d, cols)
@@ -461,7 +466,7 @@ def item_details(queue: ReviewQueue, pos: int) -> dict:
         for f in schema:
             if f.name in ("flag", "action", "detail", "id") or not pa.types.is_string(f.type):
                 continue
-            if ("caption" in f.name or "text" in f.name) and srow.get(f.name) and srow[f.name] != rec.get("text"):
+            if f.name in _CAPTION_NAMES and srow.get(f.name) and srow[f.name] != rec.get("text"):
                 out["captions"].append({"stage": d, "column": f.name, "original": rec.get("text") or "",
                                         "repaired": srow[f.name],
                                         "diff": caption_diff(rec.get("text") or "", srow[f.name])})

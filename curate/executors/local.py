@@ -21,7 +21,11 @@ class LocalExecutor(Executor):
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(method))
+            ctx = mp.get_context(method)
+            if method == "forkserver":
+                # workers fork from a server that has already imported the runner (pyarrow, stages)
+                ctx.set_forkserver_preload(["curate.runner"])
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
     def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,

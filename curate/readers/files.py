@@ -2,43 +2,64 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 from curate.errors import InputError
 from curate.imageinfo import IMAGE_EXTENSIONS
 from curate.readers.base import RawItem, Reader, ReadTask, chunked, list_files
+from curate.readers.ziparchive import MemberReader, list_members
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(name)[0]
 
 
 class _FileTree:
-    """Lists and reads files from a folder or a zip archive with the same relative paths."""
+    """Lists and reads files from a folder or a zip archive with the same relative paths.
+
+    ``list()`` gives *entries*: relative paths for a folder, zip member tuples for an archive (so that
+    workers need not parse the archive's directory again); ``name(entry)`` and ``read(entry)`` take either.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.is_zip = path.is_file() and zipfile.is_zipfile(path)
         if path.is_file() and not self.is_zip:
             raise InputError(f"input.path: {path} is a file but not a folder or a .zip archive")
-        self._zip: zipfile.ZipFile | None = None
+        self._members: MemberReader | None = None
 
-    def list(self) -> list[str]:
+    def list(self) -> list:
         if self.is_zip:
-            with zipfile.ZipFile(self.path) as zf:
-                names = [i.filename for i in zf.infolist() if not i.is_dir()]
-            return sorted(n for n in names if not any(part.startswith((".", "__MACOSX")) for part in n.split("/")))
+            try:
+                members = list_members(self.path)
+            except zipfile.BadZipFile as exc:
+                raise InputError(f"input.path: {exc}") from None
+            members = [m for m in members if not any(p.startswith((".", "__MACOSX")) for p in m[0].split("/"))]
+            return sorted(members)
         return list_files(self.path)
 
-    def read(self, rel: str) -> bytes:
+    @staticmethod
+    def name(entry) -> str:
+        return entry if isinstance(entry, str) else entry[0]
+
+    def read(self, entry) -> bytes:
         if self.is_zip:
-            if self._zip is None:
-                self._zip = zipfile.ZipFile(self.path)
-            return self._zip.read(rel)
-        return (self.path / rel).read_bytes()
+            if self._members is None:
+                self._members = MemberReader(self.path)
+            return self._members.read(entry)
+        return (self.path / entry).read_bytes()
 
     def close(self):
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None
+        if self._members is not None:
+            self._members.close()
+            self._members = None
 
 
 def _strip_common_root(names: list[str]) -> str:
@@ -56,27 +77,24 @@ class ImageFolderReader(Reader):
 
     format = "imagefolder"
 
-    def _entries(self) -> tuple[_FileTree, list[str], str]:
-        tree = _FileTree(self.path)
-        names = [n for n in tree.list() if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS]
-        prefix = _strip_common_root(names) if tree.is_zip else ""
-        return tree, names, prefix
-
     def tasks(self) -> Iterator[ReadTask]:
-        tree, names, prefix = self._entries()
-        for i, chunk in enumerate(chunked(names, self.cfg.shard_size)):
+        tree = _FileTree(self.path)
+        entries = [e for e in tree.list() if _is_image_name(tree.name(e))]
+        prefix = _strip_common_root([tree.name(e) for e in entries]) if tree.is_zip else ""
+        for i, chunk in enumerate(chunked(entries, self.cfg.shard_size)):
             yield ReadTask(index=i, payload=(prefix, chunk), items=len(chunk))
 
     def read(self, task: ReadTask) -> Iterator[RawItem]:
-        prefix, names = task.payload
+        prefix, entries = task.payload
         tree = _FileTree(self.path)
         try:
-            for rel in names:
+            for entry in entries:
+                rel = tree.name(entry)
                 inner = rel[len(prefix):] if rel.startswith(prefix) else rel
                 label = inner.split("/")[0] if "/" in inner else None
                 try:
-                    data = tree.read(rel)
-                except OSError as exc:
+                    data = tree.read(entry)
+                except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
                     yield RawItem(source=rel, label=label, error=("unreadable_file", str(exc)))
                     continue
                 yield RawItem(source=rel, image=data, label=label)
@@ -91,23 +109,23 @@ class CaptionsReader(Reader):
 
     def tasks(self) -> Iterator[ReadTask]:
         tree = _FileTree(self.path)
-        names = tree.list()
-        texts = {str(PurePosixPath(n).with_suffix("")) for n in names if n.lower().endswith(".txt")}
-        images = [n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS]
-        pairs = [(n, (stem + ".txt") if (stem := str(PurePosixPath(n).with_suffix(""))) in texts else None) for n in images]
+        entries = tree.list()
+        texts = {_stem(tree.name(e)): e for e in entries if tree.name(e).lower().endswith(".txt")}
+        pairs = [(e, texts.get(_stem(tree.name(e)))) for e in entries if _is_image_name(tree.name(e))]
         for i, chunk in enumerate(chunked(pairs, self.cfg.shard_size)):
             yield ReadTask(index=i, payload=chunk, items=len(chunk))
 
     def read(self, task: ReadTask) -> Iterator[RawItem]:
         tree = _FileTree(self.path)
         try:
-            for image_name, text_name in task.payload:
+            for image_entry, text_entry in task.payload:
+                source = tree.name(image_entry)
                 try:
-                    data = tree.read(image_name)
-                    text = tree.read(text_name).strip() if text_name else None
-                except OSError as exc:
-                    yield RawItem(source=image_name, error=("unreadable_file", str(exc)))
+                    data = tree.read(image_entry)
+                    text = tree.read(text_entry).strip() if text_entry is not None else None
+                except (OSError, zipfile.BadZipFile) as exc:
+                    yield RawItem(source=source, error=("unreadable_file", str(exc)))
                     continue
-                yield RawItem(source=image_name, image=data, text=text)
+                yield RawItem(source=source, image=data, text=text)
         finally:
             tree.close()

@@ -12,15 +12,9 @@ from PIL import Image
 
 from curate.errors import CurateError
 from curate.models import pick_device, pick_precision, resolve_clip_source, select_device
+from tests.embedding_fixtures import tiny_clip_dir  # noqa: F401  (fixture)
 
 pytest.importorskip("open_clip", reason="needs curate[clip]")
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory):
-    from curate.models.testing import write_tiny_clip
-
-    return write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 @pytest.fixture(scope="session")

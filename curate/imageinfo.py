@@ -33,6 +33,7 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 
 def _jpeg_size(b: bytes) -> tuple[int, int]:
     i, n = 2, len(b)
+    unpack_from = struct.unpack_from
     while i + 4 <= n:
         if b[i] != 0xFF:
             raise BadImage("corrupt_image", f"JPEG marker expected at byte {i}")
@@ -43,13 +44,12 @@ def _jpeg_size(b: bytes) -> tuple[int, int]:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        seg_len = struct.unpack(">H", b[i + 2 : i + 4])[0]
         if marker in _JPEG_SOF:
             if i + 9 > n:
                 break
-            h, w = struct.unpack(">HH", b[i + 5 : i + 9])
+            h, w = unpack_from(">HH", b, i + 5)
             return w, h
-        i += 2 + seg_len
+        i += 2 + unpack_from(">H", b, i + 2)[0]
     raise BadImage("truncated_image", "JPEG ends before its frame header")
 
 
@@ -79,8 +79,7 @@ def probe_image(data: bytes, *, max_pixels: int = 178_956_970) -> ImageInfo:
     if head.startswith(b"\xff\xd8\xff"):
         fmt = "JPEG"
         w, h = _jpeg_size(data)
-        tail = data[-64:].rstrip(b"\x00\r\n ")
-        if not tail.endswith(b"\xff\xd9"):
+        if not data.endswith(b"\xff\xd9") and not data[-64:].rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
             raise BadImage("truncated_image", "JPEG has no end-of-image marker (file cut short?)")
     elif head.startswith(b"\x89PNG\r\n\x1a\n"):
         fmt = "PNG"

@@ -41,8 +41,6 @@ def content_id(source: str, image: bytes | None, text: str | None, label: str | 
 
     A hash of the source key and the content (image bytes, text, label), 128 bits as hex.
     """
-    h = hashlib.blake2b(digest_size=16)
-    for part in (source.encode("utf-8"), image or b"", (text or "").encode("utf-8"), (label or "").encode("utf-8")):
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()
+    parts = (source.encode("utf-8"), image or b"", (text or "").encode("utf-8"), (label or "").encode("utf-8"))
+    header = b"".join(len(p).to_bytes(8, "little") for p in parts)  # lengths first: no ambiguity between parts
+    return hashlib.blake2b(header + b"".join(parts), digest_size=16).hexdigest()

@@ -217,6 +217,7 @@ class Runner:
         executor = make_executor(self.pipeline.config.executor, workers=self.workers,
                                  address=self.pipeline.config.address, quiet=self.quiet)
         try:
+            executor.warm_up()
             fp = self._ingest(manifest, executor)
             old_stages = {s["index"]: s for s in manifest["stages"] if isinstance(s, dict) and "index" in s}
             new_stages: list[dict] = []

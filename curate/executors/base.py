@@ -20,6 +20,9 @@ class Executor:
                       total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Start workers ahead of the first task (optional)."""
+
     def close(self) -> None:
         """Release workers."""
 

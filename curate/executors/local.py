@@ -28,6 +28,13 @@ class LocalExecutor(Executor):
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
+    def warm_up(self) -> None:
+        """Start the worker processes now (they start while the main process plans the first step)."""
+        if self.workers > 1:
+            pool = self._get_pool()
+            for _ in range(self.workers):
+                pool.submit(_noop)
+
     def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
                       total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
         bar = self.progress(desc, total_rows)
@@ -68,3 +75,7 @@ class LocalExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=not cancel, cancel_futures=True)
             self._pool = None
+
+
+def _noop() -> None:
+    return None

@@ -13,8 +13,7 @@ def make_executor(kind: str, *, workers: int = 2, address: str | None = None, qu
     if kind == "local":
         return LocalExecutor(workers=workers, quiet=quiet)
     if kind == "ray":
-        from curate.errors import CurateError
+        from curate.executors.ray import RayExecutor
 
-        raise CurateError("executor: 'ray' is not available in this version of curate yet; use 'executor: local' "
-                          "(stages are written as per-shard tasks so that a Ray executor can run them unchanged)")
+        return RayExecutor(address=address, workers=workers, quiet=quiet)
     raise ValueError(f"executor: unknown executor {kind!r}; allowed: local, ray")

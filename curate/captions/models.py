@@ -121,13 +121,15 @@ def coca_generate(model: Any, pixels: Any, *, max_length: int = 30, min_length: 
             next_rows, next_tokens, next_scores = [], [], []
             for b in range(n):
                 chosen = 0
-                for s, idx in zip(top_scores[b].tolist(), top_idx[b].tolist()):
+                for rank, (s, idx) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
                     beam, tok = divmod(idx, vocab)
                     row = b * k + beam
                     if s == -float("inf"):
                         continue
                     if tok == EOT_TOKEN or step == max_length - 1:
-                        if not done[b]:
+                        # a hypothesis ends only if it ranks among the k best (as in HF's beam search),
+                        # so that num_beams=1 is exactly greedy decoding
+                        if not done[b] and rank < k:
                             toks = seqs[row, 1:].tolist() + ([] if tok == EOT_TOKEN else [tok])
                             finished[b].append((s / max(len(toks), 1) ** length_penalty, toks))
                         continue
@@ -160,8 +162,9 @@ def coca_generate(model: Any, pixels: Any, *, max_length: int = 30, min_length: 
 def decode_tokens(tokens: list[int]) -> str:
     """Token ids -> text with open_clip's tokenizer, special tokens and extra spaces removed."""
     oc = require("open_clip", "clip", "CoCa captioning")
+    torch = require("torch", "clip", "CoCa captioning")
     ids = [t for t in tokens if t not in (SOT_TOKEN, EOT_TOKEN, 0)]
-    text = oc.decode(np.array(ids, dtype=np.int64)) if ids else ""
+    text = oc.decode(torch.tensor(ids, dtype=torch.long)) if ids else ""
     text = text.replace("<start_of_text>", "").replace("<end_of_text>", "")
     text = " ".join(text.split())
     # open_clip's BPE decoding puts a space before punctuation ("a dog .")

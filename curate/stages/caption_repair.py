@@ -62,6 +62,12 @@ class GenerateParams(BaseModel):
     max_length: int = Field(30, ge=6, le=76, description="longest generated caption, in tokens")
     num_beams: int = Field(3, ge=1, le=16, description="beam width of the caption search (1 = greedy)")
 
+    @model_validator(mode="after")
+    def _local_dir(self):
+        if self.model.startswith("local-dir:") and "pretrained" not in self.model_fields_set:
+            self.pretrained = None  # a local-dir: model brings its own weights
+        return self
+
 
 class CaptionRepairParams(StageParams):
     rules: list[RuleName] = Field(default_factory=lambda: list(RULE_ORDER),

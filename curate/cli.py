@@ -187,12 +187,15 @@ def status(run_dir, as_json):
 @click.option("--pending", type=click.Choice(["keep", "drop"]), default="drop", show_default=True,
               help="What to do with items flagged for review that no reviewer decided (see 'curate review').")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--keep-original-caption", is_flag=True,
+              help="With a caption_repair stage: also export the ingested text as caption_original.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def export(run_dir, fmt, out, pending, overwrite, quiet):
+def export(run_dir, fmt, out, pending, overwrite, keep_original_caption, quiet):
     """Export the curated items of a run."""
     from curate.export import export_run
 
-    em = export_run(run_dir, out, fmt=fmt, pending=pending, overwrite=overwrite, quiet=quiet)
+    em = export_run(run_dir, out, fmt=fmt, pending=pending, overwrite=overwrite, quiet=quiet,
+                    keep_original_caption=keep_original_caption)
     c = em["counts"]
     click.echo(f"exported {c['kept']:,} of {c['in']:,} items as {fmt} to {out} "
                f"({c['dropped']:,} left out; details in {Path(out) / 'export_manifest.json'})")

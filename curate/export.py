@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from curate.decisions import open_decisions
+from curate.captions.export import apply_chosen_captions, caption_stage_dir
 from curate.errors import CurateError
 from curate.imageinfo import BadImage, probe_image
 from curate.policy import iter_outcomes
@@ -113,6 +114,8 @@ class _WebDatasetWriter(_Writer):
                 if row["label"] is not None:
                     members["cls"] = row["label"].encode("utf-8")
                 meta = {"source": row["source"], **(json.loads(row["meta"]) if row.get("meta") else {})}
+                if "caption_original" in row:
+                    meta["caption_original"] = row["caption_original"]
                 members["json"] = json.dumps(meta, ensure_ascii=False).encode("utf-8")
                 for ext, data in members.items():
                     info = tarfile.TarInfo(f"{key}.{ext}")
@@ -125,10 +128,12 @@ _WRITERS = {"parquet": _ParquetWriter, "jsonl": _JsonlWriter, "imagefolder": _Im
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pending: str = "drop",
-               overwrite: bool = False, quiet: bool = False) -> dict:
+               overwrite: bool = False, quiet: bool = False, keep_original_caption: bool = False) -> dict:
     """Export the kept items of a run; returns the export manifest.
 
     ``pending`` says what happens to items a stage sent to review that nobody decided: ``keep`` or ``drop``.
+    With a caption_repair stage, ``text`` is its chosen caption (a reviewer's caption wins);
+    ``keep_original_caption`` adds the ingested text as ``caption_original``.
     """
     if fmt not in _WRITERS:
         raise CurateError(f"--format: unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
@@ -147,6 +152,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
     store = open_decisions(run.root)
     decided = {i: d for i, d in store.latest().items() if d.decision != "pending"} if store else {}
     writer = _WRITERS[fmt](out)
+    caption_dir = caption_stage_dir(run)
     counts: Counter = Counter()
     dropped_reasons: Counter = Counter()
     bar = tqdm(total=manifest["input"]["rows"], desc=f"export {fmt}", unit="row", file=sys.stderr, disable=quiet)
@@ -176,6 +182,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
                     dropped_reasons.update(reasons if action == "drop" else [f"pending_review:{r}" for r in reasons])
             table = pq.read_table(run.data_shard(outcome.shard))
             kept = table.filter(pa.array(keep_mask, pa.bool_())) if keep_mask else table
+            kept = apply_chosen_captions(run, caption_dir, outcome.shard, keep_mask, kept,
+                                         keep_original=keep_original_caption)
             counts["captions"] += len(captions)
             if captions:
                 texts = [captions.get(i, t) for i, t in zip(kept.column("id").to_pylist(), kept.column("text").to_pylist())]

@@ -38,11 +38,16 @@ def _run_rows(tmp_path, pipeline) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def demo_rows(tmp_path_factory):
+def demo_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     pipeline = _demo(tmp)
     assert "caption_repair" in [s.name for s in pipeline.stages], "the demo pipeline runs caption_repair"
-    return _run_rows(tmp, pipeline)
+    return tmp / "run", _run_rows(tmp, pipeline)
+
+
+@pytest.fixture(scope="module")
+def demo_rows(demo_run):
+    return demo_run[1]
 
 
 def _planted():
@@ -116,3 +121,39 @@ def test_generated_candidates_without_an_embed_stage_is_an_error(tmp_path):
     pipeline = _demo(tmp_path, stages=[{"caption_repair": {"candidates": ["rules", "generated"]}}])
     with pytest.raises(CurateError, match="needs CLIP scores.*embed"):
         Runner(pipeline, quiet=True).execute()
+
+
+def test_export_uses_the_chosen_caption_and_can_keep_the_original(demo_run, tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    run_dir, rows = demo_run
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(run_dir), "--format", "jsonl", "--out", str(out), "--pending", "keep",
+                                    "--keep-original-caption", "-q"])
+    assert res.exit_code == 0, res.output
+    exported = {}
+    for line in (out / "data.jsonl").read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        exported[r["source"]] = r
+    broken = {p["file_name"]: p for p in _planted() if p["problem"] == "broken_caption"}
+    assert set(broken) <= set(exported)
+    for src, r in exported.items():
+        assert r["text"] == rows[src]["caption"]
+        assert r["caption_original"] == rows[src]["caption_original"]
+        if src in broken:
+            assert r["caption_original"] == broken[src]["caption"] != r["text"]
+        else:
+            assert r["text"] == r["caption_original"]
+
+    # without the option: no caption_original column, still the chosen caption
+    from curate.export import export_run
+
+    export_run(run_dir, tmp_path / "pq", fmt="parquet", pending="keep", quiet=True)
+    import pyarrow.parquet as pq
+
+    t = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "pq").glob("part-*.parquet"))])
+    assert "caption_original" not in t.column_names
+    got = dict(zip(t.column("source").to_pylist(), t.column("text").to_pylist()))
+    assert got["000000234748.jpg"] == "A man talking on a phone standing behind a blue car."

@@ -255,6 +255,9 @@ _TRUNC_MARKERS = tuple(sorted((
     "(cont)", "(cont.)", "(continued)", "(cont'd)", "read more", "see more", "show more", "view more",
     "more...", "more\u2026",
 ), key=len, reverse=True))
+_TRUNC_BY_LAST: dict[str, tuple[str, ...]] = {}
+for _m in _TRUNC_MARKERS:
+    _TRUNC_BY_LAST[_m[-1]] = _TRUNC_BY_LAST.get(_m[-1], ()) + (_m,)
 
 
 @rule("truncation")
@@ -265,8 +268,8 @@ def truncation_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
         return text, False
     changed = False
     while t:
-        lower = t.lower()
-        for m in _TRUNC_MARKERS:
+        lower = t[-16:].lower()
+        for m in _TRUNC_BY_LAST.get(lower[-1], ()):
             if lower.endswith(m) and (not m[0].isalpha() or len(t) == len(m) or not t[-len(m) - 1].isalnum()):
                 t = t[: -len(m)].rstrip()
                 changed = True

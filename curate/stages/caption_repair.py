@@ -77,7 +77,7 @@ class CaptionRepairParams(StageParams):
     candidates: list[CandidateKind] = Field(
         default_factory=lambda: ["rules", "siblings"],
         description="captions to choose from: rules (the rule-cleaned original), siblings (other captions of "
-                    "the same image, from meta), generated (CoCa, needs 'generate')")
+                    "the same image, from meta), generated (CoCa captions; settings in 'generate'; needs an embed stage)")
     generate: Optional[GenerateParams] = Field(None, description="CoCa captioning (for candidates: generated)")
     min_gain: float = Field(0.02, ge=0, le=2,
                             description="a sibling or generated caption must beat the current caption's CLIP score by this")
@@ -206,8 +206,6 @@ class CaptionRepair(MapStage):
             rows.append(cands)
 
         score_orig: list[float | None] = [None] * len(rows)
-        if self.embedding_ref is not None and self._scorer is None:
-            self.setup()
         if self._scorer is not None:
             score_orig = self._score(batch, texts, rows)
             if self._captioner is not None:

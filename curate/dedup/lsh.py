@@ -25,8 +25,8 @@ from curate.errors import require
 
 log = logging.getLogger(__name__)
 
-#: Buckets with more members than this are verified greedily (each member against the bucket's
-#: "leaders") instead of all pairs, so one huge bucket (boilerplate text) stays linear.
+#: Buckets with more members than this give sorted-neighbourhood pairs (:func:`_neighbour_pairs`)
+#: instead of all pairs, so one huge bucket (boilerplate text, a common band) stays linear.
 MAX_ALL_PAIRS_BUCKET = 64
 
 
@@ -37,6 +37,7 @@ class PairStats:
     candidate_pairs: int
     verified_pairs: int
     large_buckets: int
+    indexed: int = 0
 
 
 def _band_key(band: bytes) -> int:
@@ -53,20 +54,42 @@ def make_lsh(threshold: float, num_perm: int, bands: int | None = None, rows: in
     return datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, params=params, hashfunc=_band_key)
 
 
-def _leader_pairs(members: list[int], sig: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Greedy verification of a large bucket: each member joins the most similar leader at or above
-    ``threshold``, else becomes a leader. Linear in the bucket size times the number of leaders."""
-    members = sorted(members)
-    leaders = [members[0]]
+def _neighbour_pairs(members: list[int], sig: np.ndarray, window: int = 8) -> list[tuple[int, int]]:
+    """Candidate pairs of a large bucket, in linear time: sort its members by their whole signature and
+    pair each with the next ``window`` members (near duplicates agree on most positions, so they sort
+    close together; identical signatures are adjacent and chain into one cluster)."""
+    m = np.asarray(sorted(members), dtype=np.int64)
+    order = m[np.lexsort(sig[m].T[::-1])]
     out = []
-    for m in members[1:]:
-        sims = np.mean(sig[leaders] == sig[m], axis=1)
-        best = int(np.argmax(sims))
-        if sims[best] >= threshold:
-            out.append((leaders[best], m))
-        else:
-            leaders.append(m)
+    for step in range(1, min(window, len(order) - 1) + 1):
+        out.extend(zip(order[:-step].tolist(), order[step:].tolist()))
     return out
+
+
+def shared_band_mask(sig: np.ndarray, valid: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Rows that share at least one band with another valid row (numpy pre-pass).
+
+    A row alone in every band bucket can never be an LSH candidate, so only the other rows need to
+    go into the ``MinHashLSH`` index; on typical data that is a small fraction, which keeps the index's
+    memory and insert time down. Band values are hashed to 64 bits here; a collision only lets an
+    extra row through."""
+    from curate.dedup.hashing import mix64
+
+    shared = np.zeros(len(sig), dtype=bool)
+    idx = np.flatnonzero(valid)
+    for band in range(bands):
+        h = np.zeros(len(idx), dtype=np.uint64)
+        for c in range(band * rows, (band + 1) * rows):
+            with np.errstate(over="ignore"):
+                h = mix64(h * np.uint64(0x100000001B3) ^ sig[idx, c].astype(np.uint64), inplace=True)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        dup = np.zeros(len(hs), dtype=bool)
+        same = hs[1:] == hs[:-1]
+        dup[1:] |= same
+        dup[:-1] |= same
+        shared[idx[order[dup]]] = True
+    return shared
 
 
 def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands: int | None = None,
@@ -100,12 +123,12 @@ def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands
 
     n, k = sig.shape
     lsh = make_lsh(threshold, k, bands, rows)
-    idx = np.flatnonzero(valid)
+    idx = np.flatnonzero(shared_band_mask(sig, valid, lsh.b, lsh.r))
+    log.info("minhash lsh: %d of %d rows share a band bucket with another row", len(idx), int(valid.sum()))
     for i in tqdm(idx.tolist(), desc="minhash lsh", unit="doc", disable=not progress, mininterval=1.0):
         lsh.insert(i, datasketch.LeanMinHash(seed=seed, hashvalues=sig[i], scheme="affine32"),
                    check_duplication=False)
-    small: list[tuple[int, int]] = []
-    greedy: list[tuple[int, int]] = []
+    pairs: list[tuple[int, int]] = []
     large = 0
     for table in lsh.hashtables:
         for key in table.keys():
@@ -114,18 +137,15 @@ def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands
             if g < 2:
                 continue
             if g == 2:
-                small.append(tuple(members))
-            elif g <= MAX_ALL_PAIRS_BUCKET or not verify:
-                if g > MAX_ALL_PAIRS_BUCKET:  # unverified: a star around the first member is enough to cluster
-                    ms = sorted(members)
-                    small.extend((ms[0], m) for m in ms[1:])
-                else:
-                    small.extend(combinations(members, 2))
+                pairs.append(tuple(members))
+            elif g <= MAX_ALL_PAIRS_BUCKET:
+                pairs.extend(combinations(members, 2))
             else:
                 large += 1
-                greedy.extend(_leader_pairs(list(members), sig, threshold))
+                pairs.extend(_neighbour_pairs(list(members), sig))
+    b_, r_ = lsh.b, lsh.r
     del lsh
-    pairs = np.array(small + greedy, dtype=np.int64).reshape(-1, 2)
+    pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     a, b = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
     uniq = np.unique(a * n + b)
     a, b = uniq // n, uniq % n
@@ -134,8 +154,7 @@ def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands
     if verify:
         ok = sim >= threshold
         a, b, sim = a[ok], b[ok], sim[ok]
-    params = make_lsh(threshold, k, bands, rows)
-    stats = PairStats(bands=params.b, rows=params.r, candidate_pairs=n_candidates, verified_pairs=len(a),
-                      large_buckets=large)
+    stats = PairStats(bands=b_, rows=r_, candidate_pairs=n_candidates, verified_pairs=len(a),
+                      large_buckets=large, indexed=len(idx))
     log.info("minhash lsh: %d candidate pairs, %d kept (bands=%d, rows=%d)", n_candidates, len(a), stats.bands, stats.rows)
     return a, b, sim, stats

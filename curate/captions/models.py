@@ -8,6 +8,7 @@ lazily. CoCa decoding is done here (beam search over ``model.text_decoder``) ins
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from typing import Any, Sequence
@@ -100,7 +101,9 @@ def coca_generate(model: Any, pixels: Any, *, max_length: int = 30, min_length: 
     if not hasattr(model, "text_decoder") or not hasattr(model, "_encode_image"):
         raise CurateError(f"generate.model: {type(model).__name__} is not a CoCa model (use e.g. coca_ViT-B-32)")
     k = max(1, int(num_beams))
-    with torch.inference_mode():
+    autocast = (torch.autocast(device_type="cuda", dtype=torch.float16) if pixels.is_cuda
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
         image_latent, image_embs = model._encode_image(pixels)
         n = pixels.shape[0]
         image_latent = image_latent.repeat_interleave(k, 0)
@@ -180,7 +183,9 @@ class Captioner:
                  num_beams: int = 3):
         from curate.models.clip import load_clip
 
-        self.clip = load_clip(model, pretrained, device)
+        # fp32 weights: open_clip's fp16 conversion leaves CoCa's decoder with mixed LayerNorm dtypes;
+        # on a GPU the decoding runs under autocast instead (see coca_generate)
+        self.clip = load_clip(model, pretrained, device, precision="fp32")
         self.max_length = max_length
         self.num_beams = num_beams
 

@@ -54,6 +54,7 @@ def _planted():
     return json.loads((EXAMPLES / "coco" / "planted.json").read_text())
 
 
+@pytest.mark.slow
 def test_demo_planted_broken_captions_are_repaired(demo_rows):
     broken = [p for p in _planted() if p["problem"] == "broken_caption"]
     assert len(broken) >= 7
@@ -74,6 +75,7 @@ def test_demo_planted_broken_captions_are_repaired(demo_rows):
         assert row["caption"] in row["detail"] and p["caption"].strip()[:20] in row["detail"]
 
 
+@pytest.mark.slow
 def test_demo_clean_captions_are_left_alone(demo_rows):
     broken = {p["file_name"] for p in _planted() if p["problem"] == "broken_caption"}
     clean = [r for src, r in demo_rows.items() if src not in broken]
@@ -123,6 +125,7 @@ def test_generated_candidates_without_an_embed_stage_is_an_error(tmp_path):
         Runner(pipeline, quiet=True).execute()
 
 
+@pytest.mark.slow
 def test_export_uses_the_chosen_caption_and_can_keep_the_original(demo_run, tmp_path):
     from click.testing import CliRunner
 

@@ -12,11 +12,14 @@ import io
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import sys
+import tempfile
 import weakref
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -72,6 +75,7 @@ def transform_for(clip) -> ResizeCrop:
 
 
 _TRANSFORM: ResizeCrop | None = None
+_MAPS: dict[str, np.memmap] = {}
 
 
 def _init_worker(transform: ResizeCrop) -> None:
@@ -80,13 +84,22 @@ def _init_worker(transform: ResizeCrop) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _decode_one(b, t: ResizeCrop):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(b)) as im:
+            return np.asarray(t(im))
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        log.debug("could not decode an image: %s", exc)
+        return None
+
+
 def decode_chunk(blobs: Sequence[bytes | None], transform: ResizeCrop | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode, resize and crop a list of encoded images.
 
     Returns ``(pixels, ok)``: uint8 ``(n_ok, H, W, 3)`` for the images that decoded, and a bool mask
     ``(n,)`` saying which did (``None`` and undecodable bytes are ``False``)."""
-    from PIL import Image, UnidentifiedImageError
-
     t = transform or _TRANSFORM
     h, w = t.size
     out = np.empty((len(blobs), h, w, 3), dtype=np.uint8)
@@ -95,15 +108,85 @@ def decode_chunk(blobs: Sequence[bytes | None], transform: ResizeCrop | None = N
     for i, b in enumerate(blobs):
         if b is None:
             continue
-        try:
-            with Image.open(io.BytesIO(b)) as im:
-                out[n] = np.asarray(t(im))
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            log.debug("could not decode image %d: %s", i, exc)
-            continue
-        ok[i] = True
-        n += 1
+        px = _decode_one(b, t)
+        if px is not None:
+            out[n] = px
+            ok[i] = True
+            n += 1
     return out[:n], ok
+
+
+def _mapped(path: str, shape=None) -> np.memmap:
+    m = _MAPS.get(path)
+    if m is None:
+        if len(_MAPS) > 256:
+            _MAPS.clear()
+        m = np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+        _MAPS[path] = m
+    return m
+
+
+def decode_into(in_path: str, spans: list[tuple[int, int] | None], out_path: str, out_shape: tuple) -> np.ndarray:
+    """Worker side of :class:`ImageDecoder`: read encoded images from a shared file, write pixels into
+    another; only the small ``ok`` mask travels back through the pipe."""
+    t = _TRANSFORM
+    src = _mapped(in_path)
+    out = _mapped(out_path, out_shape)
+    ok = np.zeros(len(spans), dtype=bool)
+    n = 0
+    for i, span in enumerate(spans):
+        if span is None:
+            continue
+        px = _decode_one(src[span[0]:span[0] + span[1]].tobytes(), t)
+        if px is not None:
+            out[n] = px
+            ok[i] = True
+            n += 1
+    return ok
+
+
+class _Slot:
+    """A pair of shared files: encoded input bytes (grown as needed) and decoded pixels for one chunk."""
+
+    def __init__(self, folder: Path, index: int, out_shape: tuple):
+        self.folder, self.index, self.out_shape = folder, index, out_shape
+        self.out_path = str(folder / f"out-{index}.u8")
+        self.out = np.memmap(self.out_path, dtype=np.uint8, mode="w+", shape=out_shape)
+        self.in_path: str | None = None
+        self.inp: np.memmap | None = None
+        self.generation = 0
+
+    def write(self, blobs: Sequence[bytes | None]) -> list[tuple[int, int] | None]:
+        total = sum(len(b) for b in blobs if b is not None)
+        cap = 0 if self.inp is None else len(self.inp)
+        if total > cap:
+            if self.in_path:
+                self.inp = None
+                os.unlink(self.in_path)
+            self.generation += 1  # a new name, so workers never use a stale mapping
+            self.in_path = str(self.folder / f"in-{self.index}-{self.generation}.bin")
+            self.inp = np.memmap(self.in_path, dtype=np.uint8, mode="w+", shape=(max(total, 2 * cap, 1 << 20),))
+        spans, pos = [], 0
+        for b in blobs:
+            if b is None:
+                spans.append(None)
+                continue
+            self.inp[pos:pos + len(b)] = np.frombuffer(b, dtype=np.uint8)
+            spans.append((pos, len(b)))
+            pos += len(b)
+        return spans
+
+
+def _shared_folder(need_bytes: int) -> Path:
+    """A fresh folder in RAM-backed /dev/shm when it has room (containers often cap it at 64 MiB),
+    else in the temporary directory."""
+    base = None
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        st = os.statvfs(shm)
+        if st.f_bavail * st.f_frsize > 2 * need_bytes:
+            base = str(shm)
+    return Path(tempfile.mkdtemp(prefix="curate-decode-", dir=base))
 
 
 def default_workers() -> int:
@@ -113,13 +196,19 @@ def default_workers() -> int:
 
 class ImageDecoder:
     """Decodes chunks of images in ``num_workers`` processes (0 = in this process), in order, with up to
-    ``prefetch`` chunks decoded ahead of the consumer (so decoding overlaps the model)."""
+    ``prefetch`` chunks decoded ahead of the consumer (so decoding overlaps the model).
+
+    Encoded bytes and decoded pixels travel through shared memory-mapped files (one pair per chunk in
+    flight), not through the pool's single result pipe, which would cap throughput at the pipe's
+    bandwidth (about 150 KB of pixels per 224 x 224 image)."""
 
     def __init__(self, transform: ResizeCrop, num_workers: int, prefetch: int | None = None):
         self.transform = transform
         self.num_workers = int(num_workers)
-        self.prefetch = prefetch or max(2, 2 * self.num_workers)
+        self.prefetch = prefetch or (self.num_workers + 2)
         self._pool: ProcessPoolExecutor | None = None
+        self._folder: Path | None = None
+        self._slots: dict[int, list[_Slot]] = {}
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -129,27 +218,55 @@ class ImageDecoder:
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
+    def _get_slots(self, chunk: int) -> list[_Slot]:
+        if chunk not in self._slots:
+            h, w = self.transform.size
+            shape = (chunk, h, w, 3)
+            if self._folder is None:
+                self._folder = _shared_folder(self.prefetch * chunk * h * w * 3)
+                weakref.finalize(self, shutil.rmtree, str(self._folder), True)
+            self._slots[chunk] = [_Slot(self._folder, len(self._slots) * 1000 + i, shape) for i in range(self.prefetch)]
+        return self._slots[chunk]
+
     def imap(self, chunks: Iterable[Sequence[bytes | None]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``decode_chunk`` over ``chunks``, results in input order."""
+        """``decode_chunk`` over ``chunks``, results in input order. A yielded pixel array is a view of
+        shared memory, valid until the next item is requested: copy it (to the device) before then."""
         if self.num_workers <= 0:
             for c in chunks:
                 yield decode_chunk(c, self.transform)
             return
+        chunks = list(chunks)
+        if not chunks:
+            return
+        size = max(len(c) for c in chunks)
         pool = self._get_pool()
+        slots = self._get_slots(size)
         pending: deque = deque()
+        free = deque(slots)
         it = iter(chunks)
-        for c in it:
-            pending.append(pool.submit(decode_chunk, list(c)))
-            if len(pending) >= self.prefetch:
-                break
+
+        def submit(c) -> bool:
+            if c is None:
+                return False
+            slot = free.popleft()
+            spans = slot.write(c)
+            pending.append((slot, pool.submit(decode_into, slot.in_path, spans, slot.out_path, slot.out_shape)))
+            return True
+
+        while free and submit(next(it, None)):
+            pass
         while pending:
-            fut = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(decode_chunk, list(nxt)))
-            yield fut.result()
+            slot, fut = pending.popleft()
+            ok = fut.result()
+            yield slot.out[:int(ok.sum())], ok
+            free.append(slot)
+            submit(next(it, None))
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._slots.clear()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None

@@ -1,0 +1,163 @@
+"""Throughput of the ``embed`` stage against a naive loop and the forward-pass-only ceiling.
+
+    python benchmarks/embed_throughput.py --device cpu --model ViT-B-32 --batch-size 64 --n 512
+    python benchmarks/embed_throughput.py --device cuda --model ViT-L-14 --batch-size 256 --n 20000 \\
+        --images ../shared/data/cifar10-jpg/train.zip
+
+Weights are random (``--pretrained none``, the default): speed does not depend on them. Three figures,
+measured in the same run on the same images:
+
+* stage path: ``Embed.process`` on a table of encoded images, exactly what ``curate run`` calls per
+  shard (decoding in worker processes, uint8 pixels, normalisation on the device, cache off);
+* naive loop: open, preprocess (open_clip's transform), encode one image at a time;
+* ceiling: the model's forward pass alone on random tensors of the same batch size (no decoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "cifar10-jpg" / "train.zip"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def load_images(src: Path, n: int) -> list[bytes]:
+    """The first ``n`` encoded images of a zip or a folder (cycled if there are fewer)."""
+    if not src.exists():
+        sys.exit(f"images not found: {src} (give --images DIR_OR_ZIP; the default needs ../shared/data)")
+    blobs: list[bytes] = []
+    if src.is_file() and src.suffix == ".zip":
+        with zipfile.ZipFile(src) as z:
+            for name in z.namelist():
+                if name.lower().endswith(IMAGE_SUFFIXES):
+                    blobs.append(z.read(name))
+                    if len(blobs) >= n:
+                        break
+    else:
+        for p in sorted(src.rglob("*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                blobs.append(p.read_bytes())
+                if len(blobs) >= n:
+                    break
+    if not blobs:
+        sys.exit(f"no images in {src}")
+    while len(blobs) < n:
+        blobs.extend(blobs[: n - len(blobs)])
+    return blobs
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--pretrained", default="none", help="tag, checkpoint file or none (random weights)")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="a zip or a folder of images")
+    ap.add_argument("--n", type=int, default=512, help="images through the stage path")
+    ap.add_argument("--naive-n", type=int, default=None, help="images through the naive loop (default min(n, 256))")
+    ap.add_argument("--num-workers", default="auto", help="decoding workers of the stage path")
+    ap.add_argument("--shard-size", type=int, default=1000, help="rows per Embed.process call (a data shard)")
+    args = ap.parse_args()
+
+    import numpy as np
+    import pyarrow as pa
+    import torch
+    from PIL import Image
+    import io
+
+    from curate.stages.embed import Embed, EmbedParams
+
+    blobs = load_images(args.images, args.n)
+    workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
+    params = EmbedParams(model=args.model, pretrained=args.pretrained, device=args.device, precision=args.precision,
+                         batch_size=args.batch_size, num_workers=workers, text=False, cache=False)
+    stage = Embed(params, None)
+    t0 = time.perf_counter()
+    stage.setup()
+    clip = stage.encoder
+    dev = clip.device
+    print(f"model {args.model} ({clip.source.kind} weights) on {dev}, {clip.precision}, batch {args.batch_size}, "
+          f"input {clip.image_size}, decode workers {stage.decoder.num_workers}, torch threads {torch.get_num_threads()}, "
+          f"setup {time.perf_counter() - t0:.1f}s", flush=True)
+    if dev.startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name(0)}", flush=True)
+    print(f"images: {args.images} ({len(blobs)} images, mean {np.mean([len(b) for b in blobs]) / 1024:.1f} KiB)", flush=True)
+
+    # warm-up: start the decode workers, compile kernels, settle cudnn/cublas heuristics
+    warm = pa.table({"id": [str(i) for i in range(2 * args.batch_size)], "image": blobs[: 2 * args.batch_size]})
+    stage.process(warm)
+    sync(dev)
+
+    # 1. stage path
+    t0 = time.perf_counter()
+    for s in range(0, len(blobs), args.shard_size):
+        part = blobs[s:s + args.shard_size]
+        out = stage.process(pa.table({"id": [str(i) for i in range(s, s + len(part))], "image": part}))
+    sync(dev)
+    stage_s = time.perf_counter() - t0
+    stage_ips = len(blobs) / stage_s
+    assert out.column("image_embedding").null_count == 0
+    print(f"stage path : {stage_ips:10.1f} img/s  ({len(blobs)} images in {stage_s:.2f}s)", flush=True)
+
+    # decoding alone (the workers, no model): the other ceiling
+    chunks = [blobs[i:i + args.batch_size] for i in range(0, len(blobs), args.batch_size)]
+    t0 = time.perf_counter()
+    for _pixels, _ok in stage.decoder.imap(chunks):
+        pass
+    decode_s = time.perf_counter() - t0
+    print(f"decode only: {len(blobs) / decode_s:10.1f} img/s  ({stage.decoder.num_workers} workers, no model)", flush=True)
+
+    # 2. naive loop: one image at a time, open_clip's own preprocess
+    naive_n = args.naive_n or min(len(blobs), 256)
+    with torch.inference_mode():
+        for b in blobs[:4]:
+            clip.model.encode_image(clip.preprocess(Image.open(io.BytesIO(b)).convert("RGB")).unsqueeze(0).to(dev, clip.dtype))
+        sync(dev)
+        t0 = time.perf_counter()
+        for b in blobs[:naive_n]:
+            x = clip.preprocess(Image.open(io.BytesIO(b)).convert("RGB")).unsqueeze(0).to(dev, clip.dtype)
+            f = clip.model.encode_image(x)
+            (f / f.norm(dim=-1, keepdim=True)).float().cpu()
+        naive_s = time.perf_counter() - t0
+    naive_ips = naive_n / naive_s
+    print(f"naive loop : {naive_ips:10.1f} img/s  ({naive_n} images in {naive_s:.2f}s)", flush=True)
+
+    # 3. forward-only ceiling: random tensors already on the device, same batch size, same number of images
+    h, w = clip.image_size
+    x = torch.randn(args.batch_size, 3, h, w, device=dev, dtype=clip.dtype)
+    n_batches = max(1, len(blobs) // args.batch_size)
+    with torch.inference_mode():
+        for _ in range(2):
+            clip.model.encode_image(x)
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            f = clip.model.encode_image(x)
+            torch.nn.functional.normalize(f.float(), dim=-1)
+        sync(dev)
+        ceil_s = time.perf_counter() - t0
+    ceil_ips = n_batches * args.batch_size / ceil_s
+    print(f"ceiling    : {ceil_ips:10.1f} img/s  (forward only, {n_batches} batches in {ceil_s:.2f}s)", flush=True)
+    print(f"stage / ceiling = {stage_ips / ceil_ips:.1%}   stage / naive = {stage_ips / naive_ips:.1f}x", flush=True)
+    if stage.decoder is not None:
+        stage.decoder.close()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

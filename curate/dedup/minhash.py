@@ -132,3 +132,21 @@ def pair_jaccard(sig: np.ndarray, a: np.ndarray, b: np.ndarray, *, chunk: int = 
     for s in range(0, len(a), chunk):
         out[s:s + chunk] = estimate_jaccard(sig[a[s:s + chunk]], sig[b[s:s + chunk]])
     return out
+
+
+def text_signatures(texts, *, num_perm: int = 128, seed: int = 1, tokens: str = "word", ngram: int = 5,
+                    lowercase: bool = True, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures of texts, ``batch_size`` texts at a time (bounds the temporary arrays to a few MB).
+
+    Returns ``sig`` (N, num_perm) uint32 and ``n_shingles`` (N,) int64 (0 for empty texts)."""
+    from curate.dedup.shingles import shingle_hashes
+
+    n = len(texts)
+    sig = np.empty((n, num_perm), dtype=np.uint32)
+    counts = np.empty(n, dtype=np.int64)
+    for s in range(0, n, batch_size):
+        part = texts[s:s + batch_size]
+        hashes, offsets = shingle_hashes(part, tokens=tokens, ngram=ngram, lowercase=lowercase)
+        sig[s:s + len(offsets) - 1], _ = signatures(hashes, offsets, num_perm=num_perm, seed=seed)
+        counts[s:s + len(offsets) - 1] = np.diff(offsets)
+    return sig, counts

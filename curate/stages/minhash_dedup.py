@@ -10,8 +10,7 @@ from pydantic import Field, model_validator
 
 from curate.dedup.keep import SCORE_COLUMN, KeepRule, duplicate_flags, keep_input_columns, keep_scores, short_id
 from curate.dedup.lsh import similar_pairs
-from curate.dedup.minhash import pair_jaccard, signatures
-from curate.dedup.shingles import shingle_hashes
+from curate.dedup.minhash import pair_jaccard, text_signatures
 from curate.dedup.unionfind import components
 from curate.stages.base import GlobalStage, StageParams, flag_table, register_stage
 
@@ -24,6 +23,9 @@ class MinhashDedupParams(StageParams):
     tokens: Literal["word", "char"] = Field("word", description="shingles of words or of characters")
     bands: Optional[int] = Field(None, ge=2, description="LSH bands (with rows; default: derived from threshold and num_perm)")
     rows: Optional[int] = Field(None, ge=1, description="LSH rows per band (with bands)")
+    false_negative_weight: float = Field(
+        0.9, ge=0.0, le=1.0, description="when bands/rows are derived: weight of missed pairs against false "
+                                         "candidates (high favours recall; verification removes false candidates)")
     verify: bool = Field(True, description="keep only LSH candidates whose estimated Jaccard reaches the threshold")
     keep: KeepRule = Field("first", description="representative of each cluster: first, longest_text, "
                                                 "largest_image or score:<column>")
@@ -62,11 +64,11 @@ class MinhashDedup(GlobalStage):
     def map(self, batch: pa.Table) -> pa.Table:
         """Signatures of one shard (``num_perm`` uint32 per row, 0.5 KB at 128) and the keep score."""
         p = self.params
-        hashes, offsets = shingle_hashes(batch.column(p.field), tokens=p.tokens, ngram=p.ngram, lowercase=p.lowercase)
-        sig, _ = signatures(hashes, offsets, num_perm=p.num_perm, seed=p.seed)
+        sig, counts = text_signatures(batch.column(p.field), num_perm=p.num_perm, seed=p.seed, tokens=p.tokens,
+                                      ngram=p.ngram, lowercase=p.lowercase)
         sig_col = pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), pa.uint32()), p.num_perm)
         return pa.table({"id": batch.column("id"), "signature": sig_col,
-                         "shingles": pa.array(np.diff(offsets).astype(np.int32)),
+                         "shingles": pa.array(counts.astype(np.int32)),
                          SCORE_COLUMN: keep_scores(batch, p.keep, p.field)})
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
@@ -83,7 +85,8 @@ class MinhashDedup(GlobalStage):
         sig = mapped.column("signature").combine_chunks().flatten().to_numpy().reshape(n, p.num_perm)
         n_shingles = mapped.column("shingles").to_numpy(zero_copy_only=False)
         a, b, _, stats = similar_pairs(sig, n_shingles > 0, threshold=p.threshold, bands=p.bands, rows=p.rows,
-                                       verify=p.verify, seed=p.seed, progress=n > 100_000)
+                                       verify=p.verify, seed=p.seed, progress=n > 100_000,
+                                       false_negative_weight=p.false_negative_weight)
         labels = components(n, a, b)
         scores = mapped.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
         cols, flags, details = duplicate_flags(ids, labels, scores, flag="near_duplicate", describe=lambda i, r: "")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import REPO, machine, shared_data
-from curate.dedup.minhash import estimate_jaccard, signatures
+from curate.dedup.minhash import estimate_jaccard, signatures, text_signatures
 from curate.dedup.shingles import shingle_hashes
 
 K = 128
@@ -86,15 +86,12 @@ def engines_on_sample(texts, rng):
     results = {}
 
     def ours_raw():
-        out = []
-        for s in range(0, n, 1000):
-            out.append(signatures(*shingle_hashes(texts[s:s + 1000], ngram=NGRAM), num_perm=K)[0])
-        return np.concatenate(out)
+        return text_signatures(texts, num_perm=K, ngram=NGRAM)
 
     timed(ours_raw)  # warm-up (power tables)
     _, t = timed(ours_raw)
     results["curate OPH, from raw text (tokenise + shingle + sign)"] = n / t
-    hashed = [shingle_hashes(texts[s:s + 1000], ngram=NGRAM) for s in range(0, n, 1000)]
+    hashed = [shingle_hashes(texts[s:s + 512], ngram=NGRAM) for s in range(0, n, 512)]
     _, t = timed(lambda: [signatures(h, o, num_perm=K) for h, o in hashed])
     results["curate OPH, signatures from shingle hashes"] = n / t
     m = min(n, 1000)
@@ -177,13 +174,12 @@ def throughput_1m(rows):
     import rensa
 
     n = len(rows)
-    signatures(*shingle_hashes(rows[:1000], ngram=NGRAM), num_perm=K)
+    text_signatures(rows[:1000], num_perm=K, ngram=NGRAM)
     t_ours = t_rensa = t_py = 0.0
     for s in range(0, n, 10000):
         block = rows[s:s + 10000]
         t0 = time.perf_counter()
-        for b in range(0, len(block), 1000):
-            signatures(*shingle_hashes(block[b:b + 1000], ngram=NGRAM), num_perm=K)
+        text_signatures(block, num_perm=K, ngram=NGRAM)
         t1 = time.perf_counter()
         sh = [py_shingles(t) for t in block]
         t2 = time.perf_counter()

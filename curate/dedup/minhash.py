@@ -135,7 +135,7 @@ def pair_jaccard(sig: np.ndarray, a: np.ndarray, b: np.ndarray, *, chunk: int = 
 
 
 def text_signatures(texts, *, num_perm: int = 128, seed: int = 1, tokens: str = "word", ngram: int = 5,
-                    lowercase: bool = True, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                    lowercase: bool = True, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Signatures of texts, ``batch_size`` texts at a time (bounds the temporary arrays to a few MB).
 
     Returns ``sig`` (N, num_perm) uint32 and ``n_shingles`` (N,) int64 (0 for empty texts)."""

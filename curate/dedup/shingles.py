@@ -2,7 +2,7 @@
 
 :func:`shingle_hashes` turns a batch of texts into one flat ``uint64`` array of shingle hashes plus
 per-document offsets, with array operations only: Arrow splits and lower-cases the texts, every word
-is hashed once (a polynomial hash over the UTF-8 bytes, :func:`curate.dedup.hashing.range_hashes`),
+is hashed once (8 bytes at a time, :func:`curate.dedup.hashing.substring_hashes`),
 and word n-gram hashes are hashes over windows of word hashes. Character n-grams are windows over
 Unicode code points. No Python loop runs per token.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.dedup.hashing import range_hashes
+from curate.dedup.hashing import range_hashes, substring_hashes
 
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -124,7 +124,7 @@ def shingle_hashes(texts, *, tokens: Literal["word", "char"] = "word", ngram: in
         starts = np.flatnonzero(isw & ~prev)
         ends = np.flatnonzero(isw & ~nxt) + 1
         doc_offsets = np.searchsorted(starts, offs).astype(np.int64)
-        word_hashes = range_hashes(data, starts, ends)
+        word_hashes = substring_hashes(data, starts, ends)
         wstarts, wends, out_offsets = _windows(doc_offsets, ngram)
         return range_hashes(word_hashes, wstarts, wends), out_offsets
     if tokens == "char":

@@ -79,3 +79,17 @@ def fetch(model: str, tag: str) -> None:
 
     path = fetch_weights(model, tag)
     click.echo(path)
+
+
+@models.command("tiny")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True, help="seed of the random weights")
+def tiny(folder: str, seed: int) -> None:
+    """Write a tiny random-weight CLIP into FOLDER (for demos and tests; use it as model: local-dir:FOLDER).
+
+    Its embeddings are deterministic but meaningless: it shows the pipeline working offline, it does
+    not judge image-text pairs."""
+    from curate.models.testing import write_tiny_clip
+
+    out = write_tiny_clip(folder, seed=seed)
+    click.echo(f"wrote a tiny CLIP to {out}; use it as  embed: {{model: \"local-dir:{out}\"}}")

@@ -44,6 +44,12 @@ def write_tiny_clip(folder: str | Path, *, seed: int = 0, image_size: int = 32, 
     try:
         torch.manual_seed(seed)
         model = oc.CLIP(**cfg)
+        with torch.no_grad():
+            # at random init the shared class/position embeddings dominate and every image embeds alike
+            # (cosine ~0.98); without them, different images get different embeddings
+            model.visual.class_embedding.zero_()
+            model.visual.positional_embedding.zero_()
+            model.positional_embedding.zero_()
     finally:
         torch.random.set_rng_state(state)
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}

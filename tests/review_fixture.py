@@ -42,8 +42,11 @@ def _caption(i: int) -> str:
     return f"a photo number {i} of a small {LABELS[i % 4]} on grass"
 
 
-def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list[bytes] | None = None) -> RunDir:
-    """Write a finished run of ``n`` items to ``root``; ``images`` (cycled) replaces the generated PNGs."""
+def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list[bytes] | None = None,
+                    all_flagged: bool = False) -> RunDir:
+    """Write a finished run of ``n`` items to ``root``; ``images`` (cycled) replaces the generated PNGs.
+
+    ``all_flagged``: ``00-text_quality`` flags every item (for the benchmark's 100,000 flagged items)."""
     run = RunDir(root)
     stages = {"00-text_quality": [], "01-near_dup": [], "02-label_noise": [], "03-caption_repair": [], "04-image_quality": []}
     ids_all: list[str] = []
@@ -71,11 +74,12 @@ def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list
                     "action": pa.array(actions, pa.string()), "detail": pa.array(details, pa.string())}
             return pa.table(data)
 
-        short = [len(_caption(i).split()) < 3 for i in idx]
+        short = [all_flagged or len(_caption(i).split()) < 3 for i in idx]
         write_table(table({"n_words": pa.array([len(_caption(i).split()) for i in idx], pa.int32()),
                            "non_letter_share": pa.array([(i % 17) / 17 for i in idx], pa.float32())},
                           ["too_short" if f else None for f in short], ["review" if f else None for f in short],
-                          [f"{len(_caption(i).split())} words, fewer than 3" if f else None for i, f in zip(idx, short)]),
+                          [(f"{len(_caption(i).split())} words, fewer than 3" if len(_caption(i).split()) < 3
+                           else "flagged for the benchmark") if f else None for i, f in zip(idx, short)]),
                     run.stage_dir("00-text_quality") / shard_name(s))
         dup = [i % 10 == 1 for i in idx]
         write_table(table({"cluster_id": pa.array([f"c{i // 10}" if i % 10 in (0, 1) else None for i in idx], pa.string()),

@@ -34,8 +34,8 @@ def at(run):
 
 
 def page_ids(at) -> list[str]:
-    """Ids of the cards on the page (each card has an Accept button keyed acc_<id>)."""
-    return [b.key[4:] for b in at.button if b.key and b.key.startswith("acc_") and len(b.key) == 36]
+    """Ids of the cards on the page (each card has an Open button keyed open_<id>)."""
+    return [b.key[5:] for b in at.button if b.key and b.key.startswith("open_") and len(b.key) == 37]
 
 
 def current_id(at) -> str:
@@ -53,7 +53,7 @@ def test_first_page_progress_and_captions_as_text(at, run):
     assert page_ids(at) == review[:24]
     assert at.get("progress")[0].proto.text == f"Reviewed 0 / {len(review)}"
     texts = [t.value for t in at.text]
-    assert HTML_CAPTION in texts  # drawn by st.text: literal, never HTML or Markdown
+    assert any(t.startswith(HTML_CAPTION + "\n") for t in texts)  # drawn by st.text: literal, never HTML or Markdown
     assert not any(HTML_CAPTION in m.value for m in at.markdown)
 
 
@@ -90,7 +90,7 @@ def test_filters_by_reason_stage_status_score_and_search(at, run):
     at.multiselect(key="f_stages").set_value([]).run()
 
     at.text_input(key="f_search").input("ONERROR").run()
-    assert len(page_ids(at)) == 1 and HTML_CAPTION in [t.value for t in at.text]
+    assert len(page_ids(at)) == 1 and any(HTML_CAPTION in t.value for t in at.text)
     at.text_input(key="f_search").input("").run()
 
     at.selectbox(key="f_sort").set_value("02-label_noise.label_quality").run()
@@ -103,7 +103,8 @@ def test_filters_by_reason_stage_status_score_and_search(at, run):
     shown = queue.index.set_index("id").loc[page_ids(at), "02-label_noise.label_quality"].to_numpy()
     assert len(shown) and np.all((shown >= 0.2) & (shown <= 0.4))
 
-    # status: decide two, then filter on it
+    # status: decide one with the card's own button, then filter on it
+    at.checkbox(key="card_buttons").check().run()
     at.button(key=f"rej_{page_ids(at)[0]}").click().run()
     at.multiselect(key="f_status").set_value(["rejected"]).run()
     assert len(page_ids(at)) == 1
@@ -125,6 +126,7 @@ def test_keyboard_buttons_decide_the_current_item_and_advance(at, run):
 
 def test_undo_restores_the_previous_status(at, run):
     ids = page_ids(at)
+    at.checkbox(key="card_buttons").check().run()
     at.button(key=f"acc_{ids[5]}").click().run()
     at.button(key=f"rej_{ids[5]}").click().run()
     at.button(key="undo").click().run()
@@ -178,7 +180,7 @@ def test_item_view_cluster_suggestion_and_caption_choice(at, run):
     at.button(key=f"iacc_{ids[5]}").click().run()
     d = DecisionStore(run.review_db).latest()[ids[5]]
     assert (d.decision, d.note, d.caption) == ("accepted", "caption fixed", "a picture number 5 of a small dog on grass")
-    assert any(t.value == "chosen caption: a picture number 5 of a small dog on grass" for t in at.text)
+    assert any("\nchosen caption: a picture number 5 of a small dog on grass\n" in t.value for t in at.text)
     assert queue.captions == {}  # another process-wide queue object syncs on its next refresh
     queue.refresh()
     assert queue.captions[ids[5]].startswith("a picture")
@@ -189,8 +191,13 @@ def test_audit_view_lists_auto_dropped_items(at, run):
     ids = item_ids(run)
     dropped = [ids[i] for i, a in sorted(expected_actions(N).items()) if a == "drop"]
     assert page_ids(at) == dropped
+    at.button(key=f"open_{dropped[1]}").click().run()  # Open makes a card the current item
+    assert current_id(at) == dropped[1]
+    at.button(key="acc_cur").click().run()
+    assert latest(run) == {dropped[1]: "accepted"}
+    at.checkbox(key="card_buttons").check().run()
     at.button(key=f"acc_{dropped[0]}").click().run()
-    assert latest(run) == {dropped[0]: "accepted"}
+    assert latest(run) == {dropped[0]: "accepted", dropped[1]: "accepted"}
 
 
 def test_thresholds_count_and_save_as_pipeline(at, run):

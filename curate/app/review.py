@@ -46,7 +46,8 @@ def _init_state(st, reviewer: str) -> None:
     ss = st.session_state
     defaults = {"page": 0, "cursor": 0, "undo_stack": [], "confirm": None, "message": None,
                 "reviewer": reviewer, "view": "review", "f_stages": [], "f_reasons": [], "f_status": [],
-                "f_score": None, "f_search": "", "f_sort": None, "f_desc": False, "page_size": 24}
+                "f_score": None, "f_search": "", "f_sort": None, "f_desc": False, "page_size": 24,
+                "card_buttons": False}
     for k, v in defaults.items():
         if k not in ss:
             ss[k] = v
@@ -120,7 +121,9 @@ def _turn(st, step: int, n_pages: int) -> None:
     ss.confirm = None
 
 
-def _ask_bulk(st, decision: str, scope: str, ids: list[str]) -> None:
+def _ask_bulk(st, queue, decision: str, scope: str, what) -> None:
+    """Ask for confirmation; ``what`` is the page's ids, or the Query whose matches to decide."""
+    ids = what if isinstance(what, list) else queue.index["id"].to_numpy()[queue.select(what)].tolist()
     st.session_state.confirm = {"decision": decision, "scope": scope, "ids": ids}
 
 
@@ -168,6 +171,9 @@ def _sidebar(st, queue, run_dir: str) -> None:
                      key="f_sort", on_change=_reset_page, args=(st,))
         st.checkbox("Descending", key="f_desc", on_change=_reset_page, args=(st,))
         st.selectbox("Items per page", PAGE_SIZES, key="page_size", on_change=_reset_page, args=(st,))
+        st.checkbox("Accept / Reject buttons on every card", key="card_buttons",
+                    help="Off: select a card with Open (or J/K) and decide with the buttons below or A/X; "
+                         "fewer widgets make page turns faster.")
         st.caption("Keys: A accept · X reject · J/K next/previous item · N/P next/previous page · U undo")
 
 
@@ -190,19 +196,23 @@ def _card(st, queue, rec: dict, thumb, is_current: bool, n_on_page: int, i: int)
             st.image(thumb, width=180)
         else:
             st.text("(no image)")
-        st.text(rec["text"] if rec.get("text") is not None else "(no text)")
+        lines = [rec["text"] if rec.get("text") is not None else "(no text)"]
         if rec.get("chosen_caption"):
-            st.text(f"chosen caption: {rec['chosen_caption']}")
+            lines.append(f"chosen caption: {rec['chosen_caption']}")
         if rec.get("label") is not None:
-            st.text(f"label: {rec['label']}")
-        st.text(rec["reasons"])
+            lines.append(f"label: {rec['label']}")
+        lines.append(rec["reasons"])
         if rec.get("details"):
-            st.text(rec["details"])
+            lines.append(rec["details"])
         scores = [f"{c}={_fmt(rec.get(c))}" for c in queue.score_columns() if rec.get(c) is not None]
         if scores:
-            st.text("  ".join(scores))
+            lines.append("  ".join(scores))
         if rec.get("note"):
-            st.text(f"note: {rec['note']}")
+            lines.append(f"note: {rec['note']}")
+        st.text("\n".join(lines))  # one text block: user data is never Markdown/HTML
+        if not st.session_state.card_buttons:  # one widget per card keeps page turns fast in the browser
+            st.button("Open", key=f"open_{rec['id']}", on_click=lambda: st.session_state.update(cursor=i))
+            return
         c1, c2, c3 = st.columns(3)
         c1.button("Accept", key=f"acc_{rec['id']}", on_click=_decide,
                   args=(st, queue, [rec["id"]], "accepted", f"accepted {rec['id'][:8]}"))
@@ -254,15 +264,10 @@ def _item_view(st, queue, rec: dict) -> None:
                 mark = ("★ representative" if m["representative"] else "duplicate") + (" · this item" if m["this"] else "")
                 st.text(f"{mark}\n{m['id'][:12]}")
                 st.text(m["text"] if m["text"] is not None else "")
-    rows = []
-    for stage, vals in d["stages"].items():
-        for k, v in vals.items():
-            if v is not None:
-                rows.append({"stage": stage, "column": k, "value": _fmt(v)})
+    rows = [(stage, k, _fmt(v)) for stage, vals in d["stages"].items() for k, v in vals.items() if v is not None]
     if rows:
-        import pandas as pd
-
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+        st.text("\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows))
     note = st.text_input("Note (saved with the decision)", value=rec.get("note") or "", key=f"note_{rec['id']}")
     c1, c2 = st.columns(2)
     c1.button("Accept with note/caption", key=f"iacc_{rec['id']}", on_click=_decide,
@@ -296,14 +301,13 @@ def _queue_view(st, queue) -> None:
                   disabled=ss.page >= n_pages - 1)
     nav[2].markdown(f"page **{ss.page + 1}** of **{n_pages}** · **{n:,}** matching")
     nav[3].button("Undo", key="undo", shortcut="U", on_click=_undo, args=(st, queue), disabled=not ss.undo_stack)
-    nav[4].button("Accept page", key="acc_page", on_click=_ask_bulk, args=(st, "accepted", "page", page_ids),
+    nav[4].button("Accept page", key="acc_page", on_click=_ask_bulk, args=(st, queue, "accepted", "page", page_ids),
                   disabled=not page_ids)
-    nav[5].button("Reject page", key="rej_page", on_click=_ask_bulk, args=(st, "rejected", "page", page_ids),
+    nav[5].button("Reject page", key="rej_page", on_click=_ask_bulk, args=(st, queue, "rejected", "page", page_ids),
                   disabled=not page_ids)
-    all_ids = queue.index["id"].to_numpy()[positions].tolist() if n else []
-    nav[6].button(f"Accept all {n:,}", key="acc_all", on_click=_ask_bulk, args=(st, "accepted", "filter", all_ids),
+    nav[6].button(f"Accept all {n:,}", key="acc_all", on_click=_ask_bulk, args=(st, queue, "accepted", "filter", q),
                   disabled=not n)
-    nav[7].button(f"Reject all {n:,}", key="rej_all", on_click=_ask_bulk, args=(st, "rejected", "filter", all_ids),
+    nav[7].button(f"Reject all {n:,}", key="rej_all", on_click=_ask_bulk, args=(st, queue, "rejected", "filter", q),
                   disabled=not n)
 
     if ss.confirm:

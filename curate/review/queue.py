@@ -144,8 +144,11 @@ class ReviewQueue:
         self._synced = 0
         self._lock = threading.Lock()
         self._thumbs: OrderedDict[str, bytes | None] = OrderedDict()
-        self._haystack: np.ndarray | None = None
+        self._haystack: pa.Array | None = None
         self._stage_cache: dict[tuple, pa.Table] = {}
+        self._reasons: dict[str, dict[str, int]] = {}
+        self._searches: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._details: OrderedDict[int, dict] = OrderedDict()
         self.action = self.index["action"].to_numpy()
         self.refresh()
 
@@ -191,7 +194,9 @@ class ReviewQueue:
         return [c for c in self.index.columns if "." in c and c.split(".", 1)[0] in self.stage_dirs]
 
     def reasons(self, view: str = "all") -> dict[str, int]:
-        """``"<stage dir>:<flag>"`` -> number of items in the view with that flag."""
+        """``"<stage dir>:<flag>"`` -> number of items in the view with that flag (computed once per view)."""
+        if view in self._reasons:
+            return self._reasons[view]
         mask = self.view_mask(view)
         out: dict[str, int] = {}
         for d in self.stage_dirs:
@@ -199,7 +204,8 @@ class ReviewQueue:
             if col in self.index:
                 for flag, n in self.index.loc[mask, col].value_counts().items():
                     out[f"{d}:{flag}"] = int(n)
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        self._reasons[view] = dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        return self._reasons[view]
 
     def stages_with_flags(self, view: str = "all") -> list[str]:
         return sorted({r.split(":", 1)[0] for r in self.reasons(view)}, key=self.stage_dirs.index)
@@ -216,9 +222,13 @@ class ReviewQueue:
             hay = parts[0]
             for p in parts[1:]:
                 hay = hay + "\n" + p
-            self._haystack = hay.str.lower().to_numpy()
-        s = pd.Series(self._haystack)
-        return s.str.contains(text.lower(), regex=False).to_numpy()
+            self._haystack = pa.array(hay.str.lower().to_numpy(), pa.large_string())
+        key = text.lower()
+        if key not in self._searches:  # the index never changes: a search's mask can be kept
+            self._searches[key] = pc.match_substring(self._haystack, key).to_numpy(zero_copy_only=False)
+            while len(self._searches) > 16:
+                self._searches.popitem(last=False)
+        return self._searches[key]
 
     def select(self, q: Query) -> np.ndarray:
         """Positions (into the index) of the items matching ``q``, in display order."""
@@ -246,7 +256,7 @@ class ReviewQueue:
             if q.score_max is not None:
                 mask &= v <= q.score_max
         if q.search.strip():
-            mask &= self._search_mask(q.search.strip())
+            mask = mask & self._search_mask(q.search.strip())
         pos = np.flatnonzero(mask)
         if q.sort and q.sort in self.index and len(pos):
             v = self.index[q.sort].to_numpy()[pos]
@@ -311,7 +321,12 @@ class ReviewQueue:
         return self._stage_cache[key]
 
     def details(self, pos: int) -> dict:
-        return item_details(self, pos)
+        """:func:`item_details` of the item at ``pos`` (LRU-cached: stage outputs do not change)."""
+        if pos not in self._details:
+            self._details[pos] = item_details(self, pos)
+            while len(self._details) > 64:
+                self._details.popitem(last=False)
+        return self._details[pos]
 
     def stage_scores(self) -> dict[str, list[str]]:
         """Per stage dir, its floating-point output columns (candidates for a threshold)."""
@@ -409,7 +424,9 @@ def item_details(queue: ReviewQueue, pos: int) -> dict:
     run, idx = queue.run, queue.index
     shard, row = int(idx["shard"].iat[pos]), int(idx["row"].iat[pos])
     item = idx["id"].iat[pos]
-    rec = pq.read_table(run.data_shard(shard)).slice(row, 1).to_pylist()[0]
+    cols = [c for c in pq.read_schema(run.data_shard(shard)).names if c != "image"]
+    rec = pq.read_table(run.data_shard(shard), columns=cols).slice(row, 1).to_pylist()[0]
+    rec["image"] = read_images(run, [(shard, row, item)])[item]
     out: dict[str, Any] = {"record": rec, "stages": {}, "clusters": [], "suggestions": [], "captions": []}
     for d in queue.stage_dirs:
         t = pq.read_table(run.stage_dir(d) / shard_name(shard))

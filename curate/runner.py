@@ -326,7 +326,7 @@ class Runner:
                                "global_map" if is_global else "map")
 
         desc = f"{spec.dirname}" + (" (map)" if is_global else "")
-        for _ in executor.map_unordered(stage_task, jobs(), desc=desc, total_rows=rows_total, parallel=cls.parallel):
+        for _ in executor.map_unordered(stage_task, jobs(), desc=desc, total_rows=rows_total, parallel=probe.parallel):
             pass
         if is_global:
             self._reduce(probe, spec, sdir, map_dir, n_shards)

@@ -80,7 +80,8 @@ class Stage:
     flags: ClassVar[tuple[str, ...]] = ()
     #: pip extra the stage needs beyond the base install (named in error messages and ``curate stages``).
     extra: ClassVar[str | None] = None
-    #: False for stages that must run one shard at a time in the main process (e.g. a GPU model).
+    #: False for stages that must run one shard at a time in the main process (e.g. a GPU model). An
+    #: instance may set it from its params (e.g. only when a model is configured).
     parallel: ClassVar[bool] = True
 
     def __init__(self, params: StageParams, ctx: StageContext | None = None):

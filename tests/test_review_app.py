@@ -3,6 +3,8 @@ bulk decisions with confirmation, the item view, the audit view and thresholds."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -214,3 +216,53 @@ def test_thresholds_count_and_save_as_pipeline(at, run):
     doc = yaml.safe_load(path.read_text())
     assert doc["stages"][4] == {"image_quality": {"dark_below": 30.0, "action": "drop"}}
     assert doc["stages"][0] == {"text_quality": {"min_words": 3, "action": "review"}}
+
+
+def test_item_view_follows_dup_of_and_ignores_a_coarse_cluster(run):
+    """semantic_dedup writes a k-means ``cluster`` and ``dup_of``: the group is the item and its original."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.rundir import shard_name, write_table
+
+    ids = item_ids(run)
+    manifest = run.load_manifest()
+    for s in range(len(run.data_shards())):
+        shard_ids = pq.read_table(run.data_shard(s), columns=["id"]).column("id").to_pylist()
+        n0 = s * 50
+        dup = [n0 + k == 9 for k in range(len(shard_ids))]  # item 9 duplicates item 4
+        write_table(pa.table({"id": shard_ids, "cluster": pa.array([0] * len(shard_ids), pa.int32()),
+                              "dup_of": pa.array([ids[4] if d else None for d in dup], pa.string()),
+                              "flag": pa.array(["semantic_duplicate" if d else None for d in dup], pa.string()),
+                              "action": pa.array(["review" if d else None for d in dup], pa.string()),
+                              "detail": pa.array(["cosine 0.99 to item 4" if d else None for d in dup], pa.string())}),
+                    run.stage_dir("05-semantic_dedup") / shard_name(s))
+    manifest["stages"].append({"index": 5, "name": "semantic_dedup", "dir": "05-semantic_dedup", "fingerprint": "x",
+                               "status": "done", "columns": ["cluster", "dup_of"], "params": {"action": "review"},
+                               "finished": "2026-01-02T00:00:00+00:00"})
+    run.save_manifest(manifest)
+    queue = ReviewQueue(run.root)
+    pos = int(np.flatnonzero(queue.index["id"].to_numpy() == ids[9])[0])
+    (group,) = queue.details(pos)["clusters"]
+    assert group["stage"] == "05-semantic_dedup" and group["column"] == "dup_of"
+    assert [(m["id"], m["representative"], m["this"]) for m in group["members"]] == [(ids[4], True, False),
+                                                                                     (ids[9], False, True)]
+    assert group["members"][0]["image"][:4] == b"\x89PNG"
+
+
+def test_review_command_checks_the_run_and_binds_localhost(run, tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import main
+    from curate.commands.review import streamlit_command
+
+    cmd = streamlit_command(str(run.root), host="127.0.0.1", port=8600)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[cmd.index("--server.port") + 1] == "8600"
+    assert cmd[-1] == str(run.root) and Path(cmd[4]).name == "review.py" and Path(cmd[4]).is_file()
+    manifest = run.load_manifest()
+    manifest["status"] = "running"
+    run.save_manifest(manifest)
+    res = CliRunner().invoke(main, ["review", str(run.root)])
+    assert res.exit_code == 1 and "did not finish" in res.output
+    res = CliRunner().invoke(main, ["review", str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "not a run directory" in res.output

@@ -143,6 +143,7 @@ class ReviewQueue:
         self.captions: dict[str, str] = {}
         self._synced = 0
         self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()  # sessions share this object: guard the LRU caches
         self._thumbs: OrderedDict[str, bytes | None] = OrderedDict()
         self._haystack: pa.Array | None = None
         self._stage_cache: dict[tuple, pa.Table] = {}
@@ -224,11 +225,15 @@ class ReviewQueue:
                 hay = hay + "\n" + p
             self._haystack = pa.array(hay.str.lower().to_numpy(), pa.large_string())
         key = text.lower()
-        if key not in self._searches:  # the index never changes: a search's mask can be kept
-            self._searches[key] = pc.match_substring(self._haystack, key).to_numpy(zero_copy_only=False)
-            while len(self._searches) > 16:
-                self._searches.popitem(last=False)
-        return self._searches[key]
+        with self._cache_lock:
+            got = self._searches.get(key)
+        if got is None:  # the index never changes: a search's mask can be kept
+            got = pc.match_substring(self._haystack, key).to_numpy(zero_copy_only=False)
+            with self._cache_lock:
+                self._searches[key] = got
+                while len(self._searches) > 16:
+                    self._searches.popitem(last=False)
+        return got
 
     def select(self, q: Query) -> np.ndarray:
         """Positions (into the index) of the items matching ``q``, in display order."""
@@ -305,13 +310,19 @@ class ReviewQueue:
 
     def thumbnails(self, positions: np.ndarray, size: int = 224) -> dict[str, bytes | None]:
         """Small JPEG/PNG thumbnails (``None`` for items without a decodable image), LRU-cached."""
-        want = [p for p in positions if self.index["id"].iat[p] not in self._thumbs]
+        ids = self.index["id"].to_numpy()
+        with self._cache_lock:
+            have = {ids[p]: self._thumbs[ids[p]] for p in positions if ids[p] in self._thumbs}
+        want = [p for p in positions if ids[p] not in have]
         if want:
-            for item, data in self.images(np.asarray(want)).items():
-                self._thumbs[item] = make_thumbnail(data, size) if data else None
+            made = {item: (make_thumbnail(data, size) if data else None)
+                    for item, data in self.images(np.asarray(want)).items()}
+            have.update(made)
+            with self._cache_lock:
+                self._thumbs.update(made)
                 while len(self._thumbs) > 4096:
                     self._thumbs.popitem(last=False)
-        return {self.index["id"].iat[p]: self._thumbs.get(self.index["id"].iat[p]) for p in positions}
+        return {ids[p]: have.get(ids[p]) for p in positions}
 
     def stage_columns(self, stage_dir: str, columns: list[str]) -> pa.Table:
         """``id`` plus ``columns`` of every row of a stage (cached; used for clusters)."""
@@ -322,11 +333,15 @@ class ReviewQueue:
 
     def details(self, pos: int) -> dict:
         """:func:`item_details` of the item at ``pos`` (LRU-cached: stage outputs do not change)."""
-        if pos not in self._details:
-            self._details[pos] = item_details(self, pos)
-            while len(self._details) > 64:
-                self._details.popitem(last=False)
-        return self._details[pos]
+        with self._cache_lock:
+            got = self._details.get(pos)
+        if got is None:
+            got = item_details(self, pos)
+            with self._cache_lock:
+                self._details[pos] = got
+                while len(self._details) > 64:
+                    self._details.popitem(last=False)
+        return got
 
     def stage_scores(self) -> dict[str, list[str]]:
         """Per stage dir, its floating-point output columns (candidates for a threshold)."""
@@ -453,7 +468,7 @@ def item_details(queue: ReviewQueue, pos: int) -> dict:
             st = queue.stage_columns(d, [rep_id])
             ids = st.column("id")
             target = srow[rep_id]
-            m = pc.or_(pc.equal(ids, target), pc.equal(st.column(rep_id), pa.scalar(target)))
+            m = pc.or_kleene(pc.equal(ids, target), pc.equal(st.column(rep_id), pa.scalar(target)))
             members = np.flatnonzero(pc.fill_null(m, False).to_numpy(zero_copy_only=False))
             cols = [rep_id]
         if members is not None and len(members):

@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=512, help="images through the stage path")
     ap.add_argument("--naive-n", type=int, default=None, help="images through the naive loop (default min(n, 256))")
     ap.add_argument("--num-workers", default="auto", help="decoding workers of the stage path")
+    ap.add_argument("--fast-jpeg", action="store_true", help="embed's fast_jpeg: true (reduced-scale JPEG decoding)")
     ap.add_argument("--shard-size", type=int, default=1000, help="rows per Embed.process call (a data shard)")
     args = ap.parse_args()
 
@@ -85,7 +86,8 @@ def main() -> None:
     blobs = load_images(args.images, args.n)
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
     params = EmbedParams(model=args.model, pretrained=args.pretrained, device=args.device, precision=args.precision,
-                         batch_size=args.batch_size, num_workers=workers, text=False, cache=False)
+                         batch_size=args.batch_size, num_workers=workers, text=False, cache=False,
+                         fast_jpeg=args.fast_jpeg)
     stage = Embed(params, None)
     t0 = time.perf_counter()
     stage.setup()

@@ -176,3 +176,28 @@ def test_models_list_and_offline_fetch(monkeypatch):
     assert r.exit_code == 1
     assert "cannot download" in r.output and "pretrained: to a local checkpoint file" in r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.slow
+def test_decoder_workers_match_inline_decoding_with_failures_and_draft(tiny_clip):
+    from curate.embeddings.images import ImageDecoder, decode_chunk, transform_for
+    from tests.conftest import image_bytes
+
+    blobs = [image_bytes(width=60 + i, height=40 + 2 * i, seed=i) for i in range(23)]
+    blobs[5], blobs[17] = b"broken", None
+    chunks = [blobs[i:i + 9] for i in range(0, len(blobs), 9)]
+    dec = ImageDecoder(transform_for(tiny_clip), num_workers=2)
+    try:
+        got = [(p.copy(), ok) for p, ok in dec.imap(chunks)]
+    finally:
+        dec.close()
+    for (pixels, ok), chunk in zip(got, chunks):
+        ref_pixels, ref_ok = decode_chunk(chunk, transform_for(tiny_clip))
+        np.testing.assert_array_equal(ok, ref_ok)
+        np.testing.assert_array_equal(pixels, ref_pixels)
+    # reduced-scale JPEG decoding of a large photo: close to the exact pixels, not identical
+    big = image_bytes(width=640, height=480, seed=3)
+    exact, _ = decode_chunk([big], transform_for(tiny_clip))
+    fast, _ = decode_chunk([big], transform_for(tiny_clip, draft=True))
+    assert fast.shape == exact.shape
+    assert np.abs(fast.astype(int) - exact.astype(int)).mean() < 40

@@ -36,12 +36,20 @@ class ResizeCrop:
     size: tuple[int, int]  # (height, width)
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
+    #: Let JPEG decoding scale down by 1/2, 1/4 or 1/8 (DCT scaling) while keeping at least the target
+    #: size: several times faster on large photos, pixels differ slightly from open_clip's reference.
+    draft: bool = False
 
     def __call__(self, img):
         from PIL import Image
 
         resample = Image.Resampling.BILINEAR if self.interpolation == "bilinear" else Image.Resampling.BICUBIC
         th, tw = self.size
+        if self.draft and img.format == "JPEG":
+            w0, h0 = img.size
+            scale = min(w0 / tw, h0 / th) if self.resize_mode == "squash" else min(w0, h0) / min(th, tw)
+            if scale >= 2:
+                img.draft("RGB", (int(np.ceil(w0 / scale)), int(np.ceil(h0 / scale))))
         if img.mode != "RGB":
             img = img.convert("RGB")
         w, h = img.size
@@ -65,13 +73,13 @@ class ResizeCrop:
         return img.crop((left, top, left + tw, top + th))
 
 
-def transform_for(clip) -> ResizeCrop:
+def transform_for(clip, *, draft: bool = False) -> ResizeCrop:
     """The worker-side transform for a loaded :class:`curate.models.ClipModel`."""
     pp = dict(getattr(clip.model.visual, "preprocess_cfg", {}) or {})
     mode = pp.get("resize_mode", "shortest")
     if mode not in ("shortest", "squash"):
         raise ValueError(f"resize_mode {mode!r} is not supported by the fast image path")
-    return ResizeCrop(clip.image_size, pp.get("interpolation", "bicubic"), mode)
+    return ResizeCrop(clip.image_size, pp.get("interpolation", "bicubic"), mode, draft)
 
 
 _TRANSFORM: ResizeCrop | None = None
@@ -126,22 +134,21 @@ def _mapped(path: str, shape=None) -> np.memmap:
     return m
 
 
-def decode_into(in_path: str, spans: list[tuple[int, int] | None], out_path: str, out_shape: tuple) -> np.ndarray:
-    """Worker side of :class:`ImageDecoder`: read encoded images from a shared file, write pixels into
-    another; only the small ``ok`` mask travels back through the pipe."""
+def decode_into(in_path: str, spans: list[tuple[int, int] | None], out_path: str, out_shape: tuple,
+                row0: int) -> np.ndarray:
+    """Worker side of :class:`ImageDecoder`: read encoded images from a shared file and write pixels
+    into rows ``row0...`` of another; only the small ``ok`` mask travels back through the pipe."""
     t = _TRANSFORM
     src = _mapped(in_path)
     out = _mapped(out_path, out_shape)
     ok = np.zeros(len(spans), dtype=bool)
-    n = 0
     for i, span in enumerate(spans):
         if span is None:
             continue
         px = _decode_one(src[span[0]:span[0] + span[1]].tobytes(), t)
         if px is not None:
-            out[n] = px
+            out[row0 + i] = px
             ok[i] = True
-            n += 1
     return ok
 
 
@@ -241,6 +248,9 @@ class ImageDecoder:
         size = max(len(c) for c in chunks)
         pool = self._get_pool()
         slots = self._get_slots(size)
+        # one model batch is split into several decode tasks, so that every worker is busy even when a
+        # shard holds only a few batches
+        task = max(4, -(-size // self.num_workers))
         pending: deque = deque()
         free = deque(slots)
         it = iter(chunks)
@@ -250,15 +260,18 @@ class ImageDecoder:
                 return False
             slot = free.popleft()
             spans = slot.write(c)
-            pending.append((slot, pool.submit(decode_into, slot.in_path, spans, slot.out_path, slot.out_shape)))
+            futs = [pool.submit(decode_into, slot.in_path, spans[r:r + task], slot.out_path, slot.out_shape, r)
+                    for r in range(0, len(spans), task)]
+            pending.append((slot, futs, len(spans)))
             return True
 
         while free and submit(next(it, None)):
             pass
         while pending:
-            slot, fut = pending.popleft()
-            ok = fut.result()
-            yield slot.out[:int(ok.sum())], ok
+            slot, futs, n = pending.popleft()
+            ok = np.concatenate([f.result() for f in futs])
+            pixels = slot.out[:n] if ok.all() else slot.out[:n][ok]
+            yield pixels, ok
             free.append(slot)
             submit(next(it, None))
 

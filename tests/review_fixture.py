@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from PIL import Image
 
@@ -143,4 +142,4 @@ def item_ids(run: RunDir) -> list[str]:
     return [i for p in run.data_shards() for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
 
 
-__all__ = ["HTML_CAPTION", "LABELS", "expected_actions", "item_ids", "make_review_run", "np"]
+__all__ = ["HTML_CAPTION", "LABELS", "expected_actions", "item_ids", "make_review_run"]

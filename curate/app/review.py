@@ -187,7 +187,7 @@ def _progress(st, queue, view: str) -> None:
                 st.progress(dn / tt if tt else 1.0, text=f"{d}: {dn:,} / {tt:,}")
 
 
-def _card(st, queue, rec: dict, thumb, is_current: bool, n_on_page: int, i: int) -> None:
+def _card(st, queue, rec: dict, thumb, is_current: bool, i: int) -> None:
     with st.container(border=True):
         head = "▶ **current**  " if is_current else ""
         badge = {"pending": ":gray[pending]", "accepted": ":green[accepted]", "rejected": ":red[rejected]"}[rec["status"]]
@@ -222,6 +222,8 @@ def _card(st, queue, rec: dict, thumb, is_current: bool, n_on_page: int, i: int)
 
 
 def _item_view(st, queue, rec: dict) -> None:
+    from curate.review.queue import make_thumbnail
+
     d = queue.details(rec["pos"])
     r = d["record"]
     st.subheader("Item")
@@ -256,8 +258,6 @@ def _item_view(st, queue, rec: dict) -> None:
         cols = st.columns(min(len(cl["members"]), 6))
         for k, m in enumerate(cl["members"]):
             with cols[k % len(cols)]:
-                from curate.review.queue import make_thumbnail
-
                 thumb = make_thumbnail(m["image"]) if m["image"] else None
                 if thumb:
                     st.image(thumb, width=160)
@@ -345,7 +345,7 @@ def _queue_view(st, queue) -> None:
         cols = st.columns(per_row)
         for j, rec in enumerate(recs[start:start + per_row]):
             with cols[j]:
-                _card(st, queue, rec, thumbs.get(rec["id"]), start + j == ss.cursor, len(recs), start + j)
+                _card(st, queue, rec, thumbs.get(rec["id"]), start + j == ss.cursor, start + j)
     st.divider()
     _item_view(st, queue, cur)
 

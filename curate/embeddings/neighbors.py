@@ -65,7 +65,7 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, backend: st
     else:
         from curate.errors import require
 
-        cluster = require("sklearn.cluster", "labels", "k-means (scikit-learn)")
+        cluster = require("sklearn.cluster", "clip", "k-means (scikit-learn; or install faiss-cpu)")
         if n > 20000:
             km = cluster.MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096, max_iter=niter)
         else:

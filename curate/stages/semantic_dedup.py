@@ -44,6 +44,7 @@ class SemanticDedup(GlobalStage):
     name = "semantic_dedup"
     Params = SemanticDedupParams
     flags = ("semantic_duplicate",)
+    extra = "clip"  # k-means: faiss-cpu if installed, else scikit-learn
 
     def _score_column(self) -> str | None:
         k = self.params.keep

@@ -16,7 +16,6 @@ import csv
 import time
 from itertools import combinations
 
-import numpy as np
 import pyarrow as pa
 
 from _common import machine, shared_data

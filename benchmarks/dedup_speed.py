@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def engines_on_sample(texts, rng):
     print(f"sample: {n} IMDB reviews, {np.mean([len(s) for s in shingles]):.1f} word 5-grams each on average; "
           f"building shingle strings in Python: {n / t_shingle:,.0f} docs/s (not charged to the baselines)")
     results = {}
+    load0 = os.getloadavg()[0]
 
     def ours_raw():
         return text_signatures(texts, num_perm=K, ngram=NGRAM)
@@ -122,7 +124,8 @@ def engines_on_sample(texts, rng):
     _, t = timed(lambda: rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offs.astype(np.uint64), K, 42))
     results["rensa digest_matrix_from_flat_token_hashes (our shingle hashes)"] = n / t
     base = results["rensa RMinHash (one per doc, update + digest)"]
-    print(f"\n{'engine':66s} {'docs/s':>10s} {'vs rensa RMinHash':>17s}")
+    print(f"\nload average before: {load0:.1f}, after: {os.getloadavg()[0]:.1f} (2 cores, shared)")
+    print(f"{'engine':66s} {'docs/s':>10s} {'vs rensa RMinHash':>17s}")
     for k, v in results.items():
         print(f"{k:66s} {v:10,.0f} {v / base:16.2f}x")
 
@@ -189,7 +192,7 @@ def throughput_1m(rows):
             r.digest()
         t3 = time.perf_counter()
         t_ours, t_py, t_rensa = t_ours + t1 - t0, t_py + t2 - t1, t_rensa + t3 - t2
-    print(f"\n{n:,} rows, word 5-grams, 128 permutations, one process:")
+    print(f"\n{n:,} rows, word 5-grams, 128 permutations, one process (load average now {os.getloadavg()[0]:.1f}):")
     print(f"  curate OPH from raw text     {n / t_ours:10,.0f} docs/s ({t_ours:.1f} s)")
     print(f"  rensa RMinHash               {n / t_rensa:10,.0f} docs/s ({t_rensa:.1f} s) + {t_py:.1f} s building its shingle strings "
           f"-> {n / (t_rensa + t_py):,.0f} docs/s from raw text")

@@ -17,7 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.dedup.hashing import range_hashes, substring_hashes
+from curate.dedup.hashing import mix64, substring_hashes
+
+_P64 = np.uint64(0x100000001B3 * 2 + 1)
 
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -65,19 +67,49 @@ def _utf8_buffer(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data, offs - offs[0]
 
 
-def _windows(doc_offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Start/end positions of every n-gram window of each document (a document shorter than ``n``
-    but not empty gives one window, itself), and the new per-document offsets."""
+def ngram_hashes(token_hashes: np.ndarray, doc_offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every window of ``n`` consecutive tokens inside each document.
+
+    ``mix64(sum_j h[i + j] * P**(n - 1 - j))`` computed with ``n`` shifted array operations over the
+    whole batch; windows that cross a document end are dropped. A document with fewer than ``n``
+    tokens (but at least one) gets one shingle over all its tokens. Returns the hashes and the new
+    per-document offsets.
+    """
+    h = np.asarray(token_hashes, dtype=np.uint64)
+    doc_offsets = np.asarray(doc_offsets, dtype=np.int64)
     counts = np.diff(doc_offsets)
-    m = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))
-    out_offsets = np.zeros(len(m) + 1, dtype=np.int64)
-    np.cumsum(m, out=out_offsets[1:])
-    total = int(out_offsets[-1])
-    doc_of = np.repeat(np.arange(len(m)), m)
-    local = np.arange(total, dtype=np.int64) - out_offsets[:-1][doc_of]
-    starts = doc_offsets[:-1][doc_of] + local
-    ends = np.minimum(starts + n, doc_offsets[1:][doc_of])
-    return starts, ends, out_offsets
+    m = len(h)
+    per_doc = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))
+    out_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(per_doc, out=out_offsets[1:])
+    if m >= n:
+        with np.errstate(over="ignore"):
+            g = h[: m - n + 1].copy()
+            for j in range(1, n):
+                g *= _P64
+                g += h[j: m - n + 1 + j]
+        valid = np.ones(m - n + 1, dtype=bool)
+        ends = doc_offsets[1:]
+        for j in range(1, n):  # windows starting in the last n - 1 tokens of a document cross its end
+            last = ends - j
+            valid[last[(last >= doc_offsets[:-1]) & (last < m - n + 1)]] = False
+        g = g[valid]
+    else:
+        g = np.zeros(0, dtype=np.uint64)
+    short = np.flatnonzero((counts > 0) & (counts < n))
+    if len(short):  # one shingle per short document, inserted at its place
+        with np.errstate(over="ignore"):
+            sh = np.zeros(len(short), dtype=np.uint64)
+            for j in range(int(counts[short].max())):
+                inside = j < counts[short]
+                sh[inside] = sh[inside] * _P64 + h[doc_offsets[short][inside] + j]
+        full = np.empty(int(out_offsets[-1]), dtype=np.uint64)
+        is_short = np.zeros(len(full), dtype=bool)
+        is_short[out_offsets[short]] = True
+        full[is_short] = sh
+        full[~is_short] = g
+        g = full
+    return mix64(g, inplace=True), out_offsets
 
 
 def shingle_hashes(texts, *, tokens: Literal["word", "char"] = "word", ngram: int = 5,
@@ -124,9 +156,7 @@ def shingle_hashes(texts, *, tokens: Literal["word", "char"] = "word", ngram: in
         starts = np.flatnonzero(isw & ~prev)
         ends = np.flatnonzero(isw & ~nxt) + 1
         doc_offsets = np.searchsorted(starts, offs).astype(np.int64)
-        word_hashes = substring_hashes(data, starts, ends)
-        wstarts, wends, out_offsets = _windows(doc_offsets, ngram)
-        return range_hashes(word_hashes, wstarts, wends), out_offsets
+        return ngram_hashes(substring_hashes(data, starts, ends), doc_offsets, ngram)
     if tokens == "char":
         arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"\s+", " "))
         lengths = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -134,8 +164,7 @@ def shingle_hashes(texts, *, tokens: Literal["word", "char"] = "word", ngram: in
         np.cumsum(lengths, out=doc_offsets[1:])
         joined = "".join(arr.to_pylist())
         codepoints = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-        starts, ends, out_offsets = _windows(doc_offsets, ngram)
-        return range_hashes(codepoints, starts, ends), out_offsets
+        return ngram_hashes(mix64(codepoints.astype(np.uint64)), doc_offsets, ngram)
     raise ValueError(f"tokens must be 'word' or 'char', got {tokens!r}")
 
 

@@ -105,5 +105,6 @@ def report(title: str, quality: np.ndarray, flagged: np.ndarray, candidates: set
         found = len(set(order[:k].tolist()) & validated)
         out[f"recall_at_{k}"] = found / len(validated)
         tops.append(f"top-{k}: {found} ({found / len(validated):.3f})")
-    print("    ranked by label quality, validated errors in " + ", ".join(tops))
+    if tops:
+        print("    ranked by label quality, validated errors in " + ", ".join(tops))
     return out

@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--cv-rows", type=int, default=50_000)
-    ap.add_argument("--cv-classifiers", default="logistic,mlp,knn")
+    ap.add_argument("--cv-classifiers", default="logistic,knn")
+    ap.add_argument("--modes", default="stage,direct,cv")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -106,7 +107,9 @@ def main() -> None:
         print(json.dumps(child(mode, rows, args.classes, clf or "logistic")))
         return
     print(f"machine: {machine()}")
-    runs = [f"stage", "direct"] + [f"cv:{c}" for c in args.cv_classifiers.split(",") if c]
+    modes = args.modes.split(",")
+    runs = [m for m in ("stage", "direct") if m in modes]
+    runs += [f"cv:{c}" for c in args.cv_classifiers.split(",") if c and "cv" in modes]
     results = {}
     for r in runs:
         cmd = [sys.executable, __file__, "--child", r, "--rows", str(args.rows), "--classes", str(args.classes),

@@ -12,13 +12,13 @@ Heavy dependencies (scikit-learn, cleanlab) are imported inside the functions.
 
 from __future__ import annotations
 
-from curate.labelnoise.classes import ClassMap, encode_labels
+from curate.labelnoise.classes import ClassMap, encode_label_column, encode_labels
 from curate.labelnoise.crossval import CLASSIFIERS, CVResult, cross_val_pred_probs, small_classes
 from curate.labelnoise.detect import FILTER_METHODS, RANK_METHODS, IssueResult, find_issues, summarize
 from curate.labelnoise.features import FeatureSpec, list_column_to_matrix, pixel_vectors, reduce_dims, tfidf_matrix
 
 __all__ = [
     "CLASSIFIERS", "CVResult", "ClassMap", "FILTER_METHODS", "FeatureSpec", "IssueResult", "RANK_METHODS",
-    "cross_val_pred_probs", "encode_labels", "find_issues", "list_column_to_matrix", "pixel_vectors",
+    "cross_val_pred_probs", "encode_label_column", "encode_labels", "find_issues", "list_column_to_matrix", "pixel_vectors",
     "reduce_dims", "small_classes", "summarize", "tfidf_matrix",
 ]

@@ -84,3 +84,26 @@ def encode_labels(labels: Sequence[str | None], *, classes: Sequence[str] | None
     index = {n: i for i, n in enumerate(names)}
     codes = np.array([-1 if v is None else index[v] for v in values], dtype=np.int64)
     return codes, ClassMap(names)
+
+
+def encode_label_column(column, *, classes: Sequence[str] | None = None,
+                        n_columns: int | None = None) -> tuple[np.ndarray, ClassMap]:
+    """:func:`encode_labels` for a pyarrow column, vectorised (distinct values are mapped once).
+
+    Returns ``codes`` (int64, ``-1`` where the label is null) and the class map.
+    """
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.string())
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        column = column.cast(pa.string())
+    encoded = column.dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()
+    dist_codes, cmap = encode_labels(distinct, classes=classes, n_columns=n_columns)
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = np.asarray(encoded.indices.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    codes = np.full(len(column), -1, dtype=np.int64)
+    if len(dist_codes):
+        codes[valid] = dist_codes[indices[valid].astype(np.int64)]
+    return codes, cmap

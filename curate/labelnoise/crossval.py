@@ -48,7 +48,7 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
         from sklearn.neural_network import MLPClassifier
 
         return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, batch_size="auto",
-                                                             learning_rate_init=1e-3, max_iter=60, early_stopping=True,
+                                                             learning_rate_init=1e-3, max_iter=40, early_stopping=True,
                                                              n_iter_no_change=5, random_state=seed))
     if kind == "knn":
         from sklearn.neighbors import KNeighborsClassifier

@@ -43,11 +43,12 @@ class IssueResult:
         return out
 
 
-def check_pred_probs(pred_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def check_pred_probs(pred_probs: np.ndarray, labels: np.ndarray, *, copy: bool = True) -> np.ndarray:
     """Validate ``pred_probs`` (N, K) against ``labels`` (N,); returns float32 rows that sum to 1.
 
     Rows off by a rounding error (like the published IMDB probabilities, which sum to 1.00002) are
-    clipped and renormalised; anything else is an error that says what is wrong.
+    clipped and renormalised; anything else is an error that says what is wrong. With ``copy=False`` a
+    float32 input is fixed in place (saves N x K floats).
     """
     p = np.asarray(pred_probs)
     if p.ndim != 2:
@@ -66,14 +67,15 @@ def check_pred_probs(pred_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if len(sums) and abs(sums[worst] - 1.0) > 1e-2:
         raise CurateError(f"pred_probs rows must sum to 1 (row {worst} sums to {sums[worst]:.4f}); "
                           f"pass softmax probabilities, not scores")
-    p = np.clip(p.astype(np.float32, copy=False), 0.0, 1.0)
+    p = p.astype(np.float32, copy=copy)
+    np.clip(p, 0.0, 1.0, out=p)
     p /= p.sum(axis=1, keepdims=True)
     return p
 
 
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMethod = "prune_by_noise_rate",
                 rank_by: RankMethod = "self_confidence", min_examples_per_class: int = 1,
-                n_jobs: int | None = None) -> IssueResult:
+                n_jobs: int | None = None, copy: bool = True) -> IssueResult:
     """Flag likely label errors with cleanlab and score every label.
 
     Parameters
@@ -91,6 +93,8 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
         cleanlab leaves at least this many examples of each class unflagged.
     n_jobs : int, optional, keyword-only
         Processes cleanlab may use (default: all cores).
+    copy : bool, keyword-only
+        False lets a float32 ``pred_probs`` be renormalised in place instead of copied.
     """
     require("cleanlab", "labels", "label-noise detection")
     from cleanlab.count import compute_confident_joint
@@ -102,7 +106,7 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
     if rank_by not in RANK_METHODS:
         raise CurateError(f"rank_by: unknown method {rank_by!r}; allowed: {', '.join(RANK_METHODS)}")
     labels = np.asarray(labels, dtype=np.int64)
-    p = check_pred_probs(pred_probs, labels)
+    p = check_pred_probs(pred_probs, labels, copy=copy)
     t0 = time.perf_counter()
     cj = compute_confident_joint(labels, p, calibrate=True)
     is_issue = find_label_issues(labels, p, filter_by=method, min_examples_per_class=min_examples_per_class,

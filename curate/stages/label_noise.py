@@ -33,7 +33,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from curate.errors import CurateError
-from curate.labelnoise.classes import encode_labels
+from curate.labelnoise.classes import encode_label_column
 from curate.labelnoise.crossval import Classifier
 from curate.labelnoise.detect import FilterMethod, RankMethod
 from curate.labelnoise.features import FeatureSpec
@@ -133,7 +133,7 @@ class LabelNoise(GlobalStage):
         p, spec = self.params, self.params.spec
         n = mapped.num_rows
         summary: dict[str, Any] = {"features": p.features, "rows": n}
-        labels_raw = mapped.column("label").to_pylist()
+        label_col = mapped.column("label")
         feats = mapped.column("features")
 
         if spec.kind == "pred_probs":
@@ -142,17 +142,17 @@ class LabelNoise(GlobalStage):
             probs, present = list_column_to_matrix(feats, what=f"pred_probs:{spec.column}")
             if not present.any():
                 raise CurateError(f"pred_probs:{spec.column}: the column is empty in every row")
-            codes, cmap = encode_labels(labels_raw, classes=p.classes, n_columns=probs.shape[1])
+            codes, cmap = encode_label_column(label_col, classes=p.classes, n_columns=probs.shape[1])
             usable = present & (codes >= 0)
             x = None
         else:
-            codes, cmap = encode_labels(labels_raw, classes=p.classes)
+            codes, cmap = encode_label_column(label_col, classes=p.classes)
             x, present, info = self._features(feats, codes >= 0)
             summary["feature_info"] = info
             usable = present & (codes >= 0)
             probs = None
         summary["classes"] = cmap.to_json()
-        summary["unlabelled"] = int(sum(v is None for v in labels_raw))
+        summary["unlabelled"] = int(label_col.null_count)
         summary["missing_features"] = int((~present).sum())
 
         # classes too small to cross-validate (or for cleanlab's minimum) are reported, not crashed on
@@ -192,7 +192,7 @@ class LabelNoise(GlobalStage):
             back = kept
         else:
             y = codes[idx]
-            pp = probs[idx]
+            pp = probs if len(idx) == n else probs[idx]
             names = cmap.names
             accuracy = float((pp.argmax(1) == y).mean())
             back = np.arange(len(cmap))
@@ -201,7 +201,7 @@ class LabelNoise(GlobalStage):
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*too few examples.*")
-            res = find_issues(y, pp, method=p.method, rank_by=p.rank_by,
+            res = find_issues(y, pp, copy=False, method=p.method, rank_by=p.rank_by,
                               min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
         summary.update(trust(accuracy, y, p.min_adjusted_accuracy))
         if "warning" in summary:
@@ -244,31 +244,48 @@ class LabelNoise(GlobalStage):
 
     @staticmethod
     def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back) -> pa.Table:
-        given = [names[c] if c >= 0 else None for c in codes]
-        suggested: list[Any] = [None] * n
-        sprob: list[Any] = [None] * n
-        gprob: list[Any] = [None] * n
-        quality: list[Any] = [None] * n
-        ranks: list[Any] = [None] * n
-        flags: list[Any] = [None] * n
+        """The result table, built column-wise (a million rows in well under a second)."""
+        names_arr = pa.array(names, pa.string())
+
+        def named(code: np.ndarray, valid: np.ndarray) -> pa.Array:
+            ind = pa.array(np.where(valid, code, 0).astype(np.int32), mask=~valid)
+            return pa.DictionaryArray.from_arrays(ind, names_arr).cast(pa.string())
+
+        def masked(values: np.ndarray, valid: np.ndarray, typ) -> pa.Array:
+            return pa.array(values, type=typ, mask=~valid)
+
+        given = named(codes, codes >= 0)
+        scored = np.zeros(n, dtype=bool)
+        issue = np.zeros(n, dtype=bool)
+        if res is None:
+            nulls = {f.name: pa.nulls(n, f.type) for f in OUTPUT_SCHEMA if f.name != "given_label"}
+            return flag_table({"given_label": given, **nulls}, pa.nulls(n, pa.string()), pa.nulls(n, pa.string()),
+                              schema=OUTPUT_SCHEMA)
+        scored[idx] = True
+        issue[idx] = res.is_issue
+        sugg = np.zeros(n, dtype=np.int64)
+        sugg[idx] = back[res.suggested]
+        cols: dict[str, Any] = {"given_label": given, "suggested_label": named(sugg, scored)}
+        for name, values in (("suggested_prob", res.suggested_prob), ("given_prob", res.given_prob),
+                             ("label_quality", res.quality)):
+            full = np.zeros(n, dtype=np.float32)
+            full[idx] = values
+            cols[name] = masked(full, scored, pa.float32())
+        rank = np.zeros(n, dtype=np.int32)
+        rank[idx] = res.ranks()
+        cols["issue_rank"] = masked(rank, issue, pa.int32())
+        flags = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32), mask=~issue),
+                                               pa.array(["label_issue"])).cast(pa.string())
         details: list[Any] = [None] * n
-        if res is not None:
-            rank = res.ranks()
-            for j, i in enumerate(idx.tolist()):
-                s = names[int(back[res.suggested[j]])]
-                suggested[i], sprob[i] = s, float(res.suggested_prob[j])
-                gprob[i], quality[i] = float(res.given_prob[j]), float(res.quality[j])
-                if res.is_issue[j]:
-                    ranks[i] = int(rank[j])
-                    flags[i] = "label_issue"
-                    if s != given[i]:
-                        details[i] = f'labelled "{given[i]}", model says "{s}" (p={res.suggested_prob[j]:.2f})'
-                    else:
-                        details[i] = (f'labelled "{given[i]}", model is unsure (p={res.given_prob[j]:.2f} for the given '
-                                      f'label, label quality {res.quality[j]:.2f})')
-        cols = {"given_label": given, "suggested_label": suggested, "suggested_prob": sprob, "given_prob": gprob,
-                "label_quality": quality, "issue_rank": ranks}
-        return flag_table(cols, flags, details, schema=OUTPUT_SCHEMA)
+        for j in np.flatnonzero(res.is_issue).tolist():
+            i = int(idx[j])
+            g, s = names[codes[i]], names[int(back[res.suggested[j]])]
+            if s != g:
+                details[i] = f'labelled "{g}", model says "{s}" (p={res.suggested_prob[j]:.2f})'
+            else:
+                details[i] = (f'labelled "{g}", model is unsure (p={res.given_prob[j]:.2f} for the given '
+                              f'label, label quality {res.quality[j]:.2f})')
+        return flag_table(cols, flags, pa.array(details, pa.string()), schema=OUTPUT_SCHEMA)
 
 
 class _RowView:

@@ -129,23 +129,27 @@ def test_keyboard_bulk_reload_and_literal_html(server, browser, demo_run):
     assert {d.reviewer for d in store.history()} == {"e2e"}
 
     # filter (search by reason), then reject the whole page with confirmation
+    from curate.review import Query
+
+    filtered = queue.index["id"].to_numpy()[queue.select(Query(search="00-image_quality"))].tolist()[:24]
+    assert filtered, "the demo run should have items flagged by image_quality"
+    n = len(filtered)
     search = page.get_by_label("Search text, label, id, reason")
     search.fill("00-image_quality")
     search.press("Enter")
-    expect(page.get_by_text(re.compile(r"2\s+matching"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(rf"{n}\s+matching"))).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Reject page").click()
-    expect(page.get_by_text("Reject 2 items on this page?")).to_be_visible(timeout=30_000)
-    page.get_by_role("button", name="Confirm: reject 2").click()
-    _progress(page, 7, total)
-
-    flagged_image = set(queue.index.loc[queue.index["00-image_quality:flag"].notna(), "id"])
+    expect(page.get_by_text(f"Reject {n} items on this page?")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name=f"Confirm: reject {n}").click()
+    want = {**{i: "accepted" for i in review_ids[:3]}, **{i: "rejected" for i in review_ids[3:5]},
+            **{i: "rejected" for i in filtered}}
+    _progress(page, len(want), total)
     got = {i: d.decision for i, d in store.latest().items()}
-    assert {i for i, d in got.items() if d == "rejected"} == set(review_ids[3:5]) | flagged_image
-    assert len(got) == 7
+    assert got == want
 
     # reload: a new session shows the same statuses
     page.reload()
-    _progress(page, 7, total)
+    _progress(page, len(want), total)
     expect(page.get_by_text("accepted", exact=True).first).to_be_visible()
     expect(page.get_by_text("rejected", exact=True).first).to_be_visible()
     assert dialogs == []

@@ -107,6 +107,8 @@ def test_tiny_clip_embeddings_are_normalised_and_deterministic(tiny_clip, tiny_c
     again = load_clip(f"local-dir:{tiny_clip_dir}", device="cpu")  # a new process would build the same model
     np.testing.assert_array_equal(again.encode_texts(["a dog on a beach", "a red car"]), t)
     assert tiny_clip.image_size == (32, 32) and tiny_clip.precision == "fp32"
+    model, preprocess, tokenizer = tiny_clip  # the (model, preprocess, tokenizer) form
+    assert model is tiny_clip.model and tokenizer(["a"]).shape == (1, 32)
 
 
 @pytest.mark.parametrize("size,mode", [((40, 50), "RGB"), ((50, 40), "RGB"), ((33, 97), "L"), ((32, 32), "RGBA"),

@@ -236,6 +236,10 @@ class ClipModel:
     def dtype(self):
         return torch_dtype(self.precision)
 
+    def __iter__(self):
+        """``model, preprocess, tokenizer = load_clip(...)`` works too."""
+        return iter((self.model, self.preprocess, self.tokenizer))
+
     def _mean_std(self):
         import torch
 

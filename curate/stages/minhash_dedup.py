@@ -74,11 +74,12 @@ class MinhashDedup(GlobalStage):
     def reduce(self, mapped: pa.Table) -> pa.Table:
         """LSH over all signatures, verification, union-find, one representative per cluster.
 
-        Memory per million rows at ``num_perm=128``, threshold 0.8: ~0.5 GB of signatures, ~2 GB for
-        datasketch's in-memory ``MinHashLSH`` and 16 bytes per candidate pair; measured peak RSS of
-        the whole stage on 1M IMDB-derived rows is in ``docs/dedup.md``. Distributed: the map already
-        produced the signatures; band keys are the shuffle keys, buckets yield verified pairs, and
-        union-find runs on the pairs only (see ``curate.dedup.lsh``)."""
+        Memory per million rows at ``num_perm=128``, threshold 0.8: ~1 GB of signatures (the
+        concatenated shards and their numpy view), ~0.1 GB of ids, about 2 KB per row that shares an
+        LSH band with another row (datasketch ``MinHashLSH``), 16 bytes per candidate pair. Measured:
+        2.9 GiB peak RSS for the whole ``curate run`` on 1M IMDB-derived rows (docs/benchmarks/dedup.md).
+        Distributed: the map already produced the signatures; band keys are the shuffle keys, buckets
+        yield verified pairs, and union-find runs on the pairs only (see ``curate.dedup.lsh``)."""
         p = self.params
         n = mapped.num_rows
         ids = mapped.column("id").to_pylist()

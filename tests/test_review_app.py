@@ -217,12 +217,19 @@ def test_audit_view_lists_auto_dropped_items(at, run):
 
 def test_thresholds_count_and_save_as_pipeline(at, run):
     at.sidebar.radio(key="view").set_value("thresholds").run()
+    at.selectbox(key="t_stage").set_value("02-label_noise").run()
+    assert at.selectbox(key="t_param_02-label_noise_label_quality").value == "min_quality"  # shared word
     at.selectbox(key="t_stage").set_value("04-image_quality").run()
-    assert at.selectbox(key="t_param_04-image_quality_luma_mean").value == "dark_below"
-    at.slider(key="t_val_04-image_quality_luma_mean").set_value(30.0).run()
+    assert at.selectbox(key="t_param_04-image_quality_luma_mean").value is None  # no name in common: no guess
+    assert not [b for b in at.button if b.key == "t_save"]  # nothing to save without a parameter
+    at.selectbox(key="t_param_04-image_quality_luma_mean").set_value("dark_below").run()
+    assert at.radio(key="t_dir_04-image_quality_luma_mean_dark_below").value == "below"
+    assert at.slider(key="t_val_04-image_quality_luma_mean_dark_below").value == 15.0  # starts at the pipeline's value
+    assert at.metric[0].value == f"{sum(1 for i in range(N) if (i % 255) < 15)} of {N}"
+    at.slider(key="t_val_04-image_quality_luma_mean_dark_below").set_value(30.0).run()
     want = sum(1 for i in range(N) if (i % 255) < 30)
     assert at.metric[0].value == f"{want} of {N}"
-    at.radio(key="t_dir_04-image_quality_luma_mean").set_value("above").run()
+    at.radio(key="t_dir_04-image_quality_luma_mean_dark_below").set_value("above").run()
     assert at.metric[0].value == f"{sum(1 for i in range(N) if (i % 255) > 30)} of {N}"
     at.button(key="t_save").click().run()
     path = next(run.root.glob("pipelines/*.yaml"))

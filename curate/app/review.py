@@ -374,18 +374,24 @@ def _thresholds_view(st, queue) -> None:
     param = st.selectbox("Pipeline parameter", [None, *params], index=(list(params).index(guess) + 1) if guess else 0,
                          format_func=lambda p: "(none)" if p is None else f"{p} (now {params[p]})", key=f"t_param_{stage}_{col}")
     above = st.radio("Flag items whose score is", ["below", "above"], horizontal=True,
-                     index=1 if (param and th.flags_above(param)) else 0, key=f"t_dir_{stage}_{col}") == "above"
+                     index=1 if (param and th.flags_above(param)) else 0, key=f"t_dir_{stage}_{col}_{param}") == "above"
     lo, hi = float(finite.min()), float(finite.max())
-    start = float(params[param]) if param and lo <= float(params[param]) <= hi else (lo + hi) / 2
-    value = st.slider("Threshold", lo, hi if hi > lo else lo + 1e-6, start, key=f"t_val_{stage}_{col}")
+    current = float(params[param]) if param else None
+    if current is not None and math.isfinite(current):  # the slider also reaches the pipeline's value
+        lo, hi = min(lo, current), max(hi, current)
+    start = current if current is not None else (lo + hi) / 2
+    value = st.slider("Threshold", lo, hi if hi > lo else lo + 1e-6, start, key=f"t_val_{stage}_{col}_{param}")
     n = th.would_flag(values, value, above=above)
-    flagged_now = int(entry.get("stats", {}).get("flagged", 0)) if entry.get("stats") else None
+    delta = None
+    if current is not None:
+        now = th.would_flag(values, current, above=above)
+        delta = f"{n - now:+,} vs. {param}={current:g} ({now:,} items)"
     st.metric(f"Items flagged at {col} {'>' if above else '<'} {value:.4g}", f"{n:,} of {len(finite):,}",
-              delta=None if flagged_now is None else f"{n - flagged_now:+,} vs. this run (all reasons: {flagged_now:,})",
-              delta_color="off")
+              delta=delta, delta_color="off")
     counts, edges = th.histogram(values)
-    hist = pd.DataFrame({"lo": edges[:-1], "hi": edges[1:], "count": counts})
-    bars = alt.Chart(hist).mark_bar().encode(x=alt.X("lo:Q", title=col), x2="hi:Q", y=alt.Y("count:Q", title="items"))
+    hist = pd.DataFrame({"lo": edges[:-1], "hi": edges[1:], "count": counts, "zero": 0})
+    bars = alt.Chart(hist).mark_bar().encode(x=alt.X("lo:Q", title=col, scale=alt.Scale(zero=False)), x2="hi:Q",
+                                             y=alt.Y("count:Q", title="items"), y2="zero:Q")
     rule = alt.Chart(pd.DataFrame({"t": [value]})).mark_rule(color="red").encode(x="t:Q")
     st.altair_chart(bars + rule, width="stretch")
     if param:

@@ -22,13 +22,13 @@ def _tokens(name: str) -> set[str]:
 
 
 def guess_param(score_column: str, params: dict) -> str | None:
-    """The numeric param most likely to threshold ``score_column`` (shared name tokens), else the first."""
+    """The numeric param most likely to threshold ``score_column`` (shared name tokens), else None."""
     nums = numeric_params(params)
     if not nums:
         return None
     col = _tokens(score_column)
     best = max(nums, key=lambda k: len(_tokens(k) & col))
-    return best if _tokens(best) & col else next(iter(nums))
+    return best if _tokens(best) & col else None
 
 
 def flags_above(param: str) -> bool:

@@ -196,6 +196,13 @@ def test_item_view_cluster_suggestion_and_caption_choice(at, run):
     d = DecisionStore(run.review_db).latest()[ids[5]]
     assert (d.decision, d.note, d.caption) == ("accepted", "caption fixed", "a picture number 5 of a small dog on grass")
     assert any("\nchosen caption: a picture number 5 of a small dog on grass\n" in t.value for t in at.text)
+    # the keyboard's accept on the current item uses the item view's choice too
+    at.radio(key=f"cap_{ids[5]}_03-caption_repair").set_value("original").run()
+    at.button(key="acc_cur").click().run()
+    d = DecisionStore(run.review_db).latest()[ids[5]]
+    assert (d.decision, d.note, d.caption) == ("accepted", "caption fixed", None)
+    at.button(key="undo").click().run()
+    assert DecisionStore(run.review_db).latest()[ids[5]].caption.startswith("a picture")
     assert queue.captions == {}  # another process-wide queue object syncs on its next refresh
     queue.refresh()
     assert queue.captions[ids[5]].startswith("a picture")

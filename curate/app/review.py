@@ -76,6 +76,9 @@ def _query(st, queue):
 def _decide(st, queue, ids: list[str], decision: str, label: str, *, note=None, caption=None, advance=False,
             n_on_page: int = 0) -> None:
     ss = st.session_state
+    extra = ss.get("current_extra") or {}
+    if advance and ids == [extra.get("id")]:  # A / X: use the note and caption chosen in the item view
+        note, caption = extra.get("note"), extra.get("caption")
     rows = queue.decide(ids, decision, reviewer=ss.reviewer or None, note=note, caption=caption)
     ss.undo_stack.append((label, rows))
     ss.message = f"{label}"
@@ -269,6 +272,7 @@ def _item_view(st, queue, rec: dict) -> None:
         w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
         st.text("\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows))
     note = st.text_input("Note (saved with the decision)", value=rec.get("note") or "", key=f"note_{rec['id']}")
+    st.session_state.current_extra = {"id": rec["id"], "note": note or None, "caption": caption_choice}
     c1, c2 = st.columns(2)
     c1.button("Accept with note/caption", key=f"iacc_{rec['id']}", on_click=_decide,
               args=(st, queue, [rec["id"]], "accepted", f"accepted {rec['id'][:8]}"),

@@ -316,3 +316,15 @@ def test_find_issues_ranks_flagged_rows_by_quality():
     res = find_issues(labels, p, min_examples_per_class=1)
     assert set(np.flatnonzero(res.is_issue)) == {3, 25}
     assert res.suggested[3] == 1 and res.ranks()[3] == 1 and res.ranks()[25] == 2 and res.ranks()[0] == 0
+
+
+def test_unlabelled_or_empty_rows_do_not_crash_any_feature_kind(tmp_path, make_pipeline):
+    rows = [{"text": "", "label": "a", "p": None}, {"text": "words here", "p": [0.5, 0.5]}]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    for i, feats in enumerate(("tfidf", "pred_probs:meta.p", "meta.p")):
+        p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                          [{"label_noise": {"features": feats, "classes": ["a", "b"]}}], name=f"e{i}")
+        run, manifest = run_pipeline(p, output=str(tmp_path / f"e{i}"))
+        entry, ann = stage_rows(run, manifest)
+        assert entry["summary"]["scored"] == 0 and "nothing was scored" in entry["summary"]["warning"]
+        assert [r["flag"] for r in ann] == [None, None]

@@ -167,8 +167,9 @@ class LabelNoise(GlobalStage):
         kept = np.flatnonzero(np.bincount(codes[usable], minlength=len(cmap)) > 0)
         summary["scored"] = int(usable.sum())
 
-        if probs is None and len(kept) < 2:
-            summary["warning"] = f"label_noise needs at least two classes with {minimum}+ labelled examples; nothing was scored"
+        if len(kept) < (2 if probs is None else 1):
+            summary["warning"] = (f"label_noise needs at least two classes with {minimum}+ labelled examples; nothing was scored"
+                                  if probs is None else "no row has both a label and probabilities; nothing was scored")
             log.warning("label_noise: %s", summary["warning"])
             if self.ctx is not None:
                 self.ctx.summary.update(summary)
@@ -221,8 +222,11 @@ class LabelNoise(GlobalStage):
         p, spec = self.params, self.params.spec
         if spec.kind == "tfidf":
             texts = feats.to_pylist()
-            present = np.array([bool(t and t.strip()) for t in texts])
-            rows = np.flatnonzero(present)
+            present = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
+            rows = np.flatnonzero(present & labelled)
+            if len(rows) == 0:
+                return np.zeros((len(texts), 0), np.float32), present, {}
+            # vocabulary from the labelled rows only (the unlabelled ones are never scored)
             x, info = tfidf_matrix([texts[i] for i in rows], components=p.pca_components,
                                    sparse_ok=p.classifier == "logistic", seed=p.seed)
             # rows of x follow `rows`; scatter to full length by index map (sparse stays sparse)

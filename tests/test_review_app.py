@@ -25,19 +25,6 @@ def _app(run_dir: str) -> None:
     render(run_dir, "tester")
 
 
-@pytest.fixture(autouse=True)
-def _restore_main_module():
-    """Streamlit's script runner replaces ``sys.modules['__main__']`` with the app script and leaves it
-    there; a process pool started later in this pytest process (spawn/forkserver) would re-run that
-    script in its workers. Put the real one back after each test."""
-    import sys
-
-    main = sys.modules.get("__main__")
-    yield
-    if main is not None:
-        sys.modules["__main__"] = main
-
-
 @pytest.fixture
 def run(tmp_path):
     return make_review_run(tmp_path / "run", n=N, shard_size=50)

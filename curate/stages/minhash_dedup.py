@@ -98,7 +98,8 @@ class MinhashDedup(GlobalStage):
         for i in members.tolist():
             details[i] = f"near-duplicate of {short_id(ids[rep[i]])} (Jaccard {jac[i]:.2f})"
         if self.ctx is not None:
-            self.ctx.summary.update({"bands": stats.bands, "rows": stats.rows, "candidate_pairs": stats.candidate_pairs,
+            self.ctx.summary.update({"bands": stats.bands, "rows": stats.rows, "lsh_indexed_rows": stats.indexed,
+                                     "candidate_pairs": stats.candidate_pairs,
                                      "verified_pairs": stats.verified_pairs,
                                      "clusters": int(np.sum(cols["is_representative"] & (cols["cluster_size"] > 1))),
                                      "near_duplicates": len(members), "empty_texts": int(np.sum(n_shingles == 0))})

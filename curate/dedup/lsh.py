@@ -3,7 +3,7 @@
 Memory of the reduce per million documents (``num_perm=128``, threshold 0.8: 14 bands of 9 rows):
 the signatures (``N x num_perm`` uint32: 0.5 GB, plus a copy while shards are concatenated), the
 numpy band pre-pass (8 bytes per row and band, one band at a time), datasketch's in-memory
-``MinHashLSH`` for the rows that share a band bucket with another row (about 2 KB per indexed row;
+``MinHashLSH`` for the rows that share a band bucket with another row (about 5 KB per indexed row at 14 bands, measured;
 band keys are shrunk to Python ints with ``hashfunc``) and the pair arrays (16 bytes per pair).
 Measured on 1M IMDB-derived rows with 10% near duplicates: 2.9 GiB peak RSS for the whole
 ``curate run`` (main process and two workers); see ``docs/benchmarks/dedup.md``.

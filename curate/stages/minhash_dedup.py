@@ -75,7 +75,7 @@ class MinhashDedup(GlobalStage):
         """LSH over all signatures, verification, union-find, one representative per cluster.
 
         Memory per million rows at ``num_perm=128``, threshold 0.8: ~1 GB of signatures (the
-        concatenated shards and their numpy view), ~0.1 GB of ids, about 2 KB per row that shares an
+        concatenated shards and their numpy view), ~0.1 GB of ids, about 5 KB per row that shares an
         LSH band with another row (datasketch ``MinHashLSH``), 16 bytes per candidate pair. Measured:
         2.9 GiB peak RSS for the whole ``curate run`` on 1M IMDB-derived rows (docs/benchmarks/dedup.md).
         Distributed: the map already produced the signatures; band keys are the shuffle keys, buckets

@@ -61,13 +61,12 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, *, num_perm: int = 128, 
     flat = np.repeat(np.arange(n, dtype=np.int64) * k, counts)
     flat += _bin_of(x, k)
     x &= _LOW32
-    work = np.full(n * k, np.uint64(EMPTY), dtype=np.uint64)  # uint64: np.minimum.at's fast path
+    unset = np.uint64(1 << 32)  # above every 32-bit value
+    work = np.full(n * k, unset, dtype=np.uint64)  # uint64: np.minimum.at's fast path
     np.minimum.at(work, flat, x)
-    sig = work.astype(np.uint32)
-    filled = np.zeros(n * k, dtype=bool)
-    filled[flat] = True
-    sig = sig.reshape(n, k)
-    filled = filled.reshape(n, k)
+    filled = (work < unset).reshape(n, k)
+    sig = work.astype(np.uint32).reshape(n, k)
+    sig[empty] = EMPTY
     _densify(sig, filled, empty, seed_mix)
     return sig, empty
 

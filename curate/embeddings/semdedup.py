@@ -88,7 +88,11 @@ def semantic_dedup(x: np.ndarray, *, eps: float, clusters: int | None = None, pr
     groups = np.split(sorted_rows, bounds)
     threshold = 1.0 - eps
     largest = max(len(g) for g in groups)
-    for members in groups:
+    log.info("semantic dedup: %d rows in %d clusters (largest %d)", len(rows), len(groups), largest)
+    from tqdm import tqdm
+
+    for members in tqdm(groups, desc="semantic dedup (clusters)", unit="cluster", leave=False,
+                        disable=len(rows) < 100_000):
         m = len(members)
         if m < 2:
             continue

@@ -168,9 +168,10 @@ def _format_error(err: dict, prefix: list, fields: dict[str, Any] | None, model:
     if words is None and t in _TYPE_WORDS:
         words = _TYPE_WORDS[t] + (_bounds(model, err["loc"]) if t.startswith(("int", "float")) else "")
     if words is not None:
-        if t.startswith(("greater", "less")) and prefix is not None:
-            kind = "an integer" if isinstance(got, int) and not isinstance(got, bool) else "a number"
-            words = words.replace("a number", kind)
+        if t.startswith(("greater", "less")):
+            info = _field_names(model, err["loc"]).get(err["loc"][-1]) if model is not None and err["loc"] else None
+            is_int = getattr(info, "annotation", None) is int
+            words = words.replace("a number", "an integer" if is_int else "a number")
         return f"{loc}: expected {words}, got {json.dumps(got, default=str)}"
     return f"{loc}: {err['msg']}, got {json.dumps(got, default=str)}"
 

@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--cv-rows", type=int, default=50_000)
-    ap.add_argument("--cv-classifiers", default="logistic,knn")
+    ap.add_argument("--cv-classifiers", default="logistic,mlp,knn")
     ap.add_argument("--modes", default="stage,direct,cv")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()

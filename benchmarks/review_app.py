@@ -228,6 +228,7 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
                 if k < reps:
                     page.close()
             out["first_page"] = med(firsts)
+            page.wait_for_timeout(1000)  # let the frontend register the keyboard shortcuts (not timed)
             turns = []
             for k in range(reps):
                 t = time.perf_counter()

@@ -119,7 +119,9 @@ def test_keyboard_bulk_reload_and_literal_html(server, browser, demo_run):
     expect(page.get_by_text(HTML, exact=False).first).to_be_visible()
     assert page.locator("img[src='x']").count() == 0
 
-    # keyboard: accept 3 (A), reject 2 (X); each decision moves to the next item
+    # keyboard: accept 3 (A), reject 2 (X); each decision moves to the next item. Streamlit's frontend
+    # registers button shortcuts a moment after the page is drawn: a key pressed before is lost.
+    page.wait_for_timeout(1500)
     for k, key in enumerate(["a", "a", "a", "x", "x"], start=1):
         page.keyboard.press(key)
         _progress(page, k, total)

@@ -147,3 +147,28 @@ def test_sigkill_mid_run_resumes_without_redoing_finished_shards(make_pipeline, 
     subprocess.run([sys.executable, "-c", code_ref], check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for d in ("00-text_quality", "01-slow_copy"):
         assert read_stage(RunDir(out), d).equals(read_stage(RunDir(ref), d))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(make_pipeline, tmp_path):
+    cfg = {**COCO, "shard_size": 2}
+    p = make_pipeline(cfg, [{"slow_copy": {"seconds": 0.25}}], workers=2)
+    out = tmp_path / "interrupted"
+    code = ("import sys; sys.path.insert(0, %r); import tests.slow_stage; from curate.cli import main; "
+            "main(['run', %r, '--output', %r, '--quiet'])") % (str(REPO), str(p), str(out))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stage_dir = out / "stages" / "00-slow_copy"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(stage_dir.glob("part-*.parquet"))) < 2:
+        assert proc.poll() is None, "curate run exited before it could be interrupted"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: finished shards are kept" in err and "Traceback" not in err
+    assert not list(out.rglob("*.tmp"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(list(stage_dir.glob("part-*.parquet"))) == len(list((out / "data").glob("part-*.parquet")))

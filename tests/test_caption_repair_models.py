@@ -135,7 +135,7 @@ def test_coca_decoding_is_greedy_consistent_and_bounded(tiny_coca_dir):
     from curate.models.clip import load_clip
 
     cm = load_clip(f"local-dir:{tiny_coca_dir}", None, "cpu")
-    pixels = torch.randn(3, 3, 32, 32)
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     greedy = coca_generate(cm.model, pixels, max_length=10, min_length=4, num_beams=1)
     beams = coca_generate(cm.model, pixels, max_length=10, min_length=4, num_beams=3)
     assert len(greedy) == len(beams) == 3
@@ -148,4 +148,7 @@ def test_coca_decoding_is_greedy_consistent_and_bounded(tiny_coca_dir):
             seq = torch.tensor([[SOT_TOKEN, *toks]])
             logits = cm.model(pixels[i:i + 1], seq, output_labels=False)["logits"][0]
             logits[:3, EOT_TOKEN] = -float("inf")  # min_length: no end token in the first steps
-            assert logits[:-1].argmax(-1).tolist() == toks
+            # the random tiny decoder's logits are nearly flat: a batched and an unbatched forward may
+            # break near-ties differently, so each chosen token must be a maximum up to float noise
+            chosen = logits[torch.arange(len(toks)), torch.tensor(toks)]
+            assert torch.all(chosen >= logits[:-1].max(-1).values - 1e-4), (toks, logits[:-1].argmax(-1).tolist())

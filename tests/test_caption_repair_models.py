@@ -37,10 +37,13 @@ def tiny_coca_dir(tmp_path_factory):
     oc = pytest.importorskip("open_clip", reason="needs curate[clip]")
     from safetensors.torch import save_file
 
+    from curate.models.clip import initialise_uninitialised
+
     folder = tmp_path_factory.mktemp("tiny-coca")
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_COCA, "preprocess_cfg": {}}))
     torch.manual_seed(0)
     model = oc.CoCa(**{k: v for k, v in TINY_COCA.items() if k != "custom_text"})
+    initialise_uninitialised(model)  # open_clip leaves text_decoder.text_projection as torch.empty
     save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
               str(folder / "open_clip_model.safetensors"))
     return folder

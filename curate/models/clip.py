@@ -361,6 +361,8 @@ def load_clip(model: str, pretrained: str | None = None, device: str = "auto", *
         raise
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise CurateError(f"could not load {model!r} (pretrained: {pretrained!r}): {str(exc).splitlines()[0][:300]}") from None
+    if src.kind == "random":
+        initialise_uninitialised(net)
     net.eval()
     tokenizer = oc.get_tokenizer(src.open_clip_name)
     pp = dict(getattr(net.visual, "preprocess_cfg", {}) or {})
@@ -376,3 +378,25 @@ def load_clip(model: str, pretrained: str | None = None, device: str = "auto", *
     log.info("loaded %s (%s) on %s, %s, embedding dim %d", src.model, src.kind, dev, prec, cm.embed_dim)
     return cm
 
+
+
+def initialise_uninitialised(net) -> list[str]:
+    """Give a small random init to parameters that a freshly built open_clip model left uninitialised.
+
+    Some towers allocate a parameter with ``torch.empty`` and never initialise it (CoCa's
+    ``text_decoder.text_projection`` in open_clip 3.3): with random weights it holds whatever was in
+    memory: NaN, 1e30, or all zeros (which silences the decoder). Returns the names it re-initialised. Loaded checkpoints overwrite
+    every parameter, so this only matters for random-weight models (tests, speed benchmarks)."""
+    import torch
+
+    fixed = []
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if not (p.is_floating_point() and p.numel()):
+                continue
+            garbage = not torch.isfinite(p).all() or p.abs().max() > 1e3
+            blank = p.dim() > 1 and not p.any()  # fresh pages of torch.empty are zeros: a dead projection
+            if garbage or blank:
+                torch.nn.init.normal_(p, std=(p.shape[0] ** -0.5) if p.dim() > 1 else 0.02)
+                fixed.append(name)
+    return fixed

@@ -253,3 +253,22 @@ def test_keep_top_fraction_flags_the_rest():
     out = ClipFilter(ClipFilterParams(keep_top_fraction=0.5)).reduce(pa.table({"id": list("abcde"), "clip_score": scores}))
     assert out.column("flag").to_pylist() == [None, "low_clip_score", None, None, "low_clip_score"]
     assert "top-50% cutoff 0.250" in out.column("detail")[1].as_py()
+
+
+def test_approximate_knn_agrees_with_exact_search():
+    pytest.importorskip("faiss", reason="approximate search needs faiss-cpu")
+    from curate.embeddings.neighbors import knn, normalise
+    from curate.embeddings.outliers import knn_distance
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 64))
+    x = normalise((centres[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 64))).astype(np.float32))
+    es, ei = knn(x, 10, search="exact")
+    as_, ai = knn(x, 10, search="approximate")
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ai, ei)])
+    assert recall > 0.9
+    assert not (ai == np.arange(len(x))[:, None]).any()  # never its own neighbour
+    exact_d = knn_distance(x, 10, search="exact")
+    approx_d = knn_distance(x, 10, search="approximate")
+    assert np.corrcoef(exact_d, approx_d)[0, 1] > 0.99
+    assert (approx_d >= exact_d - 1e-5).all()  # approximate neighbours can only be farther

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from curate.errors import CurateError
+
 log = logging.getLogger(__name__)
 
 
@@ -75,16 +77,49 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, backend: st
     return centroids, assign(x, centroids)
 
 
-def knn(x: np.ndarray, k: int, *, backend: str = "auto", block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest other rows of every row of unit rows ``x`` (exact, cosine).
+#: Above this many rows, ``knn(search="auto")`` uses an approximate faiss index (when faiss is installed).
+APPROXIMATE_FROM_ROWS = 200_000
+
+
+def _ivf_search(x: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate kNN with a faiss inverted-file index (inner product): ``4 sqrt(N)`` lists, trained on
+    at most 64 points per list, 32 lists probed per query. O(N sqrt(N) D / 30) time instead of O(N^2 D)."""
+    import faiss
+
+    n, d = x.shape
+    nlist = max(1, int(4 * np.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(n, size=min(n, 64 * nlist), replace=False)] if n > 64 * nlist else x
+    index.train(sample)
+    index.add(x)
+    index.nprobe = min(nlist, 32)
+    sims, idx = index.search(x, k + 1)
+    missing = idx < 0  # a query whose probed lists hold fewer than k + 1 rows
+    if missing.any():
+        sims[missing], idx[missing] = -np.inf, 0
+    return sims, idx
+
+
+def knn(x: np.ndarray, k: int, *, backend: str = "auto", block: int = 4096,
+        search: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other rows of every row of unit rows ``x`` (cosine).
 
     Returns ``(similarities (N, k) float32, indices (N, k) int64)``, most similar first; a row is never
-    its own neighbour (duplicates of it are). Exact search costs O(N^2 D) time, O(block * N) memory."""
+    its own neighbour (duplicates of it are). ``search``: ``exact`` costs O(N^2 D) time, O(block * N)
+    memory; ``approximate`` uses a faiss IVF index (needs faiss); ``auto`` is approximate from
+    ``APPROXIMATE_FROM_ROWS`` rows when faiss is installed, else exact."""
     n = len(x)
     k = max(1, min(k, n - 1))
     x = np.ascontiguousarray(x, dtype=np.float32)
     use_faiss = backend == "faiss" or (backend == "auto" and have_faiss())
-    if use_faiss:
+    approximate = search == "approximate" or (search == "auto" and use_faiss and n >= APPROXIMATE_FROM_ROWS)
+    if approximate:
+        if not have_faiss():
+            raise CurateError("search: approximate nearest neighbours need faiss; pip install faiss-cpu (or search: exact)")
+        sims, idx = _ivf_search(x, k)
+    elif use_faiss:
         import faiss
 
         index = faiss.IndexFlatIP(x.shape[1])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,9 @@ class OutliersParams(EmbeddingFieldParams):
     flag_top_fraction: Optional[float] = Field(
         0.01, ge=0, le=0.5, description="flag this share of items with the largest kNN distance (unless threshold is given)")
     threshold: Optional[float] = Field(None, ge=0, le=2, description="flag items whose mean kNN cosine distance is above this")
+    search: Literal["auto", "exact", "approximate"] = Field(
+        "auto", description="nearest-neighbour search: exact, approximate (faiss IVF index), or auto (approximate "
+                            "from 200,000 rows when faiss is installed)")
 
     @model_validator(mode="after")
     def _one_rule(self):
@@ -46,7 +49,7 @@ class Outliers(GlobalStage):
         p: OutliersParams = self.params
         x, valid = embedding_matrix(mapped, p.embedding_column())
         x = normalise(x) if x.shape[1] else x
-        scores = knn_distance(x, p.k, valid=valid)
+        scores = knn_distance(x, p.k, valid=valid, search=p.search)
         out = flag_outliers(scores, top_fraction=None if p.threshold is not None else p.flag_top_fraction,
                             threshold=p.threshold)
         if p.threshold is not None:

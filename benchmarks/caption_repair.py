@@ -123,19 +123,17 @@ def c_invisible(c: str, rng: random.Random) -> tuple[str, str]:
     return " ".join(w), c
 
 
+_URL_TEMPLATES = ("{c} https://example.com/photo/{n}", "{c} (via www.flickr.com/photos/{n})",
+                  "Contact: user{n}@example.com {c}", "{c} Source: http://img.example.org/{n}.jpg?size=large",
+                  "http://t.co/{n} {c}")
+_BOILERPLATE_TEMPLATES = ("Stock photo: {c}", "Image may contain: {c}", "{c} - stock photo",
+                          "{c} Click here to download.", "{c} | Royalty free")
+
+
 def c_url(c: str, rng: random.Random) -> tuple[str, str]:
     """A URL or e-mail address appended or prepended, with or without a lead-in."""
     n = rng.randrange(10**6)
-    k = rng.randrange(5)
-    if k == 0:
-        return f"{c} https://example.com/photo/{n}", c
-    if k == 1:
-        return f"{c} (via www.flickr.com/photos/{n})", c
-    if k == 2:
-        return f"Contact: user{n}@example.com {c}", c
-    if k == 3:
-        return f"{c} Source: http://img.example.org/{n}.jpg?size=large", c
-    return f"http://t.co/{n} {c}", c
+    return rng.choice(_URL_TEMPLATES).format(c=c, n=n), c
 
 
 def c_filename_token(c: str, rng: random.Random) -> tuple[str, str]:
@@ -147,16 +145,7 @@ def c_filename_token(c: str, rng: random.Random) -> tuple[str, str]:
 
 def c_boilerplate(c: str, rng: random.Random) -> tuple[str, str]:
     """Stock-site phrases before or after the caption."""
-    k = rng.randrange(5)
-    if k == 0:
-        return f"Stock photo: {c}", c
-    if k == 1:
-        return f"Image may contain: {c}", c
-    if k == 2:
-        return f"{c} - stock photo", c
-    if k == 3:
-        return f"{c} Click here to download.", c
-    return f"{c} | Royalty free", c
+    return rng.choice(_BOILERPLATE_TEMPLATES).format(c=c), c
 
 
 def c_truncation(c: str, rng: random.Random) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -23,6 +24,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.errors import ConfigError
+from curate.readers.limits import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_TEXT_CHARS,
+    DEFAULT_QUARANTINE_MAX_BYTES,
+)
 from curate.stages.base import Stage, StageParams, get_stage_class, registry
 
 INPUT_FORMATS = ("imagefolder", "captions", "csv", "jsonl", "parquet", "webdataset", "coco", "hf")
@@ -44,7 +52,16 @@ class InputConfig(BaseModel):
         "first", description="coco: one row per image with the other captions in meta ('first') or one row per caption ('all')"
     )
     shard_size: int = Field(1000, ge=1, description="records per data shard")
-    max_image_pixels: int = Field(178_956_970, ge=1, description="larger images are quarantined as decompression bombs")
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1,
+                                  description="larger images (width x height) are quarantined as decompression_bomb")
+    max_file_bytes: int = Field(DEFAULT_MAX_FILE_BYTES, ge=1,
+                                description="larger item files (image, sidecar, archive member) are quarantined as file_too_large")
+    max_text_chars: int = Field(DEFAULT_MAX_TEXT_CHARS, ge=1,
+                                description="longer captions or documents are quarantined as text_too_long")
+    max_line_bytes: int = Field(DEFAULT_MAX_LINE_BYTES, ge=1,
+                                description="longer JSONL lines or CSV fields are quarantined as bad_row")
+    quarantine_max_bytes: int = Field(DEFAULT_QUARANTINE_MAX_BYTES, ge=0,
+                                      description="quarantined items keep their raw bytes up to this size")
     limit: Optional[int] = Field(None, ge=1, description="read at most this many items (for a quick look)")
 
 
@@ -55,7 +72,8 @@ class PipelineConfig(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     input: InputConfig
-    output: Optional[str] = Field(None, description="run directory (default: runs/<name>)")
+    output: Optional[str] = Field(None, description="run directory (default: runs/<name> in the current directory); "
+                                  "relative paths here and in input.path/root are relative to the pipeline file's folder")
     executor: Literal["local", "ray"] = "local"
     address: Optional[str] = Field(None, description="ray: cluster address (default: start a local Ray)")
     workers: int = Field(2, ge=1, description="worker processes for the local executor")
@@ -270,18 +288,133 @@ def parse_pipeline(data: Any, source_path: str | None = None) -> Pipeline:
     return Pipeline(config=cfg, stages=specs, source_path=source_path)
 
 
+#: More values than this after expanding YAML aliases is refused (billion-laughs style documents).
+MAX_YAML_VALUES = 100_000
+
+
+_YAML11_WORDS = frozenset({"on", "off", "yes", "no", "y", "n"})
+
+
+def _where(path: list) -> str:
+    return _loc(path) if path else "(top level)"
+
+
+def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
+    """Refuse duplicate keys, non-string keys and alias expansion past :data:`MAX_YAML_VALUES`."""
+    errors: list[str] = []
+    sizes: dict[int, int] = {}
+    seen: set[int] = set()
+
+    def size(node: yaml.Node, depth: int = 0) -> int:  # values after expanding aliases (memoised per node)
+        got = sizes.get(id(node))
+        if got is not None:
+            return got
+        sizes[id(node)] = 1  # a recursive alias counts once (and is refused by pydantic later)
+        if isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(v, depth + 1) for v in node.value)
+        else:
+            n = 1
+        sizes[id(node)] = n
+        return n
+
+    def walk(node: yaml.Node, path: list) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, [*path, i])
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                line = k.start_mark.line + 1
+                if k.tag == "tag:yaml.org,2002:merge":
+                    walk(v, path)
+                    continue
+                if (isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:bool" and k.style is None
+                        and k.value.lower() in _YAML11_WORDS):
+                    k.tag = "tag:yaml.org,2002:str"  # 'on:' is the key "on" (as in YAML 1.2), not True
+                if not (isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:str"):
+                    shown = k.value if isinstance(k, yaml.ScalarNode) else "a " + type(k).__name__.replace("Node", "").lower()
+                    kind = k.tag.rsplit(":", 1)[-1]
+                    errors.append(f"{name}: line {line}: {_where(path)}: key {shown!r} is not a string (YAML reads it as {kind}); "
+                                  f"quote it, e.g. \"{shown}\":")
+                    continue
+                if k.value in first:
+                    errors.append(f"{name}: line {line}: {_where([*path, k.value])}: duplicate key {k.value!r} "
+                                  f"(first given at line {first[k.value]}); give each key once")
+                else:
+                    first[k.value] = line
+                walk(v, [*path, k.value])
+
+    walk(root, [])
+    if errors:
+        raise ConfigError(errors)
+    total = size(root)
+    if total > MAX_YAML_VALUES:
+        raise ConfigError(f"{name}: YAML aliases expand to {total:,} values, over the limit of {MAX_YAML_VALUES:,} "
+                          "(a 'billion laughs' document?); write the values out instead of nesting aliases")
+
+
+def load_yaml(text: str, name: str = "<string>") -> Any:
+    """Parse one YAML document strictly (shared by ``curate validate`` and ``curate run``).
+
+    Like ``yaml.safe_load``, but duplicate keys, non-string keys and documents whose aliases expand to
+    more than :data:`MAX_YAML_VALUES` values are ConfigErrors naming the key and its line.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_nodes(node, name)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def resolve_relative_paths(data: Any, base: Path) -> Any:
+    """``input.path``, ``input.root`` and ``output`` made absolute against ``base`` (the pipeline's folder).
+
+    Paths that are absolute, start with ``~`` or name a URL (``s3://``) are left as they are.
+    """
+    if not isinstance(data, dict):
+        return data
+
+    def fix(value: Any) -> Any:
+        if not isinstance(value, str) or not value or "://" in value or value.startswith("~") or Path(value).is_absolute():
+            return value
+        return os.path.normpath(base / value)
+
+    out = dict(data)
+    if isinstance(out.get("input"), dict):
+        inp = dict(out["input"])
+        for key in ("path", "root"):
+            if key in inp:
+                inp[key] = fix(inp[key])
+        out["input"] = inp
+    if "output" in out:
+        out["output"] = fix(out["output"])
+    return out
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate a pipeline YAML file."""
+    """Read and validate a pipeline YAML file; relative paths in it are relative to its folder."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such pipeline file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text") from None
-    return parse_pipeline(data, str(p))
+    data = load_yaml(text, str(p))
+    return parse_pipeline(resolve_relative_paths(data, p.resolve().parent), str(p))
 
 
 def json_schema() -> dict[str, Any]:

@@ -109,7 +109,7 @@ def test_csv_manifest_paths_stay_inside_root(tmp_path):
     r = recs.to_pylist()[0]
     assert (r["text"], r["label"], json.loads(r["meta"])) == ("a photo", "cat", {"extra": "1"})
     reasons = sorted(q.column("reason").to_pylist())
-    assert reasons == ["missing_file", "path_outside_root", "path_outside_root"]
+    assert reasons == ["missing_file", "outside_root", "outside_root"]
 
 
 def test_csv_unknown_column_is_named(tmp_path):

@@ -8,7 +8,6 @@ quarantine table; it is the same for every format.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -17,6 +16,8 @@ import pyarrow as pa
 
 from curate.errors import InputError
 from curate.imageinfo import BadImage, probe_image
+from curate.readers.confine import confine, read_inside, walk
+from curate.readers.limits import DEFAULT_MAX_FILE_BYTES, Limits
 from curate.record import QUARANTINE_SCHEMA, RECORD_SCHEMA, content_id
 
 
@@ -50,6 +51,7 @@ class Reader:
     def __init__(self, cfg):
         self.cfg = cfg
         self.path = Path(cfg.path).expanduser()
+        self.limits = Limits.of(cfg)
         if not self.path.exists() and not self._is_pattern():
             raise InputError(f"input.path: {cfg.path!r} does not exist (resolved to {self.path.absolute()})")
 
@@ -67,32 +69,20 @@ class Reader:
         """Files whose (name, size, mtime) identify the input."""
         if self.path.is_file():
             return [self.path]
-        return sorted(p for p in self.path.rglob("*") if p.is_file())
+        return [self.path / rel for rel in walk(self.path)]
 
 
 def safe_join(root: Path, rel: str) -> Path:
-    """Resolve ``rel`` inside ``root``; raise BadImage('path_outside_root') if it escapes."""
-    root_r = root.resolve()
-    candidate = (root_r / rel).resolve()
-    if candidate != root_r and root_r not in candidate.parents:
-        raise BadImage("path_outside_root", f"{rel!r} resolves outside the dataset root {root_r}")
-    return candidate
+    """Resolve ``rel`` inside ``root`` (see :func:`~curate.readers.confine.confine`)."""
+    return confine(root, rel)
 
 
-def read_file_item(root: Path, rel: str) -> tuple[bytes | None, tuple[str, str] | None]:
-    """Read a file named in a manifest, safely inside ``root``. Returns (bytes, error)."""
+def read_file_item(root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[bytes | None, tuple[str, str] | None]:
+    """Read a file named in a manifest, confined to ``root``. Returns (bytes, error); no bytes on error."""
     try:
-        p = safe_join(root, rel)
+        return read_inside(root, rel, max_bytes=max_bytes), None
     except BadImage as exc:
         return None, (exc.reason, exc.detail)
-    try:
-        return p.read_bytes(), None
-    except FileNotFoundError:
-        return None, ("missing_file", f"{rel} not found under {root}")
-    except IsADirectoryError:
-        return None, ("missing_file", f"{rel} is a directory")
-    except OSError as exc:
-        return None, ("unreadable_file", f"{rel}: {exc.strerror or exc}")
 
 
 def chunked(items: list, size: int) -> Iterator[list]:
@@ -121,18 +111,34 @@ def _decode_text(text: str | bytes | None) -> str | None:
         raise BadImage("text_not_utf8", f"text is not valid UTF-8 (byte {exc.start}: {text[exc.start:exc.start + 4]!r})") from None
 
 
-def build_shard(items: Iterator[RawItem], *, max_pixels: int) -> ShardResult:
-    """Validate raw items into a record table (RECORD_SCHEMA) and a quarantine table."""
+def _capped(data: bytes | None, cap: int) -> bytes | None:
+    return data if data is not None and len(data) <= cap else None
+
+
+def build_shard(items: Iterator[RawItem], *, max_pixels: int | None = None, limits: Limits | None = None) -> ShardResult:
+    """Validate raw items into a record table (RECORD_SCHEMA) and a quarantine table.
+
+    Every item ends up in exactly one of the two. Quarantined items keep their raw bytes and text
+    only up to ``limits.quarantine_max_bytes`` each (readers never read items from outside the root).
+    """
+    if limits is None:
+        limits = Limits() if max_pixels is None else Limits(max_image_pixels=max_pixels)
+    cap = limits.quarantine_max_bytes
     rec: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names}
     qua: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
 
     def quarantine(item: RawItem, reason: str, detail: str):
-        qua["source"].append(item.source)
+        text = item.text.decode("utf-8", "replace") if isinstance(item.text, bytes) else item.text
+        if text is not None:
+            text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot be stored
+            if len(text) > cap:
+                text = None
+        qua["source"].append(_storable(item.source))
         qua["reason"].append(reason)
-        qua["detail"].append(detail)
-        qua["image"].append(item.image)
-        qua["text"].append(item.text.decode("utf-8", "replace") if isinstance(item.text, bytes) else item.text)
-        qua["label"].append(item.label)
+        qua["detail"].append(_storable(detail))
+        qua["image"].append(_capped(item.image, cap))
+        qua["text"].append(text)
+        qua["label"].append(None if item.label is None else _storable(str(item.label)))
 
     for item in items:
         if item.error is not None:
@@ -140,16 +146,24 @@ def build_shard(items: Iterator[RawItem], *, max_pixels: int) -> ShardResult:
             continue
         try:
             text = _decode_text(item.text)
+            if text is not None and len(text) > limits.max_text_chars:
+                raise BadImage("text_too_long", f"{len(text):,} characters is over the limit of "
+                               f"{limits.max_text_chars:,} (input.max_text_chars)")
             width = height = None
             if item.image is not None:
-                info = probe_image(item.image, max_pixels=max_pixels)
+                if len(item.image) > limits.max_file_bytes:
+                    raise BadImage("file_too_large", f"{len(item.image):,} bytes is over the limit of "
+                                   f"{limits.max_file_bytes:,} (input.max_file_bytes)")
+                info = probe_image(item.image, max_pixels=limits.max_image_pixels)
                 width, height = info.width, info.height
             elif item.has_image and text is None:
                 raise BadImage("empty_item", "neither image nor text")
+            label = None if item.label is None else str(item.label)
+            if not _is_utf8(item.source) or (label is not None and not _is_utf8(label)):
+                raise BadImage("name_not_utf8", "the file name or label is not valid UTF-8")
         except BadImage as exc:
             quarantine(item, exc.reason, exc.detail)
             continue
-        label = None if item.label is None else str(item.label)
         rec["id"].append(content_id(item.source, item.image, text, label))
         rec["source"].append(item.source)
         rec["image"].append(item.image)
@@ -157,10 +171,31 @@ def build_shard(items: Iterator[RawItem], *, max_pixels: int) -> ShardResult:
         rec["label"].append(label)
         rec["width"].append(width)
         rec["height"].append(height)
-        rec["meta"].append(json.dumps(item.meta, ensure_ascii=False, sort_keys=True, default=str) if item.meta else None)
+        rec["meta"].append(_meta_json(item.meta))
     records = pa.Table.from_pydict(rec, schema=RECORD_SCHEMA)
     quarantine_t = pa.Table.from_pydict(qua, schema=QUARANTINE_SCHEMA)
     return ShardResult(records, quarantine_t, {"rows": records.num_rows, "quarantined": quarantine_t.num_rows})
+
+
+def _is_utf8(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(s: str) -> str:
+    """``s`` with anything UTF-8 cannot hold (lone surrogates from undecodable names) replaced."""
+    return s.encode("utf-8", "replace").decode("utf-8") if not s.isascii() else s
+
+
+def _meta_json(meta: dict[str, Any] | None) -> str | None:
+    if not meta:
+        return None
+    return _storable(json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str))
 
 
 def file_fingerprint(paths: list[Path], root: Path) -> list[tuple[str, int, int]]:
@@ -179,14 +214,5 @@ def file_fingerprint(paths: list[Path], root: Path) -> list[tuple[str, int, int]
 
 
 def list_files(root: Path) -> list[str]:
-    """All files under ``root`` as sorted POSIX relative paths (hidden files and folders skipped)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = os.path.relpath(dirpath, root)
-        for f in filenames:
-            if f.startswith("."):
-                continue
-            out.append(f if rel_dir == "." else f"{rel_dir}/{f}".replace(os.sep, "/"))
-    out.sort()
-    return out
+    """All files under ``root`` as sorted POSIX relative paths (see :func:`~curate.readers.confine.walk`)."""
+    return walk(root)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 from curate.errors import InputError
-from curate.readers.base import RawItem, Reader, ReadTask, chunked, read_file_item, safe_join
+from curate.readers.base import RawItem, Reader, ReadTask, chunked, read_file_item
+from curate.readers.confine import walk
 
 
 class CocoReader(Reader):
@@ -35,7 +36,7 @@ class CocoReader(Reader):
         out = list(files)
         for f in files:
             base = root or f.parent
-            out.extend(sorted(p for p in base.rglob("*") if p.is_file() and p not in files))
+            out.extend(p for p in (base / rel for rel in walk(base)) if p not in files)
         return out
 
     def _roots(self, json_path: Path) -> list[Path]:
@@ -80,16 +81,14 @@ class CocoReader(Reader):
             yield ReadTask(index=i, payload=chunk, items=len(chunk))
 
     def read(self, task: ReadTask) -> Iterator[RawItem]:
+        max_bytes = self.limits.max_file_bytes
         for roots, file_name, caption, meta in task.payload:
             source = file_name + (f"#caption={meta['coco_caption_id']}" if "coco_caption_id" in meta else "")
             data, error = None, None
-            for r in roots:
-                try:
-                    if safe_join(Path(r), file_name).is_file():
-                        data, error = read_file_item(Path(r), file_name)
-                        break
-                except Exception:  # noqa: BLE001 - path_outside_root is reported below
-                    pass
-            else:
-                data, error = read_file_item(Path(roots[0]), file_name)
+            for r in roots:  # the first root that has the file; else the error from the first root
+                data, error = read_file_item(Path(r), str(file_name), max_bytes=max_bytes)
+                if error is None or error[0] != "missing_file":
+                    break
+            if error is not None and error[0] == "missing_file":
+                data, error = read_file_item(Path(roots[0]), str(file_name), max_bytes=max_bytes)
             yield RawItem(source=source, image=data, text=caption, meta=meta, error=error)

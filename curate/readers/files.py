@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Iterator
 
 from curate.errors import InputError
-from curate.imageinfo import IMAGE_EXTENSIONS
+from curate.imageinfo import IMAGE_EXTENSIONS, BadImage
 from curate.readers.base import RawItem, Reader, ReadTask, chunked, list_files
+from curate.readers.confine import confine, read_inside
+from curate.readers.limits import DEFAULT_MAX_FILE_BYTES
 from curate.readers.ziparchive import MemberReader, list_members
 
 
@@ -28,8 +30,9 @@ class _FileTree:
     workers need not parse the archive's directory again); ``name(entry)`` and ``read(entry)`` take either.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES):
         self.path = path
+        self.max_bytes = max_bytes
         self.is_zip = path.is_file() and zipfile.is_zipfile(path)
         if path.is_file() and not self.is_zip:
             raise InputError(f"input.path: {path} is a file but not a folder or a .zip archive")
@@ -41,7 +44,8 @@ class _FileTree:
                 members = list_members(self.path)
             except zipfile.BadZipFile as exc:
                 raise InputError(f"input.path: {exc}") from None
-            members = [m for m in members if not any(p.startswith((".", "__MACOSX")) for p in m[0].split("/"))]
+            # hidden members are skipped; '..' is kept so that confine() refuses it (quarantined, not lost)
+            members = [m for m in members if not any(p.startswith((".", "__MACOSX")) and p != ".." for p in m[0].split("/"))]
             return sorted(members)
         return list_files(self.path)
 
@@ -50,11 +54,13 @@ class _FileTree:
         return entry if isinstance(entry, str) else entry[0]
 
     def read(self, entry) -> bytes:
+        """The entry's bytes, confined to the root; raises BadImage (quarantine reason) or OSError."""
         if self.is_zip:
+            confine(None, entry[0])
             if self._members is None:
                 self._members = MemberReader(self.path)
-            return self._members.read(entry)
-        return (self.path / entry).read_bytes()
+            return self._members.read(entry, max_bytes=self.max_bytes)
+        return read_inside(self.path, entry, max_bytes=self.max_bytes)
 
     def close(self):
         if self._members is not None:
@@ -86,7 +92,7 @@ class ImageFolderReader(Reader):
 
     def read(self, task: ReadTask) -> Iterator[RawItem]:
         prefix, entries = task.payload
-        tree = _FileTree(self.path)
+        tree = _FileTree(self.path, max_bytes=self.limits.max_file_bytes)
         try:
             for entry in entries:
                 rel = tree.name(entry)
@@ -94,6 +100,9 @@ class ImageFolderReader(Reader):
                 label = inner.split("/")[0] if "/" in inner else None
                 try:
                     data = tree.read(entry)
+                except BadImage as exc:
+                    yield RawItem(source=rel, label=label, error=(exc.reason, exc.detail))
+                    continue
                 except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
                     yield RawItem(source=rel, label=label, error=("unreadable_file", str(exc)))
                     continue
@@ -116,14 +125,17 @@ class CaptionsReader(Reader):
             yield ReadTask(index=i, payload=chunk, items=len(chunk))
 
     def read(self, task: ReadTask) -> Iterator[RawItem]:
-        tree = _FileTree(self.path)
+        tree = _FileTree(self.path, max_bytes=self.limits.max_file_bytes)
         try:
             for image_entry, text_entry in task.payload:
                 source = tree.name(image_entry)
                 try:
                     data = tree.read(image_entry)
                     text = tree.read(text_entry).strip() if text_entry is not None else None
-                except (OSError, zipfile.BadZipFile) as exc:
+                except BadImage as exc:
+                    yield RawItem(source=source, error=(exc.reason, exc.detail))
+                    continue
+                except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
                     yield RawItem(source=source, error=("unreadable_file", str(exc)))
                     continue
                 yield RawItem(source=source, image=data, text=text)

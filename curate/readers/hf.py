@@ -48,4 +48,4 @@ class HfReader(Reader):
             if label_names is not None and row.get(cols["label"]) is not None:
                 row[cols["label"]] = label_names[row[cols["label"]]]
             source = f"{split + ':' if split else ''}row{start + offset}"
-            yield row_to_item(row, cols, self.path, source)
+            yield row_to_item(row, cols, self.path, source, max_bytes=self.limits.max_file_bytes)

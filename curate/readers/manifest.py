@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from curate.errors import InputError
 from curate.readers.base import RawItem, Reader, ReadTask, read_file_item
+from curate.readers.limits import DEFAULT_MAX_FILE_BYTES
 
 _DEFAULTS = {
     "image": ("image", "file_name", "filename", "path", "image_path", "filepath", "img"),
@@ -45,7 +46,8 @@ def resolve_columns(available: list[str], mapping: dict[str, str], where: str) -
     return out
 
 
-def row_to_item(row: dict[str, Any], cols: dict[str, str], root: Path, source: str) -> RawItem:
+def row_to_item(row: dict[str, Any], cols: dict[str, str], root: Path, source: str, *,
+                max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> RawItem:
     """Turn one manifest row into a RawItem (reads the image file if the column is a path)."""
     used = set(cols.values())
     meta = {k: v for k, v in row.items() if k not in used} or None
@@ -58,8 +60,11 @@ def row_to_item(row: dict[str, Any], cols: dict[str, str], root: Path, source: s
     if isinstance(text, str):
         try:
             text.encode("utf-8")
-        except UnicodeEncodeError:  # undecodable bytes kept by surrogateescape: quarantined later
-            text = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # undecodable bytes (surrogateescape) or lone surrogates: quarantined later
+            try:
+                text = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                text = text.encode("utf-8", "surrogatepass")
     item = RawItem(source=source, text=text, label=None if label is None else str(label), meta=meta, has_image="image" in cols)
     if "image" in cols:
         value = row.get(cols["image"])
@@ -71,7 +76,7 @@ def row_to_item(row: dict[str, Any], cols: dict[str, str], root: Path, source: s
             item.image = bytes(value)
         else:
             item.source = str(value) if "source" not in cols else item.source
-            item.image, item.error = read_file_item(root, str(value))
+            item.image, item.error = read_file_item(root, str(value), max_bytes=max_bytes)
     return item
 
 
@@ -110,7 +115,7 @@ class _ManifestReader(Reader):
             if error is not None:
                 yield RawItem(source=source, error=("bad_row", error))
             else:
-                yield row_to_item(row, cols, self.root, source)
+                yield row_to_item(row, cols, self.root, source, max_bytes=self.limits.max_file_bytes)
 
 
 class CsvReader(_ManifestReader):
@@ -120,20 +125,39 @@ class CsvReader(_ManifestReader):
         return open(self.path, encoding="utf-8", errors="surrogateescape", newline="")
 
     def _columns(self) -> list[str]:
+        csv.field_size_limit(self.limits.max_line_bytes)
         with self._open() as f:
-            header = next(csv.reader(f), None)
+            try:
+                header = next(csv.reader(f), None)
+            except csv.Error as exc:
+                raise InputError(f"{self.path}: the CSV header cannot be read ({exc})") from None
         if not header:
             raise InputError(f"{self.path}: empty CSV (no header row)")
         return header
 
     def _rows(self):
+        csv.field_size_limit(self.limits.max_line_bytes)
         with self._open() as f:
-            reader = csv.DictReader(f)
-            for i, row in enumerate(reader):
-                if None in row:
-                    yield f"{self.path.name}:row{i + 1}", None, f"row has {len(reader.fieldnames) + len(row[None])} fields, header has {len(reader.fieldnames)}"
+            reader = csv.reader(f)
+            header = next(reader, None) or []
+            i = 0
+            while True:
+                i += 1
+                source = f"{self.path.name}:row{i}"
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # e.g. a field over the limit: the reader resumes at the next line
+                    yield source, None, f"{exc} (input.max_line_bytes = {self.limits.max_line_bytes:,})"
                     continue
-                yield f"{self.path.name}:row{i + 1}", row, None
+                if not values:
+                    i -= 1  # blank lines are skipped, as csv.DictReader does
+                    continue
+                if len(values) > len(header):
+                    yield source, None, f"row has {len(values)} fields, header has {len(header)}"
+                    continue
+                yield source, dict(zip(header, values + [None] * (len(header) - len(values)))), None
 
 
 class JsonlReader(_ManifestReader):
@@ -142,12 +166,14 @@ class JsonlReader(_ManifestReader):
     def _columns(self) -> list[str]:
         keys: dict[str, None] = {}
         with open(self.path, "rb") as f:
-            for n, line in enumerate(f):
+            for n, line in enumerate(_lines(f, self.limits.max_line_bytes)):
                 if n >= 1000:
                     break
+                if line is None:
+                    continue
                 try:
                     obj = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                     continue
                 if isinstance(obj, dict):
                     keys.update(dict.fromkeys(obj))
@@ -156,11 +182,15 @@ class JsonlReader(_ManifestReader):
         return list(keys)
 
     def _rows(self):
+        limit = self.limits.max_line_bytes
         with open(self.path, "rb") as f:
-            for i, line in enumerate(f):
+            for i, line in enumerate(_lines(f, limit)):
+                source = f"{self.path.name}:line{i + 1}"
+                if line is None:
+                    yield source, None, f"line is longer than {limit:,} bytes (input.max_line_bytes)"
+                    continue
                 if not line.strip():
                     continue
-                source = f"{self.path.name}:line{i + 1}"
                 try:
                     obj = json.loads(line.decode("utf-8"))
                 except UnicodeDecodeError:
@@ -169,10 +199,27 @@ class JsonlReader(_ManifestReader):
                 except json.JSONDecodeError as exc:
                     yield source, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
                     continue
+                except RecursionError:
+                    yield source, None, "JSON nested too deeply"
+                    continue
                 if not isinstance(obj, dict):
                     yield source, None, f"expected a JSON object, got {type(obj).__name__}"
                     continue
                 yield source, obj, None
+
+
+def _lines(f, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary file; a line over ``limit`` bytes is skipped (read in pieces) as None."""
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = f.readline(1 << 20)
+            yield None
+            continue
+        yield line
 
 
 class ParquetReader(_ManifestReader):

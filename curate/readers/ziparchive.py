@@ -15,6 +15,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from curate.readers.confine import TooLarge
+from curate.readers.limits import DEFAULT_MAX_FILE_BYTES
+
 _EOCD = b"PK\x05\x06"
 _CDH = struct.Struct("<4s6H3L5H2L")  # central directory file header, 46 bytes
 _LFH = struct.Struct("<4s5H3L2H")  # local file header, 30 bytes
@@ -23,7 +26,17 @@ Member = tuple  # (name, local_header_offset, compressed_size, method)
 
 
 def list_members(path: Path) -> list[Member]:
-    """Every file member of the archive as (name, offset, compressed size, method), in archive order."""
+    """Every file member of the archive as (name, offset, compressed size, method), in archive order.
+
+    Raises ``zipfile.BadZipFile`` for an archive whose directory cannot be parsed.
+    """
+    try:
+        return _list_members(path)
+    except (struct.error, ValueError) as exc:
+        raise zipfile.BadZipFile(f"{path}: corrupt central directory ({exc})") from None
+
+
+def _list_members(path: Path) -> list[Member]:
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
@@ -45,7 +58,7 @@ def list_members(path: Path) -> list[Member]:
             raise zipfile.BadZipFile(f"{path}: corrupt central directory")
         raw = cd[pos + 46 : pos + 46 + nlen]
         pos += 46 + nlen + elen + clen
-        name = raw.decode("utf-8" if flags & 0x800 else "cp437")
+        name = raw.decode("utf-8", "surrogateescape") if flags & 0x800 else raw.decode("cp437")
         if name.endswith("/"):
             continue
         if flags & 0x1 or csize == 0xFFFFFFFF or offset == 0xFFFFFFFF or method not in (0, 8):
@@ -67,12 +80,21 @@ class MemberReader:
         self.fd = os.open(path, os.O_RDONLY)
         self._zf: zipfile.ZipFile | None = None
 
-    def read(self, member: Member) -> bytes:
+    def read(self, member: Member, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+        """The member's bytes; :class:`~curate.readers.confine.TooLarge` past ``max_bytes`` (zip bombs
+        stop there: decompression is capped, whatever the archive declares)."""
         name, offset, csize, method = member
+        too_large = TooLarge(f"{name}: more than {max_bytes:,} bytes uncompressed (input.max_file_bytes)")
         if offset < 0:  # listed by zipfile (ZIP64 or unusual archive)
             if self._zf is None:
                 self._zf = zipfile.ZipFile(self.path)
-            return self._zf.read(name)
+            with self._zf.open(name) as f:
+                data = f.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise too_large
+            return data
+        if csize > max_bytes + (max_bytes >> 6) + 1024:  # deflate never expands data more than this
+            raise too_large
         header = os.pread(self.fd, 30, offset)
         sig, _, _, _, _, _, _, _, _, nlen, elen = _LFH.unpack(header)
         if sig != b"PK\x03\x04":
@@ -80,7 +102,15 @@ class MemberReader:
         data = os.pread(self.fd, csize, offset + 30 + nlen + elen)
         if len(data) != csize:
             raise OSError(f"{name}: archive ends early")
-        return data if method == 0 else zlib.decompress(data, -15)
+        if method == 0:
+            return data
+        try:
+            out = zlib.decompressobj(-15).decompress(data, max_bytes + 1)
+        except zlib.error as exc:
+            raise OSError(f"{name}: corrupt compressed data ({exc})") from None
+        if len(out) > max_bytes:
+            raise too_large
+        return out
 
     def close(self) -> None:
         os.close(self.fd)

@@ -65,7 +65,10 @@ def save_pipeline(run: RunDir, stage_index: int, stage_name: str, param: str, va
     src = manifest.get("pipeline_file")
     doc = None
     if src and Path(src).is_file():
-        doc = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
+        from curate.config import resolve_relative_paths
+
+        # the copy lives elsewhere: its relative paths are made absolute against the original's folder
+        doc = resolve_relative_paths(yaml.safe_load(Path(src).read_text(encoding="utf-8")), Path(src).resolve().parent)
     if not isinstance(doc, dict) or not isinstance(doc.get("stages"), list):
         doc = dict(manifest.get("config") or {})
     stages = doc.get("stages") or []

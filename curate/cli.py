@@ -11,6 +11,7 @@ import click
 
 from curate import __version__
 from curate.errors import ConfigError, CurateError
+from curate.textui import fmt_num, render_table
 
 
 class CurateGroup(click.Group):
@@ -47,27 +48,6 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _fmt_num(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.1f}"
-    return f"{v:,}"
-
-
-def render_table(headers: list[str], rows: list[list], right: set[int] | None = None) -> str:
-    """A plain-text table (no dependency), numbers right-aligned."""
-    right = right if right is not None else set(range(1, len(headers)))
-    cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else _fmt_num(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(r):
-        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), sep, *[line(r) for r in cells[1:]]])
-
-
 @main.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", help="Run directory (default: the pipeline's 'output', else runs/<name>).")
@@ -92,9 +72,9 @@ def run(pipeline_file, output, workers, force, from_stage, quiet):
                      r.get("dropped"), secs, rate])
     click.echo(render_table(["step", "status", "rows", "flagged", "review", "dropped", "seconds", "rows/s"], rows,
                             right={2, 3, 4, 5, 6, 7}))
-    inp = manifest["input"]
-    if inp.get("quarantined"):
-        click.echo(f"\n{inp['quarantined']} input item(s) quarantined ({', '.join(f'{k}: {v}' for k, v in inp['quarantine_reasons'].items())}); "
+    inp = manifest.input
+    if inp.quarantined:
+        click.echo(f"\n{inp.quarantined} input item(s) quarantined ({', '.join(f'{k}: {v}' for k, v in inp.quarantine_reasons.items())}); "
                    f"see {runner.run.quarantine_dir}")
     click.echo(f"\nrun directory: {runner.run.root}   next: curate status {runner.run.root}")
 
@@ -146,29 +126,31 @@ def stages(name):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(run_dir, as_json):
-    """Counts by stage, reason and action for a run."""
-    from curate.policy import summarize
+    """Counts by stage, reason and action for a run, and what an export would keep now."""
+    from curate.fate import summarize_fates
     from curate.rundir import RunDir
 
     run = RunDir(run_dir)
     manifest = run.require()
-    summary = summarize(run) if manifest.get("input", {}).get("status") == "done" else {}
+    inp = manifest.input
+    summary = summarize_fates(run) if inp is not None and inp.status == "done" else {}
     if as_json:
-        click.echo(json.dumps({"input": manifest.get("input"), "stages": [
-            {k: s.get(k) for k in ("dir", "status", "stats", "summary", "seconds")} for s in manifest.get("stages", [])],
+        click.echo(json.dumps({"input": inp.model_dump(mode="json") if inp else None, "stages": [
+            s.model_dump(mode="json", include={"dir", "status", "stats", "summary", "seconds"}) for s in manifest.stages],
             "outcome": summary}, indent=2, default=str))
         return
-    inp = manifest.get("input", {})
-    click.echo(f"run {manifest.get('name')} ({run.root}), status: {manifest.get('status', 'incomplete')}")
-    click.echo(f"input: {inp.get('format')} {inp.get('path')}: {_fmt_num(inp.get('rows'))} rows in {inp.get('shards')} shards, "
-               f"{_fmt_num(inp.get('quarantined', 0))} quarantined")
-    for reason, n in (inp.get("quarantine_reasons") or {}).items():
+    click.echo(f"run {manifest.name} ({run.root}), status: {manifest.status or 'incomplete'}")
+    if inp is None:
+        return
+    click.echo(f"input: {inp.format} {inp.path}: {fmt_num(inp.rows)} rows in {inp.shards} shards, "
+               f"{fmt_num(inp.quarantined)} quarantined")
+    for reason, n in inp.quarantine_reasons.items():
         click.echo(f"  quarantined {reason}: {n}")
     rows = []
-    for s in manifest.get("stages", []):
-        st = s.get("stats", {})
-        rows.append([s["dir"], s.get("status"), st.get("rows"), st.get("flagged"), st.get("review"), st.get("dropped"),
-                     ", ".join(f"{k}: {v}" for k, v in (st.get("reasons") or {}).items()) or "-"])
+    for s in manifest.stages:
+        st = s.stats
+        rows.append([s.dir, s.status, st.rows, st.flagged, st.review, st.dropped,
+                     ", ".join(f"{k}: {v}" for k, v in st.reasons.items()) or "-"])
     click.echo("")
     click.echo(render_table(["stage", "status", "rows", "flagged", "review", "dropped", "reasons"], rows, right={2, 3, 4, 5}))
     if summary:
@@ -177,6 +159,9 @@ def status(run_dir, as_json):
         for title, key in (("dropped", "drop_reasons"), ("for review", "review_reasons")):
             for reason, n in summary[key].items():
                 click.echo(f"  {title} {reason}: {n}")
+        decided = ", ".join(f"{k}: {v:,}" for k, v in summary["decisions"].items()) or "none"
+        click.echo(f"reviewed: {decided}")
+        click.echo(f"an export now (--pending {summary['pending_rule']}) keeps {summary['kept']:,} of {summary['items']:,}")
 
 
 @main.command()

@@ -1,9 +1,7 @@
 """Export the curated set: items no stage dropped (and, for review items, per the ``pending`` policy).
 
-Review decisions (``review.db``, :mod:`curate.decisions`) win over the stages: a rejected item is left
-out, an accepted one is kept (also one a stage dropped and a reviewer accepted in the audit view), and a
-caption the reviewer chose (e.g. the repaired one) replaces ``text``. Items flagged ``review`` with no
-decision follow ``pending``.
+Which items go out, and with which caption and label, is decided by :mod:`curate.fate` (stage actions,
+then reviewer decisions, then the ``pending`` rule), the same function ``status`` and the review app use.
 
 Formats: ``parquet`` (record columns, one file per shard), ``jsonl`` (+ image files), ``imagefolder``
 (``<label>/<id>.<ext>``), ``webdataset`` (tar shards of ``<id>.<ext>``, ``.txt``, ``.cls``, ``.json``).
@@ -23,15 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from curate.decisions import open_decisions
-from curate.captions.export import apply_chosen_captions, caption_stage_dir
 from curate.errors import CurateError
+from curate.fate import PENDING_RULES, iter_fates
 from curate.imageinfo import BadImage, probe_image
-from curate.policy import iter_outcomes
 from curate.rundir import RunDir, atomic_path, write_json, write_table
+from curate.shards import read_data_shard
 
 FORMATS = ("parquet", "jsonl", "imagefolder", "webdataset")
 _EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
@@ -129,68 +125,62 @@ _WRITERS = {"parquet": _ParquetWriter, "jsonl": _JsonlWriter, "imagefolder": _Im
 
 def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pending: str = "drop",
                overwrite: bool = False, quiet: bool = False, keep_original_caption: bool = False) -> dict:
-    """Export the kept items of a run; returns the export manifest.
+    """Export the kept items of a run (:mod:`curate.fate` decides which); returns the export manifest.
 
     ``pending`` says what happens to items a stage sent to review that nobody decided: ``keep`` or ``drop``.
-    With a caption_repair stage, ``text`` is its chosen caption (a reviewer's caption wins);
-    ``keep_original_caption`` adds the ingested text as ``caption_original``.
+    Accepted edits (a repaired caption, a suggested label, a reviewer's caption) replace ``text`` /
+    ``label``; ``keep_original_caption`` adds the ingested text as ``caption_original``.
     """
     if fmt not in _WRITERS:
         raise CurateError(f"--format: unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    if pending not in ("keep", "drop"):
+    if pending not in PENDING_RULES:
         raise CurateError(f"--pending: expected keep or drop, got {pending!r}")
     run = RunDir(run_dir)
-    manifest = run.require()
-    if manifest.get("status") != "done":
-        raise CurateError(f"{run.root}: the run did not finish; rerun 'curate run' to complete it before exporting")
+    manifest = run.require_finished("export")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise CurateError(f"--out: {out} exists and is not empty; choose another folder or pass --overwrite")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = open_decisions(run.root)
-    decided = {i: d for i, d in store.latest().items() if d.decision != "pending"} if store else {}
     writer = _WRITERS[fmt](out)
-    caption_dir = caption_stage_dir(run)
     counts: Counter = Counter()
     dropped_reasons: Counter = Counter()
-    bar = tqdm(total=manifest["input"]["rows"], desc=f"export {fmt}", unit="row", file=sys.stderr, disable=quiet)
+    bar = tqdm(total=manifest.input.rows, desc=f"export {fmt}", unit="row", file=sys.stderr, disable=quiet)
     try:
-        for outcome in iter_outcomes(run):
-            keep_mask = []
-            captions = {}
-            for item, action, reasons in zip(outcome.ids, outcome.actions, outcome.reasons):
-                d = decided.get(item)
-                if d is not None:
-                    keep = d.decision == "accepted"
-                    counts[d.decision] += 1
-                    if keep and d.caption is not None:
-                        captions[item] = d.caption
-                else:
-                    keep = action == "keep" or (action == "review" and pending == "keep")
-                    if action == "review":
-                        counts["pending"] += 1
-                keep_mask.append(keep)
-                counts["in"] += 1
-                counts[f"{action}"] += 1
-                if keep:
-                    counts["kept"] += 1
-                elif d is not None:
+        for fates in iter_fates(run, pending=pending):
+            counts["in"] += len(fates)
+            counts.update(fates.stage_action)
+            counts["kept"] += int(fates.kept.sum())
+            for i, status in enumerate(fates.status):
+                if status is not None:
+                    counts[status] += 1
+                elif fates.stage_action[i] == "review":
+                    counts["pending"] += 1
+                if fates.kept[i]:
+                    continue
+                why, reasons = fates.why[i], fates.causes[i]
+                if why == "pending":
+                    dropped_reasons.update(f"pending_review:{r}" for r in reasons)
+                elif why and why.startswith("reviewer"):
                     dropped_reasons.update([f"rejected_by_reviewer:{r}" for r in reasons] or ["rejected_by_reviewer"])
                 else:
-                    dropped_reasons.update(reasons if action == "drop" else [f"pending_review:{r}" for r in reasons])
-            table = pq.read_table(run.data_shard(outcome.shard))
-            kept = table.filter(pa.array(keep_mask, pa.bool_())) if keep_mask else table
-            kept = apply_chosen_captions(run, caption_dir, outcome.shard, keep_mask, kept,
-                                         keep_original=keep_original_caption)
-            counts["captions"] += len(captions)
-            if captions:
-                texts = [captions.get(i, t) for i, t in zip(kept.column("id").to_pylist(), kept.column("text").to_pylist())]
-                kept = kept.set_column(kept.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+                    dropped_reasons.update(reasons)
+            table = read_data_shard(run, fates.shard)
+            kept = table.filter(pa.array(fates.kept, pa.bool_()))
+            original_text = kept.column("text")
+            for col, values in fates.replacements.items():
+                new = [v for v, k in zip(values, fates.kept) if k]
+                counts[f"replaced_{col}"] += sum(v is not None for v in new)
+                if any(v is not None for v in new):
+                    old = kept.column(col).to_pylist()
+                    kept = kept.set_column(kept.schema.get_field_index(col), col,
+                                           pa.array([o if v is None else v for v, o in zip(new, old)], pa.string()))
+            if keep_original_caption:
+                kept = kept.append_column("caption_original", original_text)
             if kept.num_rows:
-                writer.write(outcome.shard, kept)
-            bar.update(len(keep_mask))
+                writer.write(fates.shard, kept)
+            bar.update(len(fates))
     finally:
         writer.close()
         bar.close()
@@ -200,13 +190,14 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
         "run": str(run.root),
         "counts": {"in": counts["in"], "kept": counts["kept"], "dropped": counts["in"] - counts["kept"],
                    "review": counts["review"], "drop": counts["drop"],
-                   "quarantined_at_ingest": manifest["input"].get("quarantined", 0)},
+                   "quarantined_at_ingest": manifest.input.quarantined},
         "pending_review": pending,
         "review": {"accepted": counts["accepted"], "rejected": counts["rejected"], "pending": counts["pending"],
-                   "captions_replaced": counts["captions"],
-                   "rule": f"rejected items left out, accepted kept; undecided review items: {pending}"},
+                   "captions_replaced": counts["replaced_text"], "labels_replaced": counts["replaced_label"],
+                   "rule": f"rejected items left out, accepted kept (with their accepted edits); undecided review "
+                           f"items: {pending}; unaccepted edits leave the original value"},
         "dropped_by_reason": dict(dropped_reasons.most_common()),
-        "config": manifest.get("config"),
+        "config": manifest.config,
     }
     write_json(em, out / "export_manifest.json")
     return em

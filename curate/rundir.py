@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+from curate.manifest import Manifest, StageEntry
 
 MANIFEST = "manifest.json"
 
@@ -99,35 +100,51 @@ class RunDir:
     def data_shard(self, index: int) -> Path:
         return self.data_dir / shard_name(index)
 
+    def stage_shard(self, stage: StageEntry | str, index: int) -> Path:
+        """The annotation shard of ``stage`` (an entry or its directory name) for data shard ``index``."""
+        dirname = stage.dir if isinstance(stage, StageEntry) else stage
+        return self.stage_dir(dirname) / shard_name(index)
+
     # manifest
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
-    def load_manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
+        """The typed manifest (an empty one when the run has none yet)."""
         if not self.manifest_path.is_file():
-            return {}
+            return Manifest()
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CurateError(f"{self.manifest_path}: corrupt manifest ({exc}); delete the run directory or rerun with --force") from None
+            return Manifest.model_validate_json(self.manifest_path.read_bytes())
+        except ValueError as exc:
+            raise CurateError(f"{self.manifest_path}: corrupt manifest ({str(exc).splitlines()[0]}); "
+                              "delete the run directory or rerun with --force") from None
 
-    def save_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json(manifest, self.manifest_path)
+    def save_manifest(self, manifest: Manifest) -> None:
+        write_json(manifest.model_dump(mode="json"), self.manifest_path)
 
-    def require(self) -> dict[str, Any]:
+    def require(self) -> Manifest:
         """The manifest of an existing run, or a clear error."""
         if not self.exists():
             raise CurateError(f"{self.root}: not a run directory (no {MANIFEST}); create it with 'curate run PIPELINE.yaml'")
-        return self.load_manifest()
+        return self.manifest()
+
+    def require_finished(self, action: str = "use it") -> Manifest:
+        """The manifest of a run that finished, or one message saying how to finish it."""
+        manifest = self.require()
+        if not manifest.finished:
+            raise CurateError(f"{self.root}: the run did not finish; rerun 'curate run' on its pipeline "
+                              f"(it resumes where it stopped) before you {action}")
+        return manifest
+
+    def finished_stages(self) -> list[StageEntry]:
+        return self.manifest().finished_stages()
+
+    def stage(self, ref: str | int) -> StageEntry:
+        return self.manifest().stage(ref)
 
     # shards
     def data_shards(self) -> list[Path]:
         return sorted(self.data_dir.glob("part-*.parquet"))
-
-    def stage_dirs(self) -> list[Path]:
-        """Stage directories of the last run, in pipeline order (from the manifest)."""
-        m = self.load_manifest()
-        return [self.stage_dir(s["dir"]) for s in m.get("stages", [])]
 
     def quarantine_shards(self) -> list[Path]:
         return sorted(self.quarantine_dir.glob("part-*.parquet"))

@@ -20,16 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import curate
 from curate.config import Pipeline, StageSpec
 from curate.errors import CurateError, InputError
 from curate.executors import make_executor
+from curate.manifest import InputEntry, Manifest, StageEntry, StageStats
 from curate.readers import build_shard, make_reader
 from curate.readers.base import file_fingerprint
+from curate.readers.ids import make_ids_unique
+from curate.runlock import run_lock
 from curate.rundir import RunDir, shard_name, write_table
-from curate.shards import ColumnRef, read_shard_columns, read_stage, resolve_column
+from curate.shards import (ColumnRef, count_rows, read_column, read_shard_columns, read_stage, read_stage_shard,
+                           resolve_column)
 from curate.stages.base import GlobalStage, Stage, StageContext, get_stage_class
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ def ingest_task(job: tuple) -> dict:
     run_root, input_cfg, task = job
     run = RunDir(run_root)
     reader = make_reader(input_cfg)
-    result = build_shard(reader.read(task), max_pixels=input_cfg.max_image_pixels)
+    result = build_shard(reader.read(task), limits=reader.limits)
     if result.quarantine.num_rows:
         write_table(result.quarantine, run.quarantine_dir / shard_name(task.index))
     write_table(result.records, run.data_shard(task.index))
@@ -92,7 +95,8 @@ _WORKER_STAGES: dict[str, Stage] = {}
 
 
 def _instantiate(spec_name: str, module: str, params_json: dict, ctx: StageContext, key: str) -> Stage:
-    """The stage object for this worker process, set up once and reused across shards."""
+    """The stage object for this worker process, set up once and reused across the shards of one stage of
+    one run (``key`` names both: a stage instance never outlives its run's context)."""
     stage = _WORKER_STAGES.get(key)
     if stage is None:
         importlib.import_module(module)  # registers stages defined outside curate.stages (plugins)
@@ -119,40 +123,56 @@ class StageJob:
 
 
 def finalize(stage: Stage, ids: pa.Array, result: pa.Table) -> pa.Table:
-    """Check a stage's result and add ``id`` and ``action`` around its columns."""
+    """Check a stage's result against its declared outputs and add ``id`` and ``action`` around its columns."""
     if result.num_rows != len(ids):
         raise CurateError(f"stage {stage.name!r} returned {result.num_rows} rows for {len(ids)} input rows")
-    cols = [c for c in result.column_names if c not in ("id", "flag", "action", "detail")]
-    flags = result.column("flag") if "flag" in result.column_names else pa.nulls(len(ids), pa.string())
-    details = result.column("detail") if "detail" in result.column_names else pa.nulls(len(ids), pa.string())
-    flag_list = flags.to_pylist()
-    actions = pa.array([stage.params.action_for(f) for f in flag_list], pa.string())
-    arrays = [ids, *[result.column(c) for c in cols], flags.cast(pa.string()), actions, details.cast(pa.string())]
-    return pa.Table.from_arrays(arrays, names=["id", *cols, "flag", "action", "detail"])
+    schema = stage.output_schema()
+    extra = [c for c in result.column_names if c not in ("id", "flag", "action", "detail") and c not in schema.names]
+    if extra:
+        raise CurateError(f"stage {stage.name!r} returned columns it does not declare: {', '.join(extra)} "
+                          f"(declared: {', '.join(schema.names) or 'none'}); add them to its OUTPUTS")
+    n = len(ids)
+    cols = [_conform(result.column(f.name), f.type) if f.name in result.column_names else pa.nulls(n, f.type)
+            for f in schema]
+    flags = result.column("flag") if "flag" in result.column_names else pa.nulls(n, pa.string())
+    details = result.column("detail") if "detail" in result.column_names else pa.nulls(n, pa.string())
+    actions = pa.array([stage.params.action_for(f) for f in flags.to_pylist()], pa.string())
+    arrays = [ids, *cols, flags.cast(pa.string()), actions, details.cast(pa.string())]
+    return pa.Table.from_arrays(arrays, names=["id", *schema.names, "flag", "action", "detail"])
 
 
-def _empty_output(n_ids: pa.Array) -> pa.Table:
-    return pa.table({"id": n_ids, "flag": pa.nulls(len(n_ids), pa.string()),
-                     "action": pa.nulls(len(n_ids), pa.string()), "detail": pa.nulls(len(n_ids), pa.string())})
+def _conform(column: pa.ChunkedArray | pa.Array, declared: pa.DataType):
+    """``column`` as the declared type; a fixed-size list (an embedding of a dimension the declaration cannot
+    know) stands for a declared variable-size list of the same values, uncast."""
+    if (pa.types.is_fixed_size_list(column.type) and pa.types.is_list(declared)
+            and column.type.value_type == declared.value_type):
+        return column
+    return column.cast(declared) if column.type != declared else column
+
+
+def empty_output(stage: Stage, ids: pa.Array) -> pa.Table:
+    """A shard with no findings, carrying the stage's full declared schema."""
+    return finalize(stage, ids, pa.table({"flag": pa.nulls(len(ids), pa.string())}))
 
 
 def stage_task(job: StageJob) -> dict:
-    """Run a map stage (or a global stage's map step) over one shard and write its output."""
+    """Run a map stage (or a global stage's map step) over one shard and write its output.
+
+    Returns the shard's row count and the summary the stage wrote while processing it."""
     run = RunDir(job.run_root)
     batch = read_shard_columns(run, job.shard, job.refs)
-    if batch.num_rows == 0:
-        out = _empty_output(batch.column("id")) if job.phase == "map" else batch
-        write_table(out, Path(job.out_path))
-        return {"shard": job.shard, "rows": 0}
     stage = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
-    if isinstance(stage, GlobalStage):
+    stage.summary = {}
+    if batch.num_rows == 0:
+        out = empty_output(stage, batch.column("id")) if job.phase == "map" else batch
+    elif isinstance(stage, GlobalStage):
         out = stage.map(batch)
         if "id" not in out.column_names:
             out = out.add_column(0, "id", batch.column("id"))
     else:
         out = finalize(stage, batch.column("id"), stage.process(batch))
     write_table(out, Path(job.out_path))
-    return {"shard": job.shard, "rows": batch.num_rows}
+    return {"shard": job.shard, "rows": batch.num_rows, "summary": stage.summary}
 
 
 def stage_fingerprint(previous: str, spec: StageSpec) -> str:
@@ -161,13 +181,12 @@ def stage_fingerprint(previous: str, spec: StageSpec) -> str:
                   "params": spec.params.fingerprint_dict()})
 
 
-def stage_stats(table: pa.Table) -> dict[str, int]:
-    flags = table.column("flag").to_pylist() if "flag" in table.column_names else []
-    actions = table.column("action").to_pylist() if "action" in table.column_names else []
-    act = Counter(actions)
-    return {"rows": table.num_rows, "flagged": sum(f is not None for f in flags),
-            "review": act.get("review", 0), "dropped": act.get("drop", 0),
-            "reasons": dict(Counter(f for f in flags if f is not None))}
+def stage_stats(table: pa.Table) -> StageStats:
+    """Counts of a stage's flags and actions (``table`` has ``flag`` and ``action``)."""
+    flags = table.column("flag").to_pylist()
+    act = Counter(table.column("action").to_pylist())
+    return StageStats(rows=table.num_rows, flagged=sum(f is not None for f in flags), review=act.get("review", 0),
+                      dropped=act.get("drop", 0), reasons=dict(Counter(f for f in flags if f is not None)))
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -195,23 +214,27 @@ class Runner:
         names = ", ".join(s.name for s in self.pipeline.stages)
         raise CurateError(f"--from: no stage {ref!r} in this pipeline; its stages: {names}")
 
-    # manifest helpers
-    def _base_manifest(self) -> dict:
-        old = self.run.load_manifest()
-        return {
-            "curate_version": curate.__version__,
-            "name": self.pipeline.config.name,
-            "pipeline_file": self.pipeline.source_path,
-            "created": old.get("created", _now()),
-            "updated": _now(),
-            "config": self.pipeline.resolved(),
-            "versions": {"python": platform.python_version(), "pyarrow": pa.__version__, "curate": curate.__version__},
-            "input": old.get("input", {}),
-            "stages": old.get("stages", []),
-        }
+    def _base_manifest(self) -> Manifest:
+        old = self.run.manifest()
+        return Manifest(
+            curate_version=curate.__version__, name=self.pipeline.config.name,
+            pipeline_file=self.pipeline.source_path, created=old.created or _now(), updated=_now(),
+            config=self.pipeline.resolved(),
+            versions={"python": platform.python_version(), "pyarrow": pa.__version__, "curate": curate.__version__},
+            input=old.input, stages=old.stages)
 
-    def execute(self) -> dict:
-        """Run (or resume) the pipeline; returns the final manifest."""
+    def check_extras(self) -> None:
+        """Fail before any work when a stage's pip extra is missing (the message names the extra)."""
+        for spec in self.pipeline.stages:
+            spec.cls(spec.params, None).check_extras()
+
+    def execute(self) -> Manifest:
+        """Run (or resume) the pipeline, holding the run-directory lock; returns the final manifest."""
+        with run_lock(self.run.root, "curate run", create=True):
+            return self._execute()
+
+    def _execute(self) -> Manifest:
+        self.check_extras()
         self.run.root.mkdir(parents=True, exist_ok=True)
         manifest = self._base_manifest()
         executor = make_executor(self.pipeline.config.executor, workers=self.workers,
@@ -219,23 +242,23 @@ class Runner:
         try:
             executor.warm_up()
             fp = self._ingest(manifest, executor)
-            old_stages = {s["index"]: s for s in manifest["stages"] if isinstance(s, dict) and "index" in s}
-            new_stages: list[dict] = []
-            manifest["stages"] = new_stages
+            old_stages = {s.index: s for s in manifest.stages}
+            manifest.stages = []
             for spec in self.pipeline.stages:
                 fp = stage_fingerprint(fp, spec)
-                entry = self._run_stage(spec, fp, old_stages.get(spec.index), new_stages, executor, manifest)
-                new_stages.append(entry)
+                entry = self._run_stage(spec, fp, old_stages.get(spec.index), executor, manifest)
+                manifest.stages.append(entry)
                 self._save(manifest)
             self._remove_stale_stage_dirs()
-            manifest["status"] = "done"
+            manifest.status = "done"
+            manifest.steps = [{k: v for k, v in r.items() if k != "reasons"} for r in self.report]
             self._save(manifest)
         finally:
             executor.close()
         return manifest
 
-    def _save(self, manifest: dict) -> None:
-        manifest["updated"] = _now()
+    def _save(self, manifest: Manifest) -> None:
+        manifest.updated = _now()
         self.run.save_manifest(manifest)
 
     def _remove_stale_stage_dirs(self) -> None:
@@ -245,21 +268,22 @@ class Runner:
                 if d.is_dir() and d.name not in wanted:
                     RunDir.clear(d)
 
-    def _ingest(self, manifest: dict, executor) -> str:
+    def _ingest(self, manifest: Manifest, executor) -> str:
         fp = input_fingerprint(self.pipeline)
-        old = manifest.get("input") or {}
-        if self.force or old.get("fingerprint") != fp:
-            if old:
+        old = manifest.input
+        if self.force or old is None or old.fingerprint != fp:
+            if old is not None:
                 log.info("input changed or --force: re-ingesting")
             for d in (self.run.data_dir, self.run.quarantine_dir, self.run.stages_dir):
                 RunDir.clear(d)
-            manifest["stages"] = []
-            old = {}
-        if old.get("status") == "done" and all(self.run.data_shard(i).exists() for i in range(old.get("shards", 0))):
-            self.report.append({"step": "ingest", "status": "up to date", **{k: old.get(k) for k in ("rows", "quarantined", "seconds")}})
+            manifest.stages = []
+            old = None
+        if old is not None and old.status == "done" and all(self.run.data_shard(i).exists() for i in range(old.shards)):
+            self.report.append({"step": "ingest", "status": "up to date", "rows": old.rows,
+                                "quarantined": old.quarantined, "seconds": old.seconds})
             return fp
         cfg = self.pipeline.config.input
-        manifest["input"] = {"format": cfg.format, "path": cfg.path, "fingerprint": fp, "status": "running", "started": _now()}
+        manifest.input = InputEntry(format=cfg.format, path=cfg.path, fingerprint=fp, status="running", started=_now())
         self._save(manifest)
         counters = Counter()
         t0 = time.perf_counter()
@@ -270,83 +294,81 @@ class Runner:
         if counters["planned"] == 0:
             raise InputError(f"input.path: the dataset at {cfg.path} is empty (no {cfg.format} items found)")
         n_shards = counters["planned"]
+        repeated_ids = make_ids_unique([self.run.data_shard(i) for i in range(n_shards)])
         rows, quarantined = 0, Counter()
         for i in range(n_shards):
-            rows += pq.ParquetFile(self.run.data_shard(i)).metadata.num_rows
+            rows += count_rows(self.run.data_shard(i))
             qp = self.run.quarantine_dir / shard_name(i)
             if qp.exists():
-                quarantined.update(pq.read_table(qp, columns=["reason"]).column("reason").to_pylist())
+                quarantined.update(read_column(qp, "reason"))
         if rows == 0:
             raise InputError(f"input.path: no readable items in {cfg.path} ({sum(quarantined.values())} quarantined: "
                              f"{dict(quarantined)}); see {self.run.quarantine_dir}")
-        manifest["input"].update({"status": "done", "shards": n_shards, "rows": rows,
-                                  "quarantined": sum(quarantined.values()), "quarantine_reasons": dict(quarantined),
-                                  "seconds": round(seconds, 3), "finished": _now()})
+        manifest.input = manifest.input.model_copy(update={
+            "status": "done", "shards": n_shards, "rows": rows, "quarantined": sum(quarantined.values()),
+            "quarantine_reasons": dict(quarantined), "repeated_ids": repeated_ids, "seconds": round(seconds, 3),
+            "finished": _now()})
         self.report.append({"step": "ingest", "status": "ran", "rows": rows, "quarantined": sum(quarantined.values()),
                             "seconds": seconds})
         self._save(manifest)
         return fp
 
-    def _run_stage(self, spec: StageSpec, fp: str, old: dict | None, earlier: list[dict], executor, manifest) -> dict:
+    def _run_stage(self, spec: StageSpec, fp: str, old: StageEntry | None, executor, manifest: Manifest) -> StageEntry:
         sdir = self.run.stage_dir(spec.dirname)
-        n_shards = manifest["input"]["shards"]
+        n_shards = manifest.input.shards
         forced = self._from_index is not None and spec.index >= self._from_index
-        up_to_date = (old is not None and old.get("fingerprint") == fp and old.get("dir") == spec.dirname
-                      and old.get("status") == "done"
-                      and all((sdir / shard_name(i)).exists() for i in range(n_shards)))
+        same = old is not None and old.fingerprint == fp and old.dir == spec.dirname
+        up_to_date = (same and old.done and all((sdir / shard_name(i)).exists() for i in range(n_shards)))
         if up_to_date and not forced:
-            self.report.append({"step": spec.dirname, "status": "up to date", **old.get("stats", {}), "seconds": old.get("seconds")})
+            self.report.append({"step": spec.dirname, "status": "up to date", **old.stats.model_dump(),
+                                "seconds": old.seconds})
             return old
-        if forced or old is None or old.get("fingerprint") != fp or old.get("dir") != spec.dirname:
+        if forced or not same:
             RunDir.clear(sdir)
         cls = get_stage_class(spec.name)
-        ctx = StageContext(run_dir=self.run.root, stage_index=spec.index, stage_dir=sdir,
-                           cache_dir=self.run.cache_dir, workers=self.workers,
-                           available_columns=tuple(f"{s['name']}.{c}" for s in earlier for c in s.get("columns", [])))
-        probe = cls(spec.params, ctx)
-        refs = [resolve_column(c, earlier) for c in probe.input_columns()]
-        entry = {"index": spec.index, "name": spec.name, "dir": spec.dirname, "fingerprint": fp, "kind": cls.kind,
-                 "status": "running", "params": spec.params.model_dump(mode="json"), "started": _now()}
-        earlier_entry_pos = len(manifest["stages"])
-        manifest["stages"].append(entry)
-        self._save(manifest)
-        manifest["stages"].pop(earlier_entry_pos)
+        earlier = list(manifest.stages)
+        ctx = StageContext(stage_index=spec.index, cache_dir=self.run.cache_dir, workers=self.workers,
+                           upstream=tuple(earlier))
+        stage = cls(spec.params, ctx)
+        outputs = stage.declare_outputs().to_manifest()
+        refs = [resolve_column(c, earlier) for c in stage.input_columns()]
+        entry = StageEntry(index=spec.index, name=spec.name, dir=spec.dirname, fingerprint=fp, kind=cls.kind,
+                           status="running", params=spec.params.model_dump(mode="json"), outputs=outputs,
+                           title=cls.describe(), started=_now())
+        self._save(manifest.model_copy(update={"stages": [*earlier, entry]}))
         t0 = time.perf_counter()
         params_json = spec.params.model_dump(mode="json")
-        rows_total = manifest["input"]["rows"]
         is_global = issubclass(cls, GlobalStage)
         map_dir = sdir / "_map" if is_global else sdir
+        key = f"{self.run.root.resolve()}:{fp}"
 
         def jobs():
             for i in range(n_shards):
                 out = map_dir / shard_name(i)
                 if out.exists():
                     continue
-                yield StageJob(str(self.run.root), spec.name, cls.__module__, params_json, ctx, fp, refs, i, str(out),
+                yield StageJob(str(self.run.root), spec.name, cls.__module__, params_json, ctx, key, refs, i, str(out),
                                "global_map" if is_global else "map")
 
         desc = f"{spec.dirname}" + (" (map)" if is_global else "")
-        for _ in executor.map_unordered(stage_task, jobs(), desc=desc, total_rows=rows_total, parallel=probe.parallel):
-            pass
+        parts = [r.get("summary") or {} for r in executor.map_unordered(
+            stage_task, jobs(), desc=desc, total_rows=manifest.input.rows, parallel=stage.parallel)]
         if is_global:
-            self._reduce(probe, spec, sdir, map_dir, n_shards)
+            stage.summary = {}
+            self._reduce(stage, spec, sdir, map_dir, n_shards)
+            parts.append(stage.summary)
         seconds = time.perf_counter() - t0
-        table = read_stage(self.run, spec.dirname)
-        stats = stage_stats(table)
-        columns = [c for c in table.column_names if c not in ("id", "flag", "action", "detail")]
-        entry.update({"status": "done", "stats": stats, "columns": columns, "summary": probe.ctx.summary,
-                      "seconds": round(seconds, 3), "finished": _now()})
+        stats = stage_stats(read_stage(self.run, spec.dirname, ["flag", "action"]))
+        entry = entry.model_copy(update={"status": "done", "stats": stats, "summary": cls.merge_summaries(parts),
+                                         "seconds": round(seconds, 3), "finished": _now()})
         if is_global:
             RunDir.clear(map_dir)
-        self.report.append({"step": spec.dirname, "status": "ran", **stats, "seconds": seconds})
+        self.report.append({"step": spec.dirname, "status": "ran", **stats.model_dump(), "seconds": seconds})
         return entry
 
     def _reduce(self, stage: GlobalStage, spec: StageSpec, sdir: Path, map_dir: Path, n_shards: int) -> None:
-        tables, sizes = [], []
-        for i in range(n_shards):
-            t = pq.read_table(map_dir / shard_name(i))
-            tables.append(t)
-            sizes.append(t.num_rows)
+        tables = [read_stage_shard(map_dir / shard_name(i)) for i in range(n_shards)]
+        sizes = [t.num_rows for t in tables]
         mapped = pa.concat_tables([t for t in tables if t.num_rows], promote_options="default") if any(sizes) else tables[0]
         log.info("%s: reduce over %d rows", spec.dirname, mapped.num_rows)
         result = stage.reduce(mapped) if mapped.num_rows else None
@@ -354,7 +376,7 @@ class Runner:
         for i, n in enumerate(sizes):
             ids = tables[i].column("id")
             if n == 0 or result is None:
-                out = _empty_output(ids)
+                out = empty_output(stage, ids)
             else:
                 out = finalize(stage, ids, result.slice(offset, n))
             write_table(out, sdir / shard_name(i))

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+from curate.manifest import StageEntry
 from curate.record import RECORD_COLUMNS
-from curate.rundir import RunDir, shard_name
+from curate.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -26,34 +27,68 @@ class ColumnRef:
     stage_dir: str | None = None
 
 
-def resolve_column(ref: str, earlier: list[dict]) -> ColumnRef:
+def resolve_column(ref: str, earlier: list[StageEntry]) -> ColumnRef:
     """Resolve ``column`` or ``stage.column`` against the record and earlier stages.
 
-    ``earlier`` is the manifest's stage entries before the current stage (each with ``name``, ``dir``
-    and ``columns``). A bare name is a record column, else the latest earlier stage that has it.
+    ``earlier`` is the manifest's stage entries before the current stage. A bare name is a record column,
+    else the latest earlier stage that has it.
     """
     if ref in RECORD_COLUMNS:
         return ColumnRef(ref, ref)
     if "." in ref:
         stage, col = ref.split(".", 1)
         for s in reversed(earlier):
-            if s["name"] == stage or s["dir"] == stage:
-                if col not in s.get("columns", []):
-                    raise CurateError(f"column {ref!r}: stage {stage!r} has no column {col!r}; its columns: {', '.join(s.get('columns', []))}")
-                return ColumnRef(ref, col, s["dir"])
-        names = [s["name"] for s in earlier]
+            if stage in (s.name, s.dir):
+                if col not in s.columns:
+                    raise CurateError(f"column {ref!r}: stage {stage!r} has no column {col!r}; its columns: {', '.join(s.columns)}")
+                return ColumnRef(ref, col, s.dir)
+        names = [s.name for s in earlier]
         raise CurateError(f"column {ref!r}: no stage {stage!r} runs before this one (earlier stages: {', '.join(names) or 'none'})")
     for s in reversed(earlier):
-        if ref in s.get("columns", []):
-            return ColumnRef(ref, ref, s["dir"])
-    known = sorted({c for s in earlier for c in s.get("columns", [])} | set(RECORD_COLUMNS))
+        if ref in s.columns:
+            return ColumnRef(ref, ref, s.dir)
+    known = sorted({c for s in earlier for c in s.columns} | set(RECORD_COLUMNS))
     raise CurateError(f"column {ref!r} is not a record column and no earlier stage writes it; available: {', '.join(known)}")
+
+
+def _read(path: Path, columns: list[str] | None) -> pa.Table:
+    """One Parquet file, projected to the ``columns`` it has (missing ones are left out)."""
+    if columns is None:
+        return pq.read_table(path)
+    names = set(pq.read_schema(path).names)
+    return pq.read_table(path, columns=[c for c in dict.fromkeys(columns) if c in names])
+
+
+def read_stage_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One shard file (a stage's or a global stage's map output), projected to ``columns``."""
+    return _read(Path(path), columns)
+
+
+def read_data_shard(run: RunDir, shard: int, columns: list[str] | None = None) -> pa.Table:
+    """One data shard's records, projected to ``columns``."""
+    return _read(run.data_shard(shard), columns)
+
+
+def read_annotation_shard(run: RunDir, stage: StageEntry | str, shard: int,
+                          columns: list[str] | None = None) -> pa.Table:
+    """One stage's annotation shard for data shard ``shard``, projected to ``columns``."""
+    return _read(run.stage_shard(stage, shard), columns)
+
+
+def read_column(path: Path, column: str) -> list:
+    """One column of one Parquet file, as a Python list."""
+    return pq.read_table(path, columns=[column]).column(column).to_pylist()
+
+
+def count_rows(path: Path) -> int:
+    """Rows of a Parquet file, from its footer."""
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def read_shard_columns(run: RunDir, shard: int, refs: list[ColumnRef]) -> pa.Table:
     """Read ``id`` plus the requested columns of one shard, named as requested, row-aligned."""
     data_cols = ["id"] + [r.column for r in refs if r.stage_dir is None and r.column != "id"]
-    table = pq.read_table(run.data_shard(shard), columns=list(dict.fromkeys(data_cols)))
+    table = read_data_shard(run, shard, data_cols)
     out = {"id": table.column("id")}
     for r in refs:
         if r.stage_dir is None:
@@ -63,46 +98,28 @@ def read_shard_columns(run: RunDir, shard: int, refs: list[ColumnRef]) -> pa.Tab
         if r.stage_dir is not None:
             by_stage.setdefault(r.stage_dir, []).append(r)
     for stage_dir, rs in by_stage.items():
-        path = run.stage_dir(stage_dir) / shard_name(shard)
-        st = pq.read_table(path)
+        st = read_annotation_shard(run, stage_dir, shard, [r.column for r in rs])
         for r in rs:
-            if r.column in st.column_names:
-                out[r.requested] = st.column(r.column)
-            else:  # an empty shard carries only the flag columns
-                out[r.requested] = pa.nulls(table.num_rows)
+            if r.column not in st.column_names:
+                raise CurateError(f"{run.stage_shard(stage_dir, shard)}: no column {r.column!r}; rerun the stage")
+            out[r.requested] = st.column(r.column)
     return pa.table(out)
 
 
 def read_stage(run: RunDir, stage_dir: str, columns: list[str] | None = None) -> pa.Table:
-    """All shards of one stage concatenated in shard order (missing columns of empty shards are null)."""
+    """All shards of one stage concatenated in shard order, projected to ``columns``."""
     paths = sorted(run.stage_dir(stage_dir).glob("part-*.parquet"))
-    tables = []
-    for p in paths:
-        schema = pq.read_schema(p)
-        cols = [c for c in columns if c in schema.names] if columns else None
-        tables.append(pq.read_table(p, columns=cols))
+    tables = [_read(p, columns) for p in paths]
     if not tables:
         return pa.table({c: pa.array([], pa.string()) for c in (columns or ["id"])})
+    # empty shards carry the declared types, which may be less specific (list vs fixed-size list): skip them
+    tables = [t for t in tables if t.num_rows] or tables[:1]
     return pa.concat_tables(tables, promote_options="default")
 
 
 def read_records(run: RunDir, columns: list[str] | None = None) -> pa.Table:
     """All data shards concatenated (projected to ``columns``)."""
-    tables = [pq.read_table(p, columns=columns) for p in run.data_shards()]
+    tables = [_read(p, columns) for p in run.data_shards()]
     if not tables:
         raise CurateError(f"{run.root}: no data shards; run 'curate run' first")
     return pa.concat_tables(tables)
-
-
-def stage_entries(run: RunDir) -> list[dict]:
-    """The manifest's stage entries, in pipeline order."""
-    return list(run.load_manifest().get("stages", []))
-
-
-def annotations(run: RunDir, columns=("flag", "action", "detail")) -> dict[str, pa.Table]:
-    """Per stage dir, the ``id`` plus the given columns of every row."""
-    out = {}
-    for s in stage_entries(run):
-        if Path(run.stage_dir(s["dir"])).is_dir():
-            out[s["dir"]] = read_stage(run, s["dir"], ["id", *columns])
-    return out

@@ -14,12 +14,15 @@ the reduce never needs the texts or images.
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
+
+from curate.manifest import Column
 
 KEEP_RULES = ("first", "longest_text", "largest_image", "score:<column>")
 SCORE_COLUMN = "keep_score"
@@ -102,25 +105,68 @@ def cluster_columns(ids: list[str] | np.ndarray, labels: np.ndarray, scores: np.
             "is_representative": rep == np.arange(len(labels)), "rep": rep}
 
 
+#: The columns (and roles) every dedup stage writes; declare them with ``Outputs(columns=(*CLUSTER_COLUMNS, ...))``.
+CLUSTER_COLUMNS = (
+    Column("cluster_id", pa.string(), "duplicate_group", "id of the cluster's representative (own id when unique)"),
+    Column("cluster_size", pa.int32(), "group_size", "items in the cluster"),
+    Column("is_representative", pa.bool_(), "representative", "the item kept for its cluster"),
+)
+
+
+def keep_field(default: str, extra_rules: tuple[str, ...] = ()) -> Any:
+    """The ``keep`` parameter of a dedup stage (pydantic Field) with its description."""
+    rules = ", ".join([*extra_rules, *KEEP_RULES])
+    return Field(default, description=f"representative of each cluster: {rules}")
+
+
+@dataclass
+class Clusters:
+    """A dedup stage's result before it becomes a table: cluster columns, flags and details per row.
+
+    ``members`` are the rows that are duplicates of another row (every row of a cluster of two or more
+    except its representative); ``rep[i]`` is the representative row of row ``i``.
+    """
+
+    ids: list[str]
+    columns: dict[str, np.ndarray]
+    rep: np.ndarray
+    members: np.ndarray
+    flags: list[str | None]
+    details: list[str | None] = field(default_factory=list)
+
+    def describe(self, detail: Callable[[int, int], str]) -> None:
+        """Set each member's detail to ``detail(row, rep_row)``."""
+        for i in self.members.tolist():
+            self.details[i] = detail(i, int(self.rep[i]))
+
+    def summary(self, duplicates_key: str = "duplicates") -> dict[str, int]:
+        """Cluster counts for the manifest."""
+        sizes = self.columns["cluster_size"]
+        multi = self.columns["is_representative"] & (sizes > 1)
+        return {"clusters": int(np.sum(multi)), duplicates_key: int(len(self.members)),
+                "largest_cluster": int(sizes.max()) if len(sizes) else 0}
+
+    def table(self, extra: dict[str, Any], schema: pa.Schema) -> pa.Table:
+        """The stage result: cluster columns, the stage's own ``extra`` columns, flag and detail."""
+        data = {**self.columns, **extra}
+        arrays = [data[f.name] if isinstance(data[f.name], (pa.Array, pa.ChunkedArray)) else pa.array(data[f.name], f.type)
+                  for f in schema]
+        arrays += [pa.array(self.flags, pa.string()), pa.array(self.details, pa.string())]
+        return pa.Table.from_arrays(arrays, names=[*schema.names, "flag", "detail"])
+
+
+def cluster_duplicates(ids, labels: np.ndarray, scores: np.ndarray, *, flag: str) -> Clusters:
+    """Clusters from union-find ``labels``: one representative per cluster (highest ``scores``), ``flag``
+    on every other member. Call :meth:`Clusters.describe` to write the members' details."""
+    cols = cluster_columns(ids, labels, scores)
+    rep = cols.pop("rep")
+    members = np.flatnonzero(rep != np.arange(len(rep)))
+    flags: list[str | None] = [None] * len(rep)
+    for i in members.tolist():
+        flags[i] = flag
+    return Clusters(list(ids), cols, rep, members, flags, [None] * len(rep))
+
+
 def short_id(item_id: str) -> str:
     """A short form of an id for details ("3f2a9c1e…")."""
     return item_id[:10] + "…" if len(item_id) > 10 else item_id
-
-
-def duplicate_flags(ids, labels: np.ndarray, scores: np.ndarray, *, flag: str,
-                    describe) -> tuple[dict[str, np.ndarray], list[str | None], list[str | None]]:
-    """Cluster columns, flags and details for a dedup stage's result.
-
-    Every member of a cluster of two or more rows except its representative gets ``flag`` and the
-    detail ``describe(row, rep_row)`` (a sentence naming the representative and the similarity).
-    Returns ``(columns, flags, details)``; ``columns['rep']`` is the representative row per row.
-    """
-    cols = cluster_columns(ids, labels, scores)
-    rep = cols["rep"]
-    flagged = np.flatnonzero(rep != np.arange(len(rep)))
-    flags: list[str | None] = [None] * len(rep)
-    details: list[str | None] = [None] * len(rep)
-    for i in flagged.tolist():
-        flags[i] = flag
-        details[i] = describe(i, int(rep[i]))
-    return cols, flags, details

@@ -9,17 +9,27 @@ pydantic params model. Two kinds:
 
 Stages know nothing about executors, run directories or shards: the runner (``curate.runner``) reads
 the columns a stage asks for, calls it, adds ``id`` and ``action`` and writes the shard.
+
+A stage **declares its outputs once, as data** (``OUTPUTS``, or :meth:`Stage.declare_outputs` when they
+depend on the params): its columns with types and roles (:class:`Column`), the score and threshold behind
+each flag (:class:`Score`) and the flags that are about a proposed edit. The runner copies the declaration
+into the stage's manifest entry (:class:`curate.manifest.StageOutputs`), which is all review, export, the
+report and eval know of a stage.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
+
+from curate.errors import CurateError
+from curate.manifest import Column, Outputs, Score, ScoreSpec, StageEntry  # noqa: F401  (stage authors import them from here)
 
 Action = Literal["keep", "review", "drop"]
 
@@ -54,18 +64,42 @@ class StageParams(BaseModel):
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.runtime_fields}
 
 
+#: Python modules each pip extra provides (checked before a run starts).
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "dedup": ("datasketch", "imagehash"),
+    "labels": ("cleanlab", "sklearn"),
+    "captions": ("ftfy",),
+    "clip": ("torch", "open_clip"),
+    "text": ("sentence_transformers",),
+    "app": ("streamlit",),
+    "hf": ("datasets",),
+    "ray": ("ray",),
+}
+
+
+def missing_extra_modules(extra: str) -> list[str]:
+    """The modules of ``extra`` that cannot be imported here."""
+    return [m for m in EXTRA_MODULES.get(extra, ()) if importlib.util.find_spec(m) is None]
+
+
 @dataclass
 class StageContext:
-    """What a stage may know about where it runs."""
+    """What a stage is told about its inputs (never where its outputs go)."""
 
-    run_dir: Path
     stage_index: int
-    stage_dir: Path
     cache_dir: Path
     workers: int = 1
-    # Names of the record columns and of earlier stages' columns ("stage.column"), for validation.
-    available_columns: tuple[str, ...] = ()
-    summary: dict[str, Any] = field(default_factory=dict)
+    #: The manifest entries of the stages before this one (finished), in pipeline order.
+    upstream: tuple[StageEntry, ...] = ()
+
+    @property
+    def available_columns(self) -> tuple[str, ...]:
+        """Earlier stages' columns as ``stage.column``, for validation."""
+        return tuple(f"{s.name}.{c}" for s in self.upstream for c in s.outputs.names)
+
+    def upstream_stage(self, ref: str) -> StageEntry | None:
+        """The latest earlier stage with this name or directory."""
+        return next((s for s in reversed(self.upstream) if ref in (s.name, s.dir)), None)
 
 
 class Stage:
@@ -83,10 +117,15 @@ class Stage:
     #: False for stages that must run one shard at a time in the main process (e.g. a GPU model). An
     #: instance may set it from its params (e.g. only when a model is configured).
     parallel: ClassVar[bool] = True
+    #: The stage's outputs (override :meth:`declare_outputs` instead when they depend on the params).
+    OUTPUTS: ClassVar[Outputs] = Outputs()
 
     def __init__(self, params: StageParams, ctx: StageContext | None = None):
         self.params = params
         self.ctx = ctx
+        #: Dataset-level figures for the manifest. The runner collects it after each task (map stages) or
+        #: after the reduce and merges the parts (:meth:`merge_summaries`).
+        self.summary: dict[str, Any] = {}
 
     # -- to override -------------------------------------------------------------------------
     def input_columns(self) -> list[str]:
@@ -94,9 +133,42 @@ class Stage:
         as ``column`` (latest earlier stage that has it) or ``stage.column``. ``id`` is always given."""
         return []
 
-    def output_schema(self) -> pa.Schema | None:
-        """The stage's own columns (without id/flag/action/detail); ``None`` to infer from data."""
-        return None
+    def declare_outputs(self) -> Outputs:
+        """The stage's declared outputs (default: the class's ``OUTPUTS``)."""
+        return self.OUTPUTS
+
+    def output_schema(self) -> pa.Schema:
+        """The stage's own columns (without id/flag/action/detail), from the declaration."""
+        return self.declare_outputs().schema
+
+    def required_extras(self) -> tuple[str, ...]:
+        """pip extras this configured stage needs (default: the class's ``extra``)."""
+        return (self.extra,) if self.extra else ()
+
+    def check_extras(self) -> None:
+        """A clear error naming the extra when one of its modules is missing."""
+        for extra in self.required_extras():
+            missing = missing_extra_modules(extra)
+            if missing:
+                raise CurateError(f"stage {self.name!r} needs the '{extra}' extra (missing: {', '.join(missing)}); "
+                                  f"install it with: pip install 'curate[{extra}]'")
+
+    @staticmethod
+    def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Merge per-task summaries: numbers add up, dicts merge recursively, anything else: the last one."""
+        out: dict[str, Any] = {}
+        for part in parts:
+            for k, v in part.items():
+                old = out.get(k)
+                if isinstance(v, bool) or not isinstance(old, (int, float, dict)) or isinstance(old, bool):
+                    out[k] = v if not isinstance(v, dict) else Stage.merge_summaries([v])
+                elif isinstance(v, dict) and isinstance(old, dict):
+                    out[k] = Stage.merge_summaries([old, v])
+                elif isinstance(v, (int, float)) and isinstance(old, (int, float)):
+                    out[k] = old + v
+                else:
+                    out[k] = v
+        return out
 
     def setup(self) -> None:
         """Called once per worker process before the first batch (load models here)."""
@@ -132,7 +204,7 @@ class GlobalStage(Stage):
         """``mapped`` is every shard's map output concatenated in shard order, with ``id``.
 
         Return a row-aligned table of the stage's columns plus ``flag`` and ``detail``. Put dataset-level
-        figures in ``self.ctx.summary``; they are written to the manifest."""
+        figures in ``self.summary``; they are written to the manifest."""
         raise NotImplementedError
 
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from curate.captions.choose import Candidate, choose
 from curate.captions.rules import DEFAULT_BOILERPLATE, RULE_ORDER, RuleSet
 from curate.errors import CurateError
-from curate.stages.base import MapStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, MapStage, Outputs, StageParams, flag_table, register_stage
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,21 @@ CandidateKind = Literal["rules", "siblings", "generated"]
 
 _CANDIDATE_TYPE = pa.struct([pa.field("source", pa.string()), pa.field("text", pa.string()),
                              pa.field("score", pa.float32())])
-_SCHEMA = pa.schema([
-    pa.field("caption_original", pa.string()),
-    pa.field("caption", pa.string()),
-    pa.field("caption_source", pa.string()),
-    pa.field("rules_applied", pa.list_(pa.string())),
-    pa.field("score_original", pa.float32()),
-    pa.field("score_caption", pa.float32()),
-    pa.field("candidates", pa.list_(_CANDIDATE_TYPE)),
-])
+OUTPUTS = Outputs(
+    columns=(
+        Column("caption_original", pa.string(), description="the caption as ingested"),
+        Column("caption", pa.string(), "replacement_text", "the chosen caption (the repair, when one was made)"),
+        Column("caption_source", pa.string(), description="where the chosen caption came from: original, rules, "
+                                                          "sibling or generated"),
+        Column("rules_applied", pa.list_(pa.string()), description="the rules that changed the caption"),
+        Column("score_original", pa.float32(), "score", "CLIP score of the original caption"),
+        Column("score_caption", pa.float32(), "score", "CLIP score of the chosen caption"),
+        Column("candidates", pa.list_(_CANDIDATE_TYPE), description="every candidate with its source and score"),
+    ),
+    # A repaired caption is a proposed edit: the item stays; accepting the edit applies it.
+    edit_flags={"caption_repaired": "caption"},
+)
+_SCHEMA = OUTPUTS.schema
 
 
 class GenerateParams(BaseModel):
@@ -149,21 +155,15 @@ class CaptionRepair(MapStage):
             cols.append("image")
         return cols
 
-    def output_schema(self) -> pa.Schema:
-        return _SCHEMA
+    OUTPUTS = OUTPUTS
 
     # -- models -----------------------------------------------------------------------------------------
     def _embed_model_params(self) -> tuple[str, str | None]:
-        """model/pretrained of the embed stage that made the image embeddings (from the manifest)."""
-        from curate.rundir import RunDir
-
-        stages = RunDir(self.ctx.run_dir).load_manifest().get("stages", [])
-        for s in reversed(stages):
-            if s.get("name") == self.params.embed_stage or s.get("dir") == self.params.embed_stage:
-                params = s.get("params") or {}
-                if "model" in params:
-                    return params["model"], params.get("pretrained")
-        raise CurateError(f"caption_repair: cannot find the model of stage {self.params.embed_stage!r} in the manifest")
+        """model/pretrained of the embed stage that made the image embeddings (told by the runner)."""
+        entry = self.ctx.upstream_stage(self.params.embed_stage) if self.ctx is not None else None
+        if entry is not None and "model" in entry.params:
+            return entry.params["model"], entry.params.get("pretrained")
+        raise CurateError(f"caption_repair: no earlier stage {self.params.embed_stage!r} with a model runs before it")
 
     def setup(self) -> None:
         if self.embedding_ref:

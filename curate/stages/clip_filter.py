@@ -9,7 +9,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from curate.embeddings.fields import embedding_matrix
-from curate.stages.base import GlobalStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, flag_table, register_stage
 
 DEFAULT_MIN_SCORE = 0.25
 
@@ -58,8 +58,9 @@ class ClipFilter(GlobalStage):
     def input_columns(self) -> list[str]:
         return [self.params.image_column, self.params.text_column]
 
-    def output_schema(self) -> pa.Schema:
-        return pa.schema([pa.field("clip_score", pa.float32())])
+    OUTPUTS = Outputs(columns=(Column("clip_score", pa.float32(), "score", "cosine of the image and text embeddings"),),
+                      scores=(Score(column="clip_score", flag="low_clip_score", param="min_score", flags_when="below",
+                                    label="CLIP score"),))
 
     def map(self, batch: pa.Table) -> pa.Table:
         p: ClipFilterParams = self.params
@@ -81,10 +82,10 @@ class ClipFilter(GlobalStage):
         low = valid & (np.nan_to_num(scores, nan=np.inf) < cutoff)
         flags = ["low_clip_score" if f else None for f in low]
         details = [f"CLIP score {s:.3f} {rule}" if f else None for s, f in zip(scores, low)]
-        if self.ctx is not None and valid.any():
+        if valid.any():
             v = scores[valid]
-            self.ctx.summary.update({"cutoff": round(cutoff, 4), "scored": int(valid.sum()), "flagged": int(low.sum()),
-                                     "score_mean": round(float(v.mean()), 4),
-                                     "score_quantiles": {q: round(float(np.quantile(v, float(q))), 4)
-                                                         for q in ("0.05", "0.25", "0.5", "0.75", "0.95")}})
+            self.summary.update({"cutoff": round(cutoff, 4), "scored": int(valid.sum()), "flagged": int(low.sum()),
+                                 "score_mean": round(float(v.mean()), 4),
+                                 "score_quantiles": {q: round(float(np.quantile(v, float(q))), 4)
+                                                     for q in ("0.05", "0.25", "0.5", "0.75", "0.95")}})
         return flag_table({"clip_score": col}, flags, details, self.output_schema())

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from curate.stages.base import MapStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, MapStage, Outputs, StageParams, flag_table, register_stage
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,16 @@ class Embed(MapStage):
     flags = ("embed_failed",)
     parallel = False  # one model in the main process; it runs its own image-decoding workers
 
+    def declare_outputs(self) -> Outputs:
+        p: EmbedParams = self.params
+        vec = pa.list_(pa.float32())
+        cols = [Column(f"{m}_embedding", vec, "embedding", f"L2-normalised {m} embedding ({p.model})")
+                for m, on in (("image", p.image), ("text", p.text)) if on]
+        return Outputs(columns=tuple(cols))
+
+    def required_extras(self) -> tuple[str, ...]:
+        return ("text",) if self.params.backend == "sentence-transformers" else ("clip",)
+
     def __init__(self, params, ctx=None):
         super().__init__(params, ctx)
         self.encoder = None
@@ -133,7 +143,7 @@ class Embed(MapStage):
             if cache is not None:
                 good = todo[ok_t]
                 cache.put([ids[i] for i in good], emb[ok_t])
-        s = self.ctx.summary if self.ctx is not None else {}
+        s = self.summary
         s[f"{modality}_computed"] = s.get(f"{modality}_computed", 0) + int(len(todo))
         s[f"{modality}_cached"] = s.get(f"{modality}_cached", 0) + int(found.sum())
         return out, ok

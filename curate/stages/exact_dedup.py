@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from curate.dedup.keep import SCORE_COLUMN, KeepRule, duplicate_flags, keep_input_columns, keep_scores, short_id
+from curate.dedup.keep import (CLUSTER_COLUMNS, SCORE_COLUMN, KeepRule, cluster_duplicates, keep_field,
+                               keep_input_columns, keep_scores, short_id)
 from curate.dedup.shingles import normalize_exact
-from curate.stages.base import Action, GlobalStage, StageParams, flag_table, register_stage
+from curate.stages.base import Action, GlobalStage, Outputs, StageParams, register_stage
 
 
 class ExactDedupParams(StageParams):
@@ -19,8 +20,7 @@ class ExactDedupParams(StageParams):
         default_factory=lambda: ["image", "text"], min_length=1,
         description="what must be identical: image bytes, normalised text (NFKC, casefold, no punctuation, "
                     "collapsed whitespace), or both (the pair)")
-    keep: KeepRule = Field("first", description="representative of each cluster: first, longest_text, "
-                                                "largest_image or score:<column>")
+    keep: KeepRule = keep_field("first")
     action: Action | dict[str, Action] = "drop"
 
     @model_validator(mode="before")
@@ -57,14 +57,10 @@ class ExactDedup(GlobalStage):
     extra = None
     params: ExactDedupParams
 
-    COLUMNS: ClassVar[pa.Schema] = pa.schema([("cluster_id", pa.string()), ("cluster_size", pa.int32()),
-                                              ("is_representative", pa.bool_())])
+    OUTPUTS = Outputs(columns=CLUSTER_COLUMNS)
 
     def input_columns(self) -> list[str]:
         return list(dict.fromkeys([*self.params.on, *keep_input_columns(self.params.keep, "text")]))
-
-    def output_schema(self) -> pa.Schema:
-        return self.COLUMNS
 
     def map(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -90,11 +86,7 @@ class ExactDedup(GlobalStage):
             labels[rows] = first[codes[rows].astype(np.int64)]
         scores = mapped.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
         what = " and ".join({"image": "image bytes", "text": "normalised text"}[o] for o in self.params.on)
-        cols, flags, details = duplicate_flags(
-            ids, labels, scores, flag="exact_duplicate",
-            describe=lambda i, r: f"exact duplicate of {short_id(ids[r])} (same {what})")
-        if self.ctx is not None:
-            sizes = cols["cluster_size"]
-            self.ctx.summary.update({"clusters": int(np.sum(cols["is_representative"] & (sizes > 1))),
-                                     "duplicates": int(sum(f is not None for f in flags))})
-        return flag_table({k: cols[k] for k in self.COLUMNS.names}, flags, details, schema=self.COLUMNS)
+        clusters = cluster_duplicates(ids, labels, scores, flag="exact_duplicate")
+        clusters.describe(lambda i, r: f"exact duplicate of {short_id(ids[r])} (same {what})")
+        self.summary.update(clusters.summary())
+        return clusters.table({}, self.output_schema())

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from curate.dedup.keep import SCORE_COLUMN, KeepRule, duplicate_flags, keep_input_columns, keep_scores, short_id
+from curate.dedup.keep import (CLUSTER_COLUMNS, SCORE_COLUMN, KeepRule, cluster_duplicates, keep_field,
+                               keep_input_columns, keep_scores, short_id)
 from curate.dedup.phash import close_pairs, hamming, image_hash_bits
 from curate.dedup.unionfind import components
-from curate.stages.base import GlobalStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, register_stage
 
 
 class ImageDedupParams(StageParams):
     hash: Literal["phash", "dhash", "whash", "ahash"] = Field("phash", description="perceptual hash (imagehash)")
     hash_size: int = Field(8, ge=2, le=32, description="hash side: the hash has hash_size**2 bits")
     max_distance: int = Field(6, ge=0, description="largest Hamming distance (bits) between near duplicates")
-    keep: KeepRule = Field("largest_image", description="representative of each cluster: first, longest_text, "
-                                                        "largest_image or score:<column>")
+    keep: KeepRule = keep_field("largest_image")
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -41,15 +41,14 @@ class ImageDedup(GlobalStage):
     extra = "dedup"
     params: ImageDedupParams
 
-    COLUMNS: ClassVar[pa.Schema] = pa.schema([
-        ("image_hash", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32()),
-        ("is_representative", pa.bool_()), ("hamming", pa.int32())])
+    OUTPUTS = Outputs(
+        columns=(Column("image_hash", pa.string(), description="perceptual hash (hex)"), *CLUSTER_COLUMNS,
+                 Column("hamming", pa.int32(), "score", "Hamming distance (bits) to the representative's hash")),
+        scores=(Score(column="hamming", flag="near_duplicate", param="max_distance", flags_when="below",
+                      label="hash distance"),))
 
     def input_columns(self) -> list[str]:
         return list(dict.fromkeys(["image", *keep_input_columns(self.params.keep, "text")]))
-
-    def output_schema(self) -> pa.Schema:
-        return self.COLUMNS
 
     def map(self, batch: pa.Table) -> pa.Table:
         """The perceptual hash of each image (hex; null when missing or undecodable)."""
@@ -79,21 +78,15 @@ class ImageDedup(GlobalStage):
         a, b, _, candidates = close_pairs(packed, valid, p.max_distance)
         labels = components(n, a, b)
         scores = mapped.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
-        cols, flags, details = duplicate_flags(ids, labels, scores, flag="near_duplicate", describe=lambda i, r: "")
-        rep = cols["rep"]
-        members = np.flatnonzero(rep != np.arange(n))
+        clusters = cluster_duplicates(ids, labels, scores, flag="near_duplicate")
+        members, rep = clusters.members, clusters.rep
         dist = np.zeros(n, dtype=np.int32)
         dist[members] = hamming(packed[members], packed[rep[members]])
         bits = p.hash_size ** 2
-        for i in members.tolist():
-            details[i] = f"near-duplicate of {short_id(ids[rep[i]])} ({p.hash} distance {dist[i]}/{bits} bits)"
-        if self.ctx is not None:
-            self.ctx.summary.update({"block_candidates": candidates, "close_pairs": len(a),
-                                     "clusters": int(np.sum(cols["is_representative"] & (cols["cluster_size"] > 1))),
-                                     "near_duplicates": len(members), "unhashed": int(np.sum(~valid))})
+        clusters.describe(lambda i, r: f"near-duplicate of {short_id(ids[r])} ({p.hash} distance {dist[i]}/{bits} bits)")
+        self.summary.update({"block_candidates": candidates, "close_pairs": len(a),
+                             **clusters.summary("near_duplicates"), "unhashed": int(np.sum(~valid))})
         is_member = np.zeros(n, dtype=bool)
         is_member[members] = True
-        columns = {"image_hash": pa.array(hexes, pa.string()),
-                   **{k: cols[k] for k in ("cluster_id", "cluster_size", "is_representative")},
-                   "hamming": pa.array(dist, pa.int32(), mask=~is_member)}
-        return flag_table(columns, flags, details, schema=self.COLUMNS)
+        return clusters.table({"image_hash": pa.array(hexes, pa.string()),
+                               "hamming": pa.array(dist, pa.int32(), mask=~is_member)}, self.output_schema())

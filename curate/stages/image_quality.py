@@ -9,16 +9,27 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from curate.stages.base import MapStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, MapStage, Outputs, Score, StageParams, flag_table, register_stage
 
-_SCHEMA = pa.schema([
-    pa.field("decodable", pa.bool_()),
-    pa.field("min_side", pa.int32()),
-    pa.field("aspect", pa.float32()),
-    pa.field("luma_mean", pa.float32()),
-    pa.field("luma_std", pa.float32()),
-    pa.field("sharpness", pa.float32()),
-])
+OUTPUTS = Outputs(
+    columns=(
+        Column("decodable", pa.bool_(), description="the image decodes fully"),
+        Column("min_side", pa.int32(), "score", "shorter side in pixels"),
+        Column("aspect", pa.float32(), "score", "long side / short side"),
+        Column("luma_mean", pa.float32(), "score", "mean luma (0-255)"),
+        Column("luma_std", pa.float32(), "score", "luma standard deviation (0-255)"),
+        Column("sharpness", pa.float32(), "score", "variance of the Laplacian (longer side scaled to 512)"),
+    ),
+    scores=(
+        Score(column="min_side", flag="too_small", param="min_side", flags_when="below", label="shorter side"),
+        Score(column="aspect", flag="extreme_aspect", param="max_aspect", flags_when="above", label="aspect ratio"),
+        Score(column="luma_std", flag="near_constant", param="min_std", flags_when="below", label="luma std"),
+        Score(column="luma_mean", flag="too_dark", param="dark_below", flags_when="below", label="mean luma"),
+        Score(column="luma_mean", flag="too_bright", param="bright_above", flags_when="above", label="mean luma"),
+        Score(column="sharpness", flag="blurry", param="min_sharpness", flags_when="below", label="sharpness"),
+    ),
+)
+_SCHEMA = OUTPUTS.schema
 
 
 class ImageQualityParams(StageParams):
@@ -62,8 +73,7 @@ class ImageQuality(MapStage):
     def input_columns(self) -> list[str]:
         return ["image", "width", "height"]
 
-    def output_schema(self) -> pa.Schema:
-        return _SCHEMA
+    OUTPUTS = OUTPUTS
 
     def process(self, batch: pa.Table) -> pa.Table:
         p: ImageQualityParams = self.params

@@ -37,18 +37,23 @@ from curate.labelnoise.classes import encode_label_column
 from curate.labelnoise.crossval import Classifier
 from curate.labelnoise.detect import FilterMethod, RankMethod
 from curate.labelnoise.features import FeatureSpec
-from curate.stages.base import GlobalStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, flag_table, register_stage
 
 log = logging.getLogger(__name__)
 
-OUTPUT_SCHEMA = pa.schema([
-    pa.field("given_label", pa.string()),
-    pa.field("suggested_label", pa.string()),
-    pa.field("suggested_prob", pa.float32()),
-    pa.field("given_prob", pa.float32()),
-    pa.field("label_quality", pa.float32()),
-    pa.field("issue_rank", pa.int32()),
-])
+OUTPUTS = Outputs(
+    columns=(
+        Column("given_label", pa.string(), description="the label as given"),
+        Column("suggested_label", pa.string(), "suggested_label", "the classifier's most likely label"),
+        Column("suggested_prob", pa.float32(), "label_confidence", "out-of-sample probability of the suggested label"),
+        Column("given_prob", pa.float32(), "score", "out-of-sample probability of the given label"),
+        Column("label_quality", pa.float32(), "score", "cleanlab label quality (low: likely wrong)"),
+        Column("issue_rank", pa.int32(), description="rank among the label issues (1: most likely wrong)"),
+    ),
+    scores=(Score(column="label_quality", flag="label_issue", param=None, flags_when="below",
+                  label="label quality"),),
+)
+OUTPUT_SCHEMA = OUTPUTS.schema
 
 
 class LabelNoiseParams(StageParams):
@@ -108,8 +113,7 @@ class LabelNoise(GlobalStage):
     def input_columns(self) -> list[str]:
         return list(dict.fromkeys([self.params.label, self.params.spec.input_column]))
 
-    def output_schema(self) -> pa.Schema:
-        return OUTPUT_SCHEMA
+    OUTPUTS = OUTPUTS
 
     # -- map: per shard --------------------------------------------------------------------------
     def map(self, batch: pa.Table) -> pa.Table:
@@ -171,8 +175,7 @@ class LabelNoise(GlobalStage):
             summary["warning"] = (f"label_noise needs at least two classes with {minimum}+ labelled examples; nothing was scored"
                                   if probs is None else "no row has both a label and probabilities; nothing was scored")
             log.warning("label_noise: %s", summary["warning"])
-            if self.ctx is not None:
-                self.ctx.summary.update(summary)
+            self.summary.update(summary)
             return self._result(n, cmap.names, codes, None, None, None)
 
         idx = np.flatnonzero(usable)
@@ -209,8 +212,7 @@ class LabelNoise(GlobalStage):
             log.warning("label_noise: %s", summary["warning"])
         summary.update(summarize(y, res, names))
         summary["cleanlab_seconds"] = round(res.seconds, 2)
-        if self.ctx is not None:
-            self.ctx.summary.update(summary)
+        self.summary.update(summary)
         log.info("label_noise: %d of %d scored rows flagged (held-out accuracy %.3f)",
                  int(res.is_issue.sum()), len(idx), accuracy)
         return self._result(n, cmap.names, codes, idx, res, back)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import Literal, Optional
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from curate.dedup.keep import SCORE_COLUMN, KeepRule, duplicate_flags, keep_input_columns, keep_scores, short_id
+from curate.dedup.keep import (CLUSTER_COLUMNS, SCORE_COLUMN, KeepRule, cluster_duplicates, keep_field,
+                               keep_input_columns, keep_scores, short_id)
 from curate.dedup.lsh import similar_pairs
 from curate.dedup.minhash import pair_jaccard, text_signatures
 from curate.dedup.unionfind import components
-from curate.stages.base import GlobalStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, register_stage
 
 
 class MinhashDedupParams(StageParams):
@@ -27,8 +28,7 @@ class MinhashDedupParams(StageParams):
         0.9, ge=0.0, le=1.0, description="when bands/rows are derived: weight of missed pairs against false "
                                          "candidates (high favours recall; verification removes false candidates)")
     verify: bool = Field(True, description="keep only LSH candidates whose estimated Jaccard reaches the threshold")
-    keep: KeepRule = Field("first", description="representative of each cluster: first, longest_text, "
-                                                "largest_image or score:<column>")
+    keep: KeepRule = keep_field("first")
     lowercase: bool = Field(True, description="lower-case texts before shingling")
     seed: int = Field(1, ge=0, description="hash seed of the signatures")
 
@@ -51,15 +51,15 @@ class MinhashDedup(GlobalStage):
     extra = "dedup"
     params: MinhashDedupParams
 
-    COLUMNS: ClassVar[pa.Schema] = pa.schema([
-        ("cluster_id", pa.string()), ("cluster_size", pa.int32()), ("is_representative", pa.bool_()),
-        ("jaccard", pa.float32()), ("shingles", pa.int32())])
+    OUTPUTS = Outputs(
+        columns=(*CLUSTER_COLUMNS,
+                 Column("jaccard", pa.float32(), "score", "estimated Jaccard similarity to the representative"),
+                 Column("shingles", pa.int32(), description="shingles in the text (0: empty, never a duplicate)")),
+        scores=(Score(column="jaccard", flag="near_duplicate", param="threshold", flags_when="above",
+                      label="Jaccard"),))
 
     def input_columns(self) -> list[str]:
         return list(dict.fromkeys([self.params.field, *keep_input_columns(self.params.keep, self.params.field)]))
-
-    def output_schema(self) -> pa.Schema:
-        return self.COLUMNS
 
     def map(self, batch: pa.Table) -> pa.Table:
         """Signatures of one shard (``num_perm`` uint32 per row, 0.5 KB at 128) and the keep score."""
@@ -90,20 +90,13 @@ class MinhashDedup(GlobalStage):
                                        false_negative_weight=p.false_negative_weight)
         labels = components(n, a, b)
         scores = mapped.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
-        cols, flags, details = duplicate_flags(ids, labels, scores, flag="near_duplicate", describe=lambda i, r: "")
-        rep = cols["rep"]
-        members = np.flatnonzero(rep != np.arange(n))
+        clusters = cluster_duplicates(ids, labels, scores, flag="near_duplicate")
+        members, rep = clusters.members, clusters.rep
         jac = np.full(n, np.nan, dtype=np.float32)
         jac[members] = pair_jaccard(sig, members, rep[members])
-        for i in members.tolist():
-            details[i] = f"near-duplicate of {short_id(ids[rep[i]])} (Jaccard {jac[i]:.2f})"
-        if self.ctx is not None:
-            self.ctx.summary.update({"bands": stats.bands, "rows": stats.rows, "lsh_indexed_rows": stats.indexed,
-                                     "candidate_pairs": stats.candidate_pairs,
-                                     "verified_pairs": stats.verified_pairs,
-                                     "clusters": int(np.sum(cols["is_representative"] & (cols["cluster_size"] > 1))),
-                                     "near_duplicates": len(members), "empty_texts": int(np.sum(n_shingles == 0))})
-        columns = {k: cols[k] for k in ("cluster_id", "cluster_size", "is_representative")}
-        columns["jaccard"] = pa.array(jac, pa.float32(), mask=np.isnan(jac))
-        columns["shingles"] = pa.array(n_shingles.astype(np.int32))
-        return flag_table(columns, flags, details, schema=self.COLUMNS)
+        clusters.describe(lambda i, r: f"near-duplicate of {short_id(ids[r])} (Jaccard {jac[i]:.2f})")
+        self.summary.update({"bands": stats.bands, "rows": stats.rows, "lsh_indexed_rows": stats.indexed,
+                             "candidate_pairs": stats.candidate_pairs, "verified_pairs": stats.verified_pairs,
+                             **clusters.summary("near_duplicates"), "empty_texts": int(np.sum(n_shingles == 0))})
+        return clusters.table({"jaccard": pa.array(jac, pa.float32(), mask=np.isnan(jac)),
+                               "shingles": pa.array(n_shingles.astype(np.int32))}, self.output_schema())

@@ -9,7 +9,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from curate.embeddings.fields import EmbeddingFieldParams, embedding_matrix
-from curate.stages.base import GlobalStage, flag_table, register_stage
+from curate.stages.base import Column, GlobalStage, Outputs, Score, flag_table, register_stage
 
 
 class OutliersParams(EmbeddingFieldParams):
@@ -39,8 +39,10 @@ class Outliers(GlobalStage):
     def input_columns(self) -> list[str]:
         return [self.params.embedding_column()]
 
-    def output_schema(self) -> pa.Schema:
-        return pa.schema([pa.field("knn_distance", pa.float32())])
+    OUTPUTS = Outputs(columns=(Column("knn_distance", pa.float32(), "score",
+                                      "mean cosine distance to the k nearest neighbours"),),
+                      scores=(Score(column="knn_distance", flag="outlier", param="threshold", flags_when="above",
+                                    label="kNN distance"),))
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
         from curate.embeddings.neighbors import normalise
@@ -61,8 +63,8 @@ class Outliers(GlobalStage):
         flags = ["outlier" if f else None for f in out]
         details = [f"mean cosine distance to its {k_eff} nearest neighbours {s:.3f}, {rule}" if f else None
                    for s, f in zip(scores, out)]
-        if self.ctx is not None and valid.sum() > 1:
+        if valid.sum() > 1:
             v = scores[valid]
-            self.ctx.summary.update({"k": k_eff, "flagged": int(out.sum()), "distance_median": round(float(np.median(v)), 4),
-                                     "distance_p99": round(float(np.quantile(v, 0.99)), 4)})
+            self.summary.update({"k": k_eff, "flagged": int(out.sum()), "distance_median": round(float(np.median(v)), 4),
+                                 "distance_p99": round(float(np.quantile(v, 0.99)), 4)})
         return flag_table({"knn_distance": pa.array(scores, mask=np.isnan(scores))}, flags, details, self.output_schema())

@@ -8,19 +8,27 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from curate.dedup.keep import CLUSTER_COLUMNS, KeepRule, cluster_duplicates, keep_field, short_id
 from curate.embeddings.fields import EmbeddingFieldParams, embedding_matrix
-from curate.stages.base import GlobalStage, flag_table, register_stage
+from curate.stages.base import Column, GlobalStage, Outputs, Score, register_stage
 
-KEEP_RULES = ("first", "central", "peripheral")
+#: Representative rules beyond the shared ones (curate.dedup.keep): by distance to the k-means centre.
+CENTROID_RULES = ("central", "peripheral")
 
 
 class SemanticDedupParams(EmbeddingFieldParams):
     clusters: Union[Literal["auto"], int] = Field("auto", description="k-means clusters (auto: about sqrt(N))")
     eps: float = Field(0.05, gt=0, lt=1, description="pairs with cosine similarity above 1 - eps are duplicates")
-    keep: str = Field("first", description="which item of a duplicate group is kept: first (dataset order), central "
-                                           "(closest to the cluster centre), peripheral (farthest, as in SemDeDup), or "
-                                           "score:COLUMN (highest value of an earlier stage's column, e.g. score:clip_score)")
+    keep: Union[Literal["central", "peripheral"], KeepRule] = keep_field("first", CENTROID_RULES)
     seed: int = Field(0, description="k-means seed")
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, v: str):
+        if v in ("longest_text", "largest_image"):
+            raise ValueError(f"keep: {v} is not available here (the stage reads only embeddings); use first, "
+                             f"{', '.join(CENTROID_RULES)} or score:<column>")
+        return v
 
     @field_validator("clusters")
     @classmethod
@@ -29,12 +37,6 @@ class SemanticDedupParams(EmbeddingFieldParams):
             raise ValueError("clusters must be >= 1 or 'auto'")
         return v
 
-    @field_validator("keep")
-    @classmethod
-    def _keep(cls, v: str):
-        if v in KEEP_RULES or (v.startswith("score:") and len(v) > len("score:")):
-            return v
-        raise ValueError(f"keep: expected one of {', '.join(KEEP_RULES)} or score:COLUMN, got {v!r}")
 
 
 @register_stage
@@ -56,9 +58,13 @@ class SemanticDedup(GlobalStage):
             cols.append(self._score_column())
         return cols
 
-    def output_schema(self) -> pa.Schema:
-        return pa.schema([pa.field("cluster", pa.int32()), pa.field("nn_similarity", pa.float32()),
-                          pa.field("dup_of", pa.string())])
+    OUTPUTS = Outputs(
+        columns=(*CLUSTER_COLUMNS,
+                 Column("nn_similarity", pa.float32(), "score",
+                        "cosine to the most similar higher-ranked item of its k-means cluster"),
+                 Column("kmeans_cluster", pa.int32(), description="k-means cluster (-1/null: no embedding)")),
+        scores=(Score(column="nn_similarity", flag="semantic_duplicate", param=None, flags_when="above",
+                      label="cosine similarity"),))
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
         from curate.embeddings.neighbors import normalise
@@ -76,20 +82,23 @@ class SemanticDedup(GlobalStage):
         by_centroid = p.keep if p.keep in ("central", "peripheral") else None
         res = semantic_dedup(x, eps=p.eps, clusters=clusters, priority=priority, valid=valid, by_centroid=by_centroid,
                              seed=p.seed)
-        flags, details, dup_of = [None] * n, [None] * n, [None] * n
         threshold = 1 - p.eps
-        for i in np.flatnonzero(res.duplicate):
-            rep, nn = int(res.representative[i]), int(res.nn_index[i])
-            dup_of[i] = ids[rep]
-            flags[i] = "semantic_duplicate"
+        groups = np.arange(n)
+        dup = np.flatnonzero(res.duplicate)
+        groups[dup] = res.representative[dup]
+        # SemDeDup already chose each group's representative (by centre distance or priority): it scores highest
+        clusters = cluster_duplicates(ids, groups, (np.arange(n) == groups).astype(np.float64), flag="semantic_duplicate")
+
+        def detail(i: int, rep: int) -> str:
+            nn = int(res.nn_index[i])
             how = (f"cosine {res.nn_similarity[i]:.3f} > {threshold:.3f}" if nn == rep else
-                   f"cosine {res.nn_similarity[i]:.3f} > {threshold:.3f} to {ids[nn][:12]}, itself a duplicate")
-            details[i] = f"semantic duplicate of {ids[rep][:12]} ({how}; cluster {int(res.cluster[i])})"
-        cluster = pa.array(res.cluster.astype(np.int32), mask=res.cluster < 0)
-        nn_sim = pa.array(res.nn_similarity, mask=np.isnan(res.nn_similarity))
-        if self.ctx is not None:
-            self.ctx.summary.update({"clusters": res.n_clusters, "largest_cluster": res.largest_cluster,
-                                     "duplicates": int(res.duplicate.sum()), "threshold": round(threshold, 4),
-                                     "embedded": int(valid.sum())})
-        return flag_table({"cluster": cluster, "nn_similarity": nn_sim, "dup_of": pa.array(dup_of, pa.string())},
-                          flags, details, self.output_schema())
+                   f"cosine {res.nn_similarity[i]:.3f} > {threshold:.3f} to {short_id(ids[nn])}, itself a duplicate")
+            return f"semantic duplicate of {short_id(ids[rep])} ({how}; k-means cluster {int(res.cluster[i])})"
+
+        clusters.describe(detail)
+        self.summary.update({"kmeans_clusters": res.n_clusters, "largest_kmeans_cluster": res.largest_cluster,
+                             **clusters.summary(), "threshold": round(threshold, 4), "cutoff": round(threshold, 4),
+                             "embedded": int(valid.sum())})
+        return clusters.table({"nn_similarity": pa.array(res.nn_similarity, mask=np.isnan(res.nn_similarity)),
+                               "kmeans_cluster": pa.array(res.cluster.astype(np.int32), mask=res.cluster < 0)},
+                              self.output_schema())

@@ -8,17 +8,28 @@ from typing import Optional
 import pyarrow as pa
 from pydantic import Field
 
-from curate.stages.base import MapStage, StageParams, flag_table, register_stage
+from curate.stages.base import Column, MapStage, Outputs, Score, StageParams, flag_table, register_stage
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _RUN = re.compile(r"(.)\1*", re.DOTALL)
 
-_SCHEMA = pa.schema([
-    pa.field("n_words", pa.int32()),
-    pa.field("n_chars", pa.int32()),
-    pa.field("non_letter_share", pa.float32()),
-    pa.field("longest_run", pa.int32()),
-])
+OUTPUTS = Outputs(
+    columns=(
+        Column("n_words", pa.int32(), "score", "words"),
+        Column("n_chars", pa.int32(), description="characters"),
+        Column("non_letter_share", pa.float32(), "score", "share of non-space characters that are not letters"),
+        Column("longest_run", pa.int32(), "score", "longest run of one character"),
+    ),
+    scores=(
+        Score(column="n_words", flag="too_short", param="min_words", flags_when="below", label="words"),
+        Score(column="n_words", flag="too_long", param="max_words", flags_when="above", label="words"),
+        Score(column="non_letter_share", flag="mostly_symbols", param="max_non_letter_share", flags_when="above",
+              label="non-letter share"),
+        Score(column="longest_run", flag="repeated_chars", param="max_char_run", flags_when="above",
+              label="longest character run"),
+    ),
+)
+_SCHEMA = OUTPUTS.schema
 
 
 class TextQualityParams(StageParams):
@@ -51,8 +62,7 @@ class TextQuality(MapStage):
     def input_columns(self) -> list[str]:
         return ["text"]
 
-    def output_schema(self) -> pa.Schema:
-        return _SCHEMA
+    OUTPUTS = OUTPUTS
 
     def process(self, batch: pa.Table) -> pa.Table:
         p: TextQualityParams = self.params

@@ -1,0 +1,93 @@
+"""``RUN/eval/eval.json`` and the terminal table.
+
+The file's shape (``format: 1``; read by ``curate report``; documented in docs/eval.md)::
+
+    {
+      "format": 1, "curate_version": "...", "created": "2026-...Z", "run": "runs/x", "seconds": 123.4,
+      "model": {"name": "linear", "features": "vectors", "epochs": 30, ...},
+      "features": "embed.image_embedding",
+      "test": {"kind": "input" | "split", "items": 10000, "path": ..., "format": ..., "fraction": ...,
+               "unknown_classes": {"label": count}},
+      "classes": ["airplane", ...],
+      "seeds": [0, 1, 2], "pending": "drop",
+      "leakage": {"checked": ["exact", "image_hash", "embedding"], "leaked_test_items": 12, "test_items": 10000,
+                  "by_method": {"exact": 3, ...}, "params": {...}, "examples": {"exact": [{"test": src, "train": src}]}}
+                 | null (--no-leakage-check),
+      "arms": [
+        {"name": "raw" | "curated" | "random" | "without:01-label_noise" | "relabelled:01-label_noise" | "ceiling",
+         "kind": "raw" | "curated" | "random" | "without" | "relabelled" | "ceiling",
+         "stage": null | "01-label_noise", "description": "...", "train_items": 50000, "info": {...},
+         "runs": [{"seed": 0, "train_items": 50000, "accuracy": 0.75, "accuracy_no_leak": 0.749, "seconds": 3.2}],
+         "accuracy": {"mean": 0.75, "std": 0.002, "min": ..., "max": ..., "n": 3},
+         "accuracy_no_leak": {...} | null,
+         "delta_vs_raw": 0.013 | null, "seconds": 9.6}
+      ],
+      "notes": ["relabelled: no stage of this run suggests labels ..."]
+    }
+
+``std`` is the sample standard deviation over seeds (0 for one seed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FORMAT = 1
+
+
+def spread(values: list[float | None]) -> dict[str, Any] | None:
+    """Mean, sample std, min, max and count of the non-null values (None when there are none)."""
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if not len(v):
+        return None
+    return {"mean": round(float(v.mean()), 5), "std": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 5),
+            "min": round(float(v.min()), 5), "max": round(float(v.max()), 5), "n": int(len(v))}
+
+
+def arm_result(arm, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": arm.name, "kind": arm.kind, "stage": arm.stage, "description": arm.description,
+            "train_items": arm.size, "info": arm.info, "runs": runs,
+            "accuracy": spread([r["accuracy"] for r in runs]),
+            "accuracy_no_leak": spread([r.get("accuracy_no_leak") for r in runs]),
+            "seconds": round(sum(r["seconds"] for r in runs), 2)}
+
+
+def add_deltas(arms: list[dict[str, Any]]) -> None:
+    raw = next((a for a in arms if a["kind"] == "raw" and a["accuracy"]), None)
+    for a in arms:
+        a["delta_vs_raw"] = (round(a["accuracy"]["mean"] - raw["accuracy"]["mean"], 5)
+                             if raw is not None and a["accuracy"] else None)
+
+
+def _pm(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}"
+
+
+def render(result: dict[str, Any]) -> str:
+    """The terminal table of an eval result (plus leakage and notes lines)."""
+    from curate.textui import render_table
+
+    leak = result.get("leakage")
+    rows = []
+    for a in result["arms"]:
+        d = a.get("delta_vs_raw")
+        rows.append([a["name"], a["train_items"], _pm(a["accuracy"]),
+                     "-" if d is None or a["kind"] == "raw" else f"{d:+.4f}",
+                     _pm(a["accuracy_no_leak"]) if leak else "-", a["seconds"]])
+    seeds = len(result["seeds"])
+    head = ["arm", "train items", f"accuracy ({seeds} seed{'s' if seeds != 1 else ''})", "vs raw",
+            "without leaked", "seconds"]
+    lines = [f"model {result['model']['name']} on {result['features']}; test set: {result['test']['items']:,} items "
+             f"({result['test']['kind']}); classes: {len(result['classes'])}", "",
+             render_table(head, rows, right={1, 2, 3, 4, 5})]
+    if leak:
+        by = ", ".join(f"{k} {v:,}" for k, v in leak["by_method"].items())
+        lines.append(f"\nleakage: {leak['leaked_test_items']:,} of {leak['test_items']:,} test items duplicate a "
+                     f"training item ({by}); 'without leaked' scores the rest")
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)

@@ -1,27 +1,30 @@
 """Near-duplicate clustering of MinHash signatures: LSH candidates, verification, union-find.
 
+LSH with numpy, band by band: each row's band of ``rows`` signature values is hashed to a 64-bit
+key (:func:`band_key`), rows are sorted by key, and every run of equal keys is a bucket. Buckets of
+2 to :data:`MAX_ALL_PAIRS_BUCKET` rows give all their pairs, larger ones sorted-neighbourhood pairs.
+The pairs are exactly those of datasketch's ``MinHashLSH`` with the same banding (a bucket is the
+rows with equal band values; a 64-bit key collision only adds a candidate that verification removes),
+without its per-row Python inserts; datasketch still derives the banding from the threshold.
+
 Memory of the reduce per million documents (``num_perm=128``, threshold 0.8: 14 bands of 9 rows):
-the signatures (``N x num_perm`` uint32: 0.5 GB, plus a copy while shards are concatenated), the
-numpy band pre-pass (8 bytes per row and band, one band at a time), datasketch's in-memory
-``MinHashLSH`` for the rows that share a band bucket with another row (about 5 KB per indexed row at 14 bands, measured;
-band keys are shrunk to Python ints with ``hashfunc``) and the pair arrays (16 bytes per pair).
-Measured on 1M IMDB-derived rows with 10% near duplicates: 2.9 GiB peak RSS for the whole
-``curate run`` (main process and two workers); see ``docs/benchmarks/dedup.md``.
+the signatures (``N x num_perm`` uint32: 0.5 GB, plus a copy while shards are concatenated), one
+band's keys and sort order at a time (16 bytes per row) and the pair arrays (16 bytes per pair).
 
 On a distributed executor the same steps split naturally: signatures are computed in the map, the
-band keys ``(band, hash of the band's rows)`` are the shuffle keys (a group-by), each bucket yields
-candidate pairs that are verified where the bucket lands, and only the verified pairs travel to one
-place for :func:`curate.dedup.unionfind.components`.
+band keys ``(band, key)`` are the shuffle keys, each bucket yields candidate pairs that are verified
+where the bucket lands, and components are computed from the verified pairs
+(:mod:`curate.distributed.minhash`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from itertools import combinations
 
 import numpy as np
 
+from curate.dedup.hashing import mix64
 from curate.dedup.minhash import pair_jaccard
 from curate.errors import require
 
@@ -41,27 +44,66 @@ class PairStats:
     candidate_pairs: int
     verified_pairs: int
     large_buckets: int
-    indexed: int = 0
+    indexed: int = 0  # rows that share a band bucket with another row
 
 
-def _band_key(band: bytes) -> int:
-    """Band key for datasketch's dict storage: a Python int instead of a ``4 * rows``-byte string
-    (the LSH lives in one process, so Python's per-process string hash is enough; a collision only
-    adds a candidate pair, which verification removes)."""
-    return hash(band)
-
-
-def make_lsh(threshold: float, num_perm: int, bands: int | None = None, rows: int | None = None,
-             false_negative_weight: float = DEFAULT_FN_WEIGHT):
-    """A datasketch ``MinHashLSH`` for ``threshold``: bands and rows given explicitly, or derived by
-    datasketch so as to minimise ``w * (missed pairs) + (1 - w) * (false candidates)`` with
-    ``w = false_negative_weight`` (the default 0.9 favours recall: verification removes the extra
-    candidates; at threshold 0.8 and 128 permutations that is 14 bands of 9 rows)."""
+def banding(threshold: float, num_perm: int, bands: int | None = None, rows: int | None = None,
+            false_negative_weight: float = DEFAULT_FN_WEIGHT) -> tuple[int, int]:
+    """``(bands, rows)`` for ``threshold``: given explicitly, or derived by datasketch so as to minimise
+    ``w * (missed pairs) + (1 - w) * (false candidates)`` with ``w = false_negative_weight`` (the default
+    0.9 favours recall: verification removes the extra candidates; at threshold 0.8 and 128
+    permutations that is 14 bands of 9 rows)."""
+    if bands is not None and rows is not None:
+        return int(bands), int(rows)
     datasketch = require("datasketch", "dedup", "minhash_dedup")
-    params = (bands, rows) if bands is not None and rows is not None else None
     w = float(false_negative_weight)
-    return datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, params=params, hashfunc=_band_key,
-                                 weights=(round(1.0 - w, 6), round(w, 6)))
+    lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(round(1.0 - w, 6), round(w, 6)))
+    return lsh.b, lsh.r
+
+
+def band_key(sig: np.ndarray, idx: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """64-bit key of band ``band`` (columns ``band*rows .. (band+1)*rows - 1``) of the rows ``idx``.
+    Equal band values give equal keys in any process."""
+    h = np.zeros(len(idx), dtype=np.uint64)
+    for c in range(band * rows, (band + 1) * rows):
+        with np.errstate(over="ignore"):
+            h = mix64(h * np.uint64(0x100000001B3) ^ sig[idx, c].astype(np.uint64), inplace=True)
+    return h
+
+
+def _all_pairs(starts: np.ndarray, size: int) -> np.ndarray:
+    """All pairs inside each run ``[s, s + size)`` of a sorted order, as positions (shape (R * C, 2))."""
+    i, j = np.triu_indices(size, 1)
+    return np.stack([(starts[:, None] + i).ravel(), (starts[:, None] + j).ravel()], axis=1)
+
+
+def bucket_pairs(keys: np.ndarray, members: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, int]:
+    """Candidate pairs of rows that share a key: all pairs of buckets up to
+    :data:`MAX_ALL_PAIRS_BUCKET` rows, sorted-neighbourhood pairs of larger ones.
+
+    ``keys`` (uint64) and ``members`` (int64 row indices into ``sig``) are aligned. Returns row pairs
+    (shape (P, 2), unordered, may repeat) and the number of large buckets."""
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    if len(ks) < 2:
+        return np.zeros((0, 2), dtype=np.int64), 0
+    new = np.ones(len(ks), dtype=bool)
+    new[1:] = ks[1:] != ks[:-1]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, len(ks)))
+    out = []
+    large = 0
+    for size in np.unique(sizes[sizes >= 2]).tolist():
+        at = starts[sizes == size]
+        if size <= MAX_ALL_PAIRS_BUCKET:
+            out.append(members[order[_all_pairs(at, size)]])
+        else:
+            for s in at.tolist():
+                large += 1
+                out.append(np.array(_neighbour_pairs(members[order[s:s + size]].tolist(), sig), dtype=np.int64).reshape(-1, 2))
+    if not out:
+        return np.zeros((0, 2), dtype=np.int64), large
+    return np.concatenate(out), large
 
 
 def _neighbour_pairs(members: list[int], sig: np.ndarray, window: int = 8) -> list[tuple[int, int]]:
@@ -76,34 +118,8 @@ def _neighbour_pairs(members: list[int], sig: np.ndarray, window: int = 8) -> li
     return out
 
 
-def shared_band_mask(sig: np.ndarray, valid: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """Rows that share at least one band with another valid row (numpy pre-pass).
-
-    A row alone in every band bucket can never be an LSH candidate, so only the other rows need to
-    go into the ``MinHashLSH`` index; on typical data that is a small fraction, which keeps the index's
-    memory and insert time down. Band values are hashed to 64 bits here; a collision only lets an
-    extra row through."""
-    from curate.dedup.hashing import mix64
-
-    shared = np.zeros(len(sig), dtype=bool)
-    idx = np.flatnonzero(valid)
-    for band in range(bands):
-        h = np.zeros(len(idx), dtype=np.uint64)
-        for c in range(band * rows, (band + 1) * rows):
-            with np.errstate(over="ignore"):
-                h = mix64(h * np.uint64(0x100000001B3) ^ sig[idx, c].astype(np.uint64), inplace=True)
-        order = np.argsort(h, kind="stable")
-        hs = h[order]
-        dup = np.zeros(len(hs), dtype=bool)
-        same = hs[1:] == hs[:-1]
-        dup[1:] |= same
-        dup[:-1] |= same
-        shared[idx[order[dup]]] = True
-    return shared
-
-
 def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands: int | None = None,
-                  rows: int | None = None, verify: bool = True, seed: int = 1,
+                  rows: int | None = None, verify: bool = True,
                   false_negative_weight: float = DEFAULT_FN_WEIGHT,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, PairStats]:
     """Pairs of rows whose signatures are near duplicates.
@@ -131,34 +147,18 @@ def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands
         Estimated Jaccard of each pair.
     stats : PairStats
     """
-    datasketch = require("datasketch", "dedup", "minhash_dedup")
     from tqdm.auto import tqdm
 
     n, k = sig.shape
-    lsh = make_lsh(threshold, k, bands, rows, false_negative_weight)
-    idx = np.flatnonzero(shared_band_mask(sig, valid, lsh.b, lsh.r))
-    log.info("minhash lsh: %d of %d rows share a band bucket with another row", len(idx), int(valid.sum()))
-    for i in tqdm(idx.tolist(), desc="minhash lsh", unit="doc", disable=not progress, mininterval=1.0):
-        lsh.insert(i, datasketch.LeanMinHash(seed=seed, hashvalues=sig[i], scheme="affine32"),
-                   check_duplication=False)
-    pairs: list[tuple[int, int]] = []
-    large = 0
-    for table in lsh.hashtables:
-        for key in table.keys():
-            members = table.get(key)
-            g = len(members)
-            if g < 2:
-                continue
-            if g == 2:
-                pairs.append(tuple(members))
-            elif g <= MAX_ALL_PAIRS_BUCKET:
-                pairs.extend(combinations(members, 2))
-            else:
-                large += 1
-                pairs.extend(_neighbour_pairs(list(members), sig))
-    b_, r_ = lsh.b, lsh.r
-    del lsh
-    pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    b_, r_ = banding(threshold, k, bands, rows, false_negative_weight)
+    idx = np.flatnonzero(valid).astype(np.int64)
+    parts, large = [], 0
+    for band in tqdm(range(b_), desc="minhash lsh", unit="band", disable=not progress, mininterval=1.0):
+        p_, lg = bucket_pairs(band_key(sig, idx, band, r_), idx, sig)
+        parts.append(p_)
+        large += lg
+    pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
+    indexed = len(np.unique(pairs)) if len(pairs) else 0
     a, b = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
     uniq = np.unique(a * n + b)
     a, b = uniq // n, uniq % n
@@ -168,6 +168,6 @@ def similar_pairs(sig: np.ndarray, valid: np.ndarray, *, threshold: float, bands
         ok = sim >= threshold
         a, b, sim = a[ok], b[ok], sim[ok]
     stats = PairStats(bands=b_, rows=r_, candidate_pairs=n_candidates, verified_pairs=len(a),
-                      large_buckets=large, indexed=len(idx))
+                      large_buckets=large, indexed=indexed)
     log.info("minhash lsh: %d candidate pairs, %d kept (bands=%d, rows=%d)", n_candidates, len(a), stats.bands, stats.rows)
     return a, b, sim, stats

@@ -10,14 +10,17 @@ depends only on ``(j, attempt)``, so two documents probe the same way and the pr
 sets larger than ``num_perm``); ``tests/test_dedup_minhash.py`` checks estimates against exact
 Jaccard next to datasketch's classic MinHash.
 
-Everything runs on whole batches with numpy: one hash, one ``np.minimum.at`` and a few passes for
-densification, so the cost per shingle does not grow with ``num_perm``.
+Two engines compute the same values: compiled kernels (:mod:`curate.dedup.kernels`, numba; one pass
+per document from the raw bytes) when numba is installed, else whole batches with numpy (one hash,
+one ``np.minimum.at`` and a few passes for densification). Either way the cost per shingle does not
+grow with ``num_perm``. ``engine=`` picks one explicitly (tests compare them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from curate.dedup import kernels
 from curate.dedup.hashing import mix64
 
 EMPTY = np.uint32(0xFFFFFFFF)
@@ -30,7 +33,20 @@ def _bin_of(x: np.ndarray, num_perm: int) -> np.ndarray:
     return (((x >> _U32) * np.uint64(num_perm)) >> _U32).astype(np.int64)
 
 
-def signatures(hashes: np.ndarray, offsets: np.ndarray, *, num_perm: int = 128, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _use_kernels(engine: str) -> bool:
+    if engine not in ("auto", "numba", "numpy"):
+        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy', got {engine!r}")
+    if engine == "numba" and not kernels.available():
+        raise ImportError(f"engine='numba' needs numba ({kernels.unavailable_reason()}); pip install numba")
+    return engine != "numpy" and kernels.available()
+
+
+def _seed_mix(seed: int) -> np.uint64:
+    return mix64(np.array([seed], dtype=np.uint64))[0]
+
+
+def signatures(hashes: np.ndarray, offsets: np.ndarray, *, num_perm: int = 128, seed: int = 1,
+               engine: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures of a batch of shingle sets.
 
     Parameters
@@ -43,6 +59,8 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, *, num_perm: int = 128, 
         Signature length (number of bins).
     seed : int
         Different seeds give independent signatures.
+    engine : {'auto', 'numba', 'numpy'}
+        ``auto``: the compiled kernels when numba is installed. Both give identical signatures.
 
     Returns
     -------
@@ -55,7 +73,11 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, *, num_perm: int = 128, 
     k = int(num_perm)
     counts = np.diff(offsets)
     empty = counts == 0
-    seed_mix = mix64(np.array([seed], dtype=np.uint64))[0]
+    seed_mix = _seed_mix(seed)
+    if _use_kernels(engine):
+        sig = np.empty((n, k), dtype=np.uint32)
+        kernels.hash_signatures(np.ascontiguousarray(hashes, dtype=np.uint64), offsets, k, seed_mix, sig)
+        return sig, empty
     x = np.bitwise_xor(np.asarray(hashes, dtype=np.uint64), seed_mix)
     mix64(x, inplace=True)
     flat = np.repeat(np.arange(n, dtype=np.int64) * k, counts)
@@ -134,18 +156,35 @@ def pair_jaccard(sig: np.ndarray, a: np.ndarray, b: np.ndarray, *, chunk: int = 
 
 
 def text_signatures(texts, *, num_perm: int = 128, seed: int = 1, tokens: str = "word", ngram: int = 5,
-                    lowercase: bool = True, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Signatures of texts, ``batch_size`` texts at a time (bounds the temporary arrays to a few MB).
+                    lowercase: bool = True, batch_size: int | None = None,
+                    engine: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Signatures of texts, ``batch_size`` texts at a time (bounds the temporary arrays).
+
+    Word shingles with the compiled engine go from the raw UTF-8 bytes to the signature in one pass
+    per document (8,192 texts per batch by default); otherwise shingle hashes are built with numpy
+    (512 texts per batch) and signed. Both engines give identical results.
 
     Returns ``sig`` (N, num_perm) uint32 and ``n_shingles`` (N,) int64 (0 for empty texts)."""
-    from curate.dedup.shingles import shingle_hashes
+    from curate.dedup.shingles import _as_string_array, _utf8_buffer, shingle_hashes
 
+    compiled = tokens == "word" and _use_kernels(engine)
+    batch_size = batch_size or (8192 if compiled else 512)
+    if compiled:
+        import pyarrow.compute as pc
+
+        texts = _as_string_array(texts)
     n = len(texts)
     sig = np.empty((n, num_perm), dtype=np.uint32)
     counts = np.empty(n, dtype=np.int64)
+    seed_mix = _seed_mix(seed)
     for s in range(0, n, batch_size):
         part = texts[s:s + batch_size]
+        if compiled:
+            data, offs = _utf8_buffer(pc.utf8_lower(part) if lowercase else part)
+            m = len(offs) - 1
+            kernels.word_signatures(kernels.padded_words(data), len(data), offs, int(ngram), int(num_perm), seed_mix, sig[s:s + m], counts[s:s + m])
+            continue
         hashes, offsets = shingle_hashes(part, tokens=tokens, ngram=ngram, lowercase=lowercase)
-        sig[s:s + len(offsets) - 1], _ = signatures(hashes, offsets, num_perm=num_perm, seed=seed)
+        sig[s:s + len(offsets) - 1], _ = signatures(hashes, offsets, num_perm=num_perm, seed=seed, engine=engine)
         counts[s:s + len(offsets) - 1] = np.diff(offsets)
     return sig, counts

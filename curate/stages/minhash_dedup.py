@@ -75,9 +75,8 @@ class MinhashDedup(GlobalStage):
         """LSH over all signatures, verification, union-find, one representative per cluster.
 
         Memory per million rows at ``num_perm=128``, threshold 0.8: ~1 GB of signatures (the
-        concatenated shards and their numpy view), ~0.1 GB of ids, about 5 KB per row that shares an
-        LSH band with another row (datasketch ``MinHashLSH``), 16 bytes per candidate pair. Measured:
-        2.9 GiB peak RSS for the whole ``curate run`` on 1M IMDB-derived rows (docs/benchmarks/dedup.md).
+        concatenated shards and their numpy view), ~0.1 GB of ids, one band's keys and sort order at a
+        time (16 bytes per row), 16 bytes per candidate pair (figures: docs/benchmarks/dedup.md).
         Distributed: the map already produced the signatures; band keys are the shuffle keys, buckets
         yield verified pairs, and union-find runs on the pairs only (see ``curate.dedup.lsh``)."""
         p = self.params
@@ -86,7 +85,7 @@ class MinhashDedup(GlobalStage):
         sig = mapped.column("signature").combine_chunks().flatten().to_numpy().reshape(n, p.num_perm)
         n_shingles = mapped.column("shingles").to_numpy(zero_copy_only=False)
         a, b, _, stats = similar_pairs(sig, n_shingles > 0, threshold=p.threshold, bands=p.bands, rows=p.rows,
-                                       verify=p.verify, seed=p.seed, progress=n > 100_000,
+                                       verify=p.verify, progress=n > 100_000,
                                        false_negative_weight=p.false_negative_weight)
         labels = components(n, a, b)
         scores = mapped.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 from pydantic import Field
 
-from curate.stages.base import MapStage, StageParams, register_stage
+from curate.stages.base import Column, MapStage, Outputs, StageParams, register_stage
 
 
 class SlowParams(StageParams):
@@ -22,6 +22,7 @@ class SlowCopy(MapStage):
     name = "slow_copy"
     Params = SlowParams
     flags = ("long_text",)
+    OUTPUTS = Outputs(columns=(Column("text_len", pa.int64(), "score", "characters"),))
 
     def input_columns(self):
         return ["text"]

@@ -61,7 +61,7 @@ def _run(tmp_path, stages):
            "output": str(tmp_path / "run"), "workers": 1, "stages": stages}
     manifest = Runner(parse_pipeline(doc), quiet=True).execute()
     run = RunDir(tmp_path / "run")
-    dirs = {s["name"]: s["dir"] for s in manifest["stages"]}
+    dirs = {s.name: s.dir for s in manifest.stages}
     rec = read_records(run, ["id", "source", "text", "meta"]).to_pylist()
     cr = read_stage(run, dirs["caption_repair"]).to_pylist()
     emb = read_stage(run, dirs["embed"]).to_pylist() if "embed" in dirs else [{}] * len(rec)

@@ -30,8 +30,8 @@ def _demo(tmp_path, stages=None):
 def _run_rows(tmp_path, pipeline) -> dict[str, dict]:
     manifest = Runner(pipeline, quiet=True).execute()
     run = RunDir(tmp_path / "run")
-    entry = next(s for s in manifest["stages"] if s["name"] == "caption_repair")
-    out = read_stage(run, entry["dir"])
+    entry = next(s for s in manifest.stages if s.name == "caption_repair")
+    out = read_stage(run, entry.dir)
     rec = read_records(run, ["id", "source", "text", "meta"])
     assert out.column("id").to_pylist() == rec.column("id").to_pylist()
     return {r["source"]: {**r, **o} for r, o in zip(rec.to_pylist(), out.to_pylist())}

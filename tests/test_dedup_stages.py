@@ -76,7 +76,7 @@ def test_demo_planted_duplicates_are_found_and_clean_items_are_not(make_pipeline
     # the demo captions hold no text near duplicates
     text_flagged, text_all, _ = flagged_by_source(tmp_path / "run", "01-minhash_dedup")
     assert not text_flagged and all(r["shingles"] > 0 for r in text_all.values())
-    summary = {s["name"]: s["summary"] for s in manifest["stages"]}
+    summary = {s.name: s.summary for s in manifest.stages}
     assert summary["image_dedup"]["near_duplicates"] == len(near)
     assert summary["minhash_dedup"]["bands"] * summary["minhash_dedup"]["rows"] <= 128
 

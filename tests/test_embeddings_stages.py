@@ -42,8 +42,8 @@ def matrix(col) -> np.ndarray:
 def test_stages_run_end_to_end_and_write_normalised_embeddings(make_pipeline, tiny_clip_dir):
     runner, m = run(make_pipeline(COCO, stages(tiny_clip_dir, min_score=0.02)))
     rd = runner.run
-    n = m["input"]["rows"]
-    assert [s["name"] for s in m["stages"]] == ["embed", "clip_filter", "semantic_dedup", "outliers"]
+    n = m.input.rows
+    assert [s.name for s in m.stages] == ["embed", "clip_filter", "semantic_dedup", "outliers"]
     emb = read_stage(rd, "00-embed")
     assert emb.num_rows == n
     assert emb.schema.field("image_embedding").type == pa.list_(pa.float32(), 32)  # fixed-size list
@@ -75,10 +75,10 @@ def test_stages_run_end_to_end_and_write_normalised_embeddings(make_pipeline, ti
     # semantic_dedup and outliers wrote their columns and summaries
     sd = read_stage(rd, "02-semantic_dedup")
     assert {"cluster", "nn_similarity", "dup_of"} <= set(sd.column_names)
-    assert m["stages"][2]["summary"]["clusters"] >= 1
+    assert m.stages[2].summary["clusters"] >= 1
     ol = read_stage(rd, "03-outliers")
     assert ol.column("flag").to_pylist().count("outlier") == round(0.1 * n)
-    assert m["stages"][0]["summary"]["image_computed"] == n
+    assert m.stages[0].summary["image_computed"] == n
 
 
 @pytest.mark.slow
@@ -92,15 +92,15 @@ def test_changed_threshold_reuses_embeddings_and_cache_survives_reruns(make_pipe
     assert {f: f.stat().st_mtime_ns for f in (runner.run.stages_dir / "00-embed").glob("*.parquet")} == emb_files
     # --force re-ingests and re-runs embed, but every embedding comes from the cache
     runner3, m3 = run(make_pipeline(COCO, stages(tiny_clip_dir, min_score=0.05)), force=True)
-    s = m3["stages"][0]["summary"]
-    n = m3["input"]["rows"]
+    s = m3.stages[0].summary
+    n = m3.input.rows
     assert s["image_computed"] == 0 and s["text_computed"] == 0
     assert s["image_cached"] == n and s["text_cached"] == n
     after = read_stage(runner3.run, "00-embed")
     assert after.column("image_embedding").equals(before.column("image_embedding"))
     # a different shard layout (same ids) still hits the cache
     runner4, m4 = run(make_pipeline({**COCO, "shard_size": 5}, stages(tiny_clip_dir)))
-    assert m4["stages"][0]["summary"]["image_computed"] == 0
+    assert m4.stages[0].summary["image_computed"] == 0
 
 
 @pytest.mark.slow
@@ -126,7 +126,7 @@ def test_sentence_transformers_backend_embeds_text_only(make_pipeline):
     emb = read_stage(runner.run, "00-embed")
     assert "image_embedding" not in emb.column_names
     txt = matrix(emb.column("text_embedding"))
-    assert txt.shape == (m["input"]["rows"], 384)
+    assert txt.shape == (m.input.rows, 384)
     np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, rtol=1e-5)
 
 

@@ -29,8 +29,8 @@ def run_pipeline(path, output=None):
 
 def stage_rows(run: RunDir, manifest: dict) -> tuple[dict, list[dict]]:
     """The label_noise stage's manifest entry and its rows joined with the records' source and label."""
-    entry = next(s for s in manifest["stages"] if s["name"] == "label_noise")
-    ann = read_stage(run, entry["dir"]).to_pylist()
+    entry = next(s for s in manifest.stages if s.name == "label_noise")
+    ann = read_stage(run, entry.dir).to_pylist()
     rec = {r["id"]: r for r in read_records(run, ["id", "source", "label", "text"]).to_pylist()}
     for row in ann:
         row.update({k: rec[row["id"]][k] for k in ("source", "label", "text")})
@@ -73,9 +73,9 @@ def test_mnist_example_pipeline_finds_most_planted_label_noise(tmp_path):
             assert r["action"] is None and r["detail"] is None and r["issue_rank"] is None
     ranks = sorted(r["issue_rank"] for r in rows if r["flag"])
     assert ranks == list(range(1, len(flagged) + 1))
-    s = entry["summary"]
+    s = entry.summary
     assert s["classes"] == [str(i) for i in range(10)]
-    assert s["label_issues"] == len(flagged) == entry["stats"]["flagged"]
+    assert s["label_issues"] == len(flagged) == entry.stats.flagged
     assert 0.8 <= s["heldout_accuracy"] < 1.0 and "warning" not in s
     assert 0.02 <= s["estimated_noise_rate"] <= 0.2
     assert set(s["noise_rate_per_class"]) == set(s["classes"])
@@ -106,8 +106,8 @@ def test_text_dataset_with_tfidf_features_finds_flipped_labels(tmp_path, shared_
     entry, ann = stage_rows(run, manifest)
     by_text = {r["text"]: r["key"] for r in rows}
     flagged = {by_text[r["text"]] for r in ann if r["flag"] == "label_issue"}
-    assert entry["summary"]["classes"] == ["negative", "positive"]
-    assert entry["summary"]["heldout_accuracy"] > 0.7
+    assert entry.summary["classes"] == ["negative", "positive"]
+    assert entry.summary["heldout_accuracy"] > 0.7
     assert len(flagged & flip) >= 30, f"found {len(flagged & flip)} of 60 flips among {len(flagged)} flagged"
 
 
@@ -147,7 +147,7 @@ def test_embedding_column_with_string_labels(tmp_path, make_pipeline):
             assert r["action"] == "drop"
             assert r["detail"].startswith(f'labelled "{flips[i]}", model says "{true[i]}" (p=')
     assert by_item["no label"]["given_label"] is None and by_item["no label"]["flag"] is None
-    s = entry["summary"]
+    s = entry.summary
     assert s["classes"] == ["cat", "dog", "frog"] and s["unlabelled"] == 1 and s["scored"] == 180
     assert s["heldout_accuracy"] > 0.95 and s["feature_info"] == {"dim": 16}
 
@@ -161,7 +161,7 @@ def test_knn_and_mlp_classifiers_run(tmp_path, make_pipeline):
                           [{"label_noise": {"features": "meta.emb", "classifier": clf, "folds": 3}}], name=clf)
         run, manifest = run_pipeline(p, output=str(tmp_path / clf))
         entry, ann = stage_rows(run, manifest)
-        assert entry["summary"]["classifier"] == clf and len(entry["summary"]["fold_accuracy"]) == 3
+        assert entry.summary["classifier"] == clf and len(entry.summary["fold_accuracy"]) == 3
         assert "item 3" in {r["text"] for r in ann if r["flag"]}
 
 
@@ -193,7 +193,7 @@ def test_pred_probs_column_matches_cleanlab(tmp_path, make_pipeline):
     q = get_label_quality_scores(labels, p64)
     got = np.array([r["label_quality"] for r in ann])
     np.testing.assert_allclose(got, q[order], atol=1e-5)
-    s = entry["summary"]
+    s = entry.summary
     assert "classifier" not in s and s["classes"] == ["0", "1", "2", "3"]
 
 
@@ -204,7 +204,7 @@ def test_pred_probs_with_named_labels_need_the_class_order(tmp_path, make_pipeli
                       [{"label_noise": {"features": "pred_probs:meta.p", "classes": ["c", "b", "a"]}}])
     run, manifest = run_pipeline(p)
     entry, ann = stage_rows(run, manifest)
-    assert entry["summary"]["classes"] == ["c", "b", "a"]
+    assert entry.summary["classes"] == ["c", "b", "a"]
     assert {r["suggested_label"] for r in ann} == {"a"}
     rows = [{"text": f"r{i}", "label": ["b", "a"][i % 2], "p": [0.1, 0.2, 0.7]} for i in range(30)]
     write_jsonl(tmp_path / "d.jsonl", rows)
@@ -223,8 +223,8 @@ def test_classes_too_small_for_the_folds_are_reported_not_crashed_on(tmp_path, m
                       [{"label_noise": {"features": "meta.emb"}}])
     run, manifest = run_pipeline(p)
     entry, ann = stage_rows(run, manifest)
-    assert entry["summary"]["classes_skipped"] == {"axolotl": 2}
-    assert entry["summary"]["scored"] == 60
+    assert entry.summary["classes_skipped"] == {"axolotl": 2}
+    assert entry.summary["scored"] == 60
     rare = [r for r in ann if r["text"].startswith("rare")]
     assert all(r["label_quality"] is None and r["flag"] is None and r["given_label"] == "axolotl" for r in rare)
 
@@ -236,8 +236,8 @@ def test_only_one_usable_class_scores_nothing_with_a_warning(tmp_path, make_pipe
     p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
     run, manifest = run_pipeline(p)
     entry, ann = stage_rows(run, manifest)
-    assert "at least two classes" in entry["summary"]["warning"]
-    assert entry["stats"]["flagged"] == 0 and all(r["label_quality"] is None for r in ann)
+    assert "at least two classes" in entry.summary["warning"]
+    assert entry.stats.flagged == 0 and all(r["label_quality"] is None for r in ann)
 
 
 def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
@@ -246,7 +246,7 @@ def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
     write_jsonl(tmp_path / "d.jsonl", rows)
     p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
     run, manifest = run_pipeline(p)
-    s = stage_rows(run, manifest)[0]["summary"]
+    s = stage_rows(run, manifest)[0].summary
     assert s["adjusted_accuracy"] < 0.5 and "too weak to trust" in s["warning"]
 
 
@@ -326,7 +326,7 @@ def test_unlabelled_or_empty_rows_do_not_crash_any_feature_kind(tmp_path, make_p
                           [{"label_noise": {"features": feats, "classes": ["a", "b"]}}], name=f"e{i}")
         run, manifest = run_pipeline(p, output=str(tmp_path / f"e{i}"))
         entry, ann = stage_rows(run, manifest)
-        assert entry["summary"]["scored"] == 0 and "nothing was scored" in entry["summary"]["warning"]
+        assert entry.summary["scored"] == 0 and "nothing was scored" in entry.summary["warning"]
         assert [r["flag"] for r in ann] == [None, None]
 
 
@@ -365,5 +365,5 @@ def test_text_embeddings_from_the_embed_stage(tmp_path, make_pipeline):
     entry, ann = stage_rows(run, manifest)
     flipped_texts = {rows[i]["text"] for i in flips}
     flagged = {r["text"] for r in ann if r["flag"] == "label_issue"}
-    assert entry["summary"]["feature_info"] == {"dim": 384}
+    assert entry.summary["feature_info"] == {"dim": 384}
     assert len(flagged & flipped_texts) >= 4 and len(flagged - flipped_texts) <= 3, (flagged, flipped_texts)

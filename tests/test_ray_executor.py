@@ -3,7 +3,7 @@
 import pytest
 
 from curate.config import load_pipeline
-from curate.policy import iter_outcomes
+from curate.fate import iter_fates
 from curate.rundir import RunDir
 from curate.runner import Runner
 from curate.shards import read_stage
@@ -21,8 +21,8 @@ def test_ray_and_local_give_the_same_annotations(make_pipeline, tmp_path):
     ray_run = Runner(load_pipeline(make_pipeline(cfg, stages, workers=2, executor="ray")), output=str(tmp_path / "ray"),
                      quiet=True)
     m = ray_run.execute()
-    assert m["config"]["executor"] == "ray"
+    assert m.config["executor"] == "ray"
     for d in ("00-image_quality", "01-text_quality"):
         assert read_stage(local.run, d).equals(read_stage(ray_run.run, d))
-    kept = lambda run: sorted(i for o in iter_outcomes(RunDir(run)) for i, a in zip(o.ids, o.actions) if a == "keep")
+    kept = lambda run: sorted(i for f in iter_fates(RunDir(run)) for i, k in zip(f.ids, f.kept) if k)
     assert kept(tmp_path / "local") == kept(tmp_path / "ray")

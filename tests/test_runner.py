@@ -31,12 +31,12 @@ def test_run_directory_layout(make_pipeline):
     p = make_pipeline(COCO, STAGES)
     runner, m = run(p)
     rd = runner.run
-    n = m["input"]["shards"]
+    n = m.input.shards
     assert n == len(rd.data_shards()) > 1
-    assert m["status"] == "done" and m["input"]["quarantined"] == 1
-    assert [s["dir"] for s in m["stages"]] == ["00-image_quality", "01-text_quality"]
-    for s in m["stages"]:
-        parts = sorted((rd.stages_dir / s["dir"]).glob("part-*.parquet"))
+    assert m.status == "done" and m.input.quarantined == 1
+    assert [s.dir for s in m.stages] == ["00-image_quality", "01-text_quality"]
+    for s in m.stages:
+        parts = sorted((rd.stages_dir / s.dir).glob("part-*.parquet"))
         assert len(parts) == n
         for i, part in enumerate(parts):
             ann = pq.read_table(part)
@@ -61,7 +61,7 @@ def test_second_run_is_up_to_date_and_changes_rerun_downstream_only(make_pipelin
     p2 = make_pipeline(COCO, [STAGES[0], {"text_quality": {"min_words": 5}}])
     runner3, m3 = run(p2)
     assert [r["status"] for r in runner3.report] == ["up to date", "up to date", "ran"]
-    assert m3["stages"][1]["params"]["min_words"] == 5
+    assert m3.stages[1].params["min_words"] == 5
     # change the first stage: both stages rerun
     p3 = make_pipeline(COCO, [{"image_quality": {"min_side": 10}}, {"text_quality": {"min_words": 5}}])
     runner4, _ = run(p3)
@@ -78,7 +78,7 @@ def test_removed_stage_directory_is_cleaned(make_pipeline):
     assert (runner.run.stages_dir / "01-text_quality").is_dir()
     runner, m = run(make_pipeline(COCO, STAGES[:1]))
     assert not (runner.run.stages_dir / "01-text_quality").exists()
-    assert len(m["stages"]) == 1
+    assert len(m.stages) == 1
 
 
 def test_changed_input_reingests(make_pipeline, tmp_path):
@@ -88,10 +88,10 @@ def test_changed_input_reingests(make_pipeline, tmp_path):
         (root / "a" / f"{i}.png").write_bytes(image_bytes(80, 80, fmt="PNG", seed=i))
     p = make_pipeline({"format": "imagefolder", "path": str(root)}, [{"image_quality": {}}])
     _, m = run(p)
-    assert m["input"]["rows"] == 3
+    assert m.input.rows == 3
     (root / "a" / "3.png").write_bytes(image_bytes(80, 80, fmt="PNG", seed=9))
     runner, m = run(p)
-    assert runner.report[0]["status"] == "ran" and m["input"]["rows"] == 4
+    assert runner.report[0]["status"] == "ran" and m.input.rows == 4
 
 
 def test_empty_dataset_is_a_clear_error(make_pipeline, tmp_path):

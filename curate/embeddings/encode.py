@@ -18,9 +18,9 @@ def embed_images(clip, blobs: Sequence[bytes | None], decoder: ImageDecoder, bat
 
     Returns ``(embeddings, ok)``: float32 ``(n, D)`` L2-normalised (zero rows where ``ok`` is false: no
     image or undecodable) and the bool mask ``(n,)``. Decoding runs in ``decoder``'s workers while the
-    device encodes the previous batch; results stay on the device until the end (one sync)."""
-    import torch
-
+    device encodes the previous batch; results stay on the device until the end (one sync). ``clip`` is
+    any encoder with ``encode_pixels`` and ``embed_dim`` (:class:`~curate.models.ClipModel`,
+    :class:`~curate.models.vision.ImageEncoder`)."""
     n = len(blobs)
     out = np.zeros((n, clip.embed_dim), dtype=np.float32)
     ok_all = np.zeros(n, dtype=bool)
@@ -32,7 +32,12 @@ def embed_images(clip, blobs: Sequence[bytes | None], decoder: ImageDecoder, bat
             feats.append(clip.encode_pixels(pixels, to_numpy=False))
             where.append(np.flatnonzero(ok) + k * batch_size)
     if feats:
-        out[np.concatenate(where)] = torch.cat(feats).cpu().numpy()
+        if isinstance(feats[0], np.ndarray):  # an onnxruntime encoder returns numpy
+            out[np.concatenate(where)] = np.concatenate(feats)
+        else:
+            import torch
+
+            out[np.concatenate(where)] = torch.cat(feats).cpu().numpy()
     return out, ok_all
 
 

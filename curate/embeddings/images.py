@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -39,6 +40,9 @@ class ResizeCrop:
     #: Let JPEG decoding scale down by 1/2, 1/4 or 1/8 (DCT scaling) while keeping at least the target
     #: size: several times faster on large photos, pixels differ slightly from open_clip's reference.
     draft: bool = False
+    #: Share of the resized image the centre crop keeps (timm's ``crop_pct``): the shortest side is first
+    #: resized to ``floor(size / crop_pct)``. 1.0 (open_clip) resizes straight to the crop size.
+    crop_pct: float = 1.0
 
     def __call__(self, img):
         from PIL import Image
@@ -47,7 +51,7 @@ class ResizeCrop:
         th, tw = self.size
         if self.draft and img.format == "JPEG":
             w0, h0 = img.size
-            scale = min(w0 / tw, h0 / th) if self.resize_mode == "squash" else min(w0, h0) / min(th, tw)
+            scale = min(w0 / tw, h0 / th) if self.resize_mode == "squash" else min(w0, h0) * self.crop_pct / min(th, tw)
             if scale >= 2:
                 img.draft("RGB", (int(np.ceil(w0 / scale)), int(np.ceil(h0 / scale))))
         if img.mode != "RGB":
@@ -57,7 +61,8 @@ class ResizeCrop:
             return img.resize((tw, th), resample)
         if th == tw:
             short, long = (w, h) if w <= h else (h, w)
-            new_short, new_long = th, int(th * long / short)
+            new_short = th if self.crop_pct >= 1.0 else int(math.floor(th / self.crop_pct))
+            new_long = int(new_short * long / short)
             new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
         else:  # open_clip's ResizeKeepRatio: scale so both sides cover the target
             ratio = min(w / tw, h / th)
@@ -74,7 +79,10 @@ class ResizeCrop:
 
 
 def transform_for(clip, *, draft: bool = False) -> ResizeCrop:
-    """The worker-side transform for a loaded :class:`curate.models.ClipModel`."""
+    """The worker-side transform for a loaded :class:`curate.models.ClipModel` (or any encoder with a
+    ``resize_crop`` method, e.g. :class:`curate.models.vision.ImageEncoder`)."""
+    if hasattr(clip, "resize_crop"):
+        return clip.resize_crop(draft=draft)
     pp = dict(getattr(clip.model.visual, "preprocess_cfg", {}) or {})
     mode = pp.get("resize_mode", "shortest")
     if mode not in ("shortest", "squash"):

@@ -159,10 +159,10 @@ def how_to_provide(model: str, tag: str | None) -> str:
             "open_clip_config.json and weights in PATH")
 
 
-def _reachable(model: str, tag: str, timeout: float = 3.0) -> str | None:
-    """``None`` if the host serving ``model``/``tag`` answers (or a proxy is configured), else why not.
-
-    A quick probe, so that an offline machine gets a clear answer at once instead of minutes of retries."""
+def hub_unreachable(host: str | None = None, timeout: float = 3.0) -> str | None:
+    """``None`` if ``host`` (default: the Hugging Face hub, or ``HF_ENDPOINT``) answers or a proxy is
+    configured, else why not. A quick probe, so that an offline machine gets a clear answer at once
+    instead of minutes of retries."""
     import socket
     from urllib.parse import urlparse
 
@@ -170,17 +170,22 @@ def _reachable(model: str, tag: str, timeout: float = 3.0) -> str | None:
         return "HF_HUB_OFFLINE is set"
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None
-    files = _tag_files(model, tag)
-    host = "huggingface.co"
-    if files and files[0][0] == "url":
-        host = urlparse(files[0][1]).hostname or host
-    elif os.environ.get("HF_ENDPOINT"):
-        host = urlparse(os.environ["HF_ENDPOINT"]).hostname or host
+    if host is None:
+        host = (urlparse(os.environ["HF_ENDPOINT"]).hostname if os.environ.get("HF_ENDPOINT") else None) or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
     except OSError as exc:
         return f"no network: cannot reach {host} ({exc})"
     return None
+
+
+def _reachable(model: str, tag: str, timeout: float = 3.0) -> str | None:
+    """:func:`hub_unreachable` for the host serving open_clip's ``model``/``tag``."""
+    from urllib.parse import urlparse
+
+    files = _tag_files(model, tag)
+    host = urlparse(files[0][1]).hostname if files and files[0][0] == "url" else None
+    return hub_unreachable(host, timeout)
 
 
 def fetch_weights(model: str, tag: str) -> str:

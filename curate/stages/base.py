@@ -70,6 +70,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "labels": ("cleanlab", "sklearn"),
     "captions": ("ftfy",),
     "clip": ("torch", "open_clip"),
+    "vision": ("torch", "timm"),
     "text": ("sentence_transformers",),
     "app": ("streamlit",),
     "hf": ("datasets",),

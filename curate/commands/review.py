@@ -63,7 +63,14 @@ def serve(cmd: list[str], *, env: dict) -> tuple[int, int | None]:
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     proc = None
     try:
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        mask = hasattr(signal, "pthread_sigmask")
+        if mask:  # no signal between the fork and knowing the child's pid (the child unblocks them)
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        finally:
+            if mask:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return proc.wait(), None
     except _Stop as stop:
         for s in STOP_SIGNALS:  # a second Ctrl+C while stopping must not leave the server behind

@@ -47,6 +47,7 @@ _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _H80, _L7F = np.uint64(0x8080808080808080), np.uint64(0x7F7F7F7F7F7F7F7F)
 _B20, _B1F, _B05 = np.uint64(0x2020202020202020), np.uint64(0x1F1F1F1F1F1F1F1F), np.uint64(0x0505050505050505)
+_B3F, _B25 = np.uint64(0x3F3F3F3F3F3F3F3F), np.uint64(0x2525252525252525)
 _B50, _B46 = np.uint64(0x5050505050505050), np.uint64(0x4646464646464646)
 _GATHER = np.uint64(0x0002040810204081)  # moves bit 7 of byte j to bit 56 + j
 
@@ -175,11 +176,12 @@ if numba is not None:
                 t += _ONE
 
     @_jit
-    def word_signatures(words, nbytes, offsets, ngram, k, seed_mix, sig, counts):
+    def word_signatures(words, nbytes, offsets, docs, ngram, k, seed_mix, sig, counts):
         """Signatures of word ``ngram`` shingles of every document of an Arrow-style byte buffer.
 
         ``words`` holds the ``nbytes`` bytes of the (already lower-cased) UTF-8 texts, zero-padded, as
-        uint64 (:func:`padded_words`); ``offsets`` (int64, N + 1) are the texts' byte bounds.
+        uint64 (:func:`padded_words`); ``offsets`` (int64, N + 1) are the texts' byte bounds; only the
+        documents listed in ``docs`` (int64) are signed.
         Writes ``sig`` (N, k) uint32 and ``counts`` (N,) int64 (shingles per document).
 
         Per document: word bounds from the batch's word-byte bit mask (:func:`word_mask`, trailing-zero
@@ -198,7 +200,7 @@ if numba is not None:
         top = _ONE  # P ** (ngram - 1)
         for _ in range(ngram - 1):
             top = top * _P64
-        for d in range(n):
+        for d in docs:
             nw = _word_bounds(mask, offsets[d], offsets[d + 1], starts, ends)
             work[:] = _UNSET
             pos = 0  # ring slot of the oldest word of the window
@@ -222,6 +224,16 @@ if numba is not None:
                 sig[d, :] = _EMPTY
             else:
                 _finish(work, sig[d], seed_mix, k)
+
+    @_jit
+    def ascii_lower(words):
+        """Lower-case the ASCII letters of a :func:`padded_words` buffer in place (SWAR: bytes 0x41-0x5A
+        get bit 0x20)."""
+        for w in range(len(words)):
+            x = words[w]
+            lo = x & _L7F
+            upper = (lo + _B3F) & ~(lo + _B25) & ~x & _H80
+            words[w] = x | (upper >> np.uint64(2))
 
     @_jit
     def hash_signatures(hashes, offsets, k, seed_mix, sig):

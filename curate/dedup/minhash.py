@@ -19,6 +19,7 @@ grow with ``num_perm``. ``engine=`` picks one explicitly (tests compare them).
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from curate.dedup import kernels
 from curate.dedup.hashing import mix64
@@ -155,6 +156,37 @@ def pair_jaccard(sig: np.ndarray, a: np.ndarray, b: np.ndarray, *, chunk: int = 
     return out
 
 
+def _compiled_word_signatures(arr, lowercase: bool, ngram: int, k: int, seed_mix, sig: np.ndarray,
+                              counts: np.ndarray) -> None:
+    """Word-shingle signatures of a large_string array with the compiled kernels, into ``sig``/``counts``.
+
+    Lower-casing: ASCII letters in the kernel's buffer (8 bytes at a time); only texts with non-ASCII
+    bytes go through Arrow's Unicode ``utf8_lower`` (same result as lower-casing every text with it)."""
+    import pyarrow.compute as pc
+
+    from curate.dedup.shingles import _utf8_buffer
+
+    data, offs = _utf8_buffer(arr)
+    words = kernels.padded_words(data)
+    special = np.zeros(0, dtype=np.int64)
+    if lowercase:
+        kernels.ascii_lower(words)
+        high = np.flatnonzero(data >= 0x80)
+        if len(high):
+            special = np.unique(np.searchsorted(offs, high, side="right") - 1)
+    plain = np.ones(len(arr), dtype=bool)
+    plain[special] = False
+    kernels.word_signatures(words, len(data), offs, np.flatnonzero(plain), ngram, k, seed_mix, sig, counts)
+    if len(special):
+        d2, o2 = _utf8_buffer(pc.utf8_lower(arr.take(pa.array(special))))
+        sig2 = np.empty((len(special), k), dtype=np.uint32)
+        c2 = np.empty(len(special), dtype=np.int64)
+        kernels.word_signatures(kernels.padded_words(d2), len(d2), o2, np.arange(len(special)), ngram, k, seed_mix,
+                                sig2, c2)
+        sig[special] = sig2
+        counts[special] = c2
+
+
 def text_signatures(texts, *, num_perm: int = 128, seed: int = 1, tokens: str = "word", ngram: int = 5,
                     lowercase: bool = True, batch_size: int | None = None,
                     engine: str = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -165,13 +197,11 @@ def text_signatures(texts, *, num_perm: int = 128, seed: int = 1, tokens: str = 
     (512 texts per batch) and signed. Both engines give identical results.
 
     Returns ``sig`` (N, num_perm) uint32 and ``n_shingles`` (N,) int64 (0 for empty texts)."""
-    from curate.dedup.shingles import _as_string_array, _utf8_buffer, shingle_hashes
+    from curate.dedup.shingles import _as_string_array, shingle_hashes
 
     compiled = tokens == "word" and _use_kernels(engine)
     batch_size = batch_size or (8192 if compiled else 512)
     if compiled:
-        import pyarrow.compute as pc
-
         texts = _as_string_array(texts)
     n = len(texts)
     sig = np.empty((n, num_perm), dtype=np.uint32)
@@ -180,9 +210,8 @@ def text_signatures(texts, *, num_perm: int = 128, seed: int = 1, tokens: str = 
     for s in range(0, n, batch_size):
         part = texts[s:s + batch_size]
         if compiled:
-            data, offs = _utf8_buffer(pc.utf8_lower(part) if lowercase else part)
-            m = len(offs) - 1
-            kernels.word_signatures(kernels.padded_words(data), len(data), offs, int(ngram), int(num_perm), seed_mix, sig[s:s + m], counts[s:s + m])
+            m = len(part)
+            _compiled_word_signatures(part, lowercase, int(ngram), int(num_perm), seed_mix, sig[s:s + m], counts[s:s + m])
             continue
         hashes, offsets = shingle_hashes(part, tokens=tokens, ngram=ngram, lowercase=lowercase)
         sig[s:s + len(offsets) - 1], _ = signatures(hashes, offsets, num_perm=num_perm, seed=seed, engine=engine)

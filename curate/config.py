@@ -364,8 +364,9 @@ def load_yaml(text: str, name: str = "<string>") -> Any:
     Like ``yaml.safe_load``, but duplicate keys, non-string keys and documents whose aliases expand to
     more than :data:`MAX_YAML_VALUES` values are ConfigErrors naming the key and its line.
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -376,7 +377,8 @@ def load_yaml(text: str, name: str = "<string>") -> Any:
     except RecursionError:
         raise ConfigError(f"{name}: YAML nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def resolve_relative_paths(data: Any, base: Path) -> Any:

@@ -238,7 +238,7 @@ class Runner:
         self.run.root.mkdir(parents=True, exist_ok=True)
         manifest = self._base_manifest()
         executor = make_executor(self.pipeline.config.executor, workers=self.workers,
-                                 address=self.pipeline.config.address, quiet=self.quiet)
+                                 address=self.pipeline.config.address, quiet=self.quiet, preload=(__name__,))
         try:
             executor.warm_up()
             fp = self._ingest(manifest, executor)

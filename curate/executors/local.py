@@ -6,7 +6,7 @@ import multiprocessing as mp
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 from curate.executors.base import Executor
 
@@ -14,9 +14,10 @@ from curate.executors.base import Executor
 class LocalExecutor(Executor):
     """Shards processed in ``workers`` processes (or inline with ``workers: 1``)."""
 
-    def __init__(self, workers: int = 2, quiet: bool = False):
+    def __init__(self, workers: int = 2, quiet: bool = False, preload: tuple[str, ...] = ()):
         self.workers = max(1, int(workers))
         self.quiet = quiet
+        self.preload = tuple(preload)
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._warming: threading.Thread | None = None
@@ -30,8 +31,9 @@ class LocalExecutor(Executor):
             method = "forkserver" if sys.platform.startswith("linux") else "spawn"
             ctx = mp.get_context(method)
             if method == "forkserver":
-                # workers fork from a server that has already imported the runner (pyarrow, stages)
-                ctx.set_forkserver_preload(["curate.executors._preload"])
+                # workers fork from a server that has already imported what the tasks need (the caller's
+                # modules, e.g. the runner) and warmed pyarrow up
+                ctx.set_forkserver_preload(["curate.executors._preload", *self.preload])
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
@@ -47,41 +49,20 @@ class LocalExecutor(Executor):
             self._warming = threading.Thread(target=start, name="curate-warm-up", daemon=True)
             self._warming.start()
 
-    def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
-                      total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
-        bar = self.progress(desc, total_rows)
-        try:
-            if self.workers == 1 or not parallel:
-                for task in tasks:
-                    result = fn(task)
-                    bar.update(result.get("rows", 0))
-                    yield result
-                return
-            pool = self._get_pool()
-            in_flight: set[Future] = set()
-            task_iter = iter(tasks)
-            exhausted = False
-            try:
-                while True:
-                    while not exhausted and len(in_flight) < 2 * self.workers:
-                        try:
-                            in_flight.add(pool.submit(fn, next(task_iter)))
-                        except StopIteration:
-                            exhausted = True
-                    if not in_flight:
-                        break
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        result = fut.result()
-                        bar.update(result.get("rows", 0))
-                        yield result
-            except BaseException:
-                for fut in in_flight:
-                    fut.cancel()
-                self.close(cancel=True)
-                raise
-        finally:
-            bar.close()
+    def submit(self, fn: Callable[[Any], dict], task: Any) -> Future:
+        return self._get_pool().submit(fn, task)
+
+    def wait(self, handles: set) -> tuple[set, set]:
+        done, pending = wait(handles, return_when=FIRST_COMPLETED)
+        return set(done), set(pending)
+
+    def result(self, handle: Future) -> dict:
+        return handle.result()
+
+    def cancel(self, handles: set) -> None:
+        for fut in handles:
+            fut.cancel()
+        self.close(cancel=True)
 
     def close(self, cancel: bool = False) -> None:
         if self._warming is not None:

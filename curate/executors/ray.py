@@ -9,7 +9,7 @@ stages' reduce steps run on the driver (see each stage's docstring for its memor
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 from curate.errors import require
 from curate.executors.base import Executor
@@ -38,45 +38,26 @@ class RayExecutor(Executor):
             self._remote[fn] = self.ray.remote(fn)
         return self._remote[fn]
 
-    def _slots(self) -> int:
+    def serial(self) -> bool:
+        return False
+
+    def slots(self) -> int:
         cpus = int(self.ray.cluster_resources().get("CPU", self.workers))
         return max(2, 2 * cpus)
 
-    def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
-                      total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
-        bar = self.progress(desc, total_rows)
-        try:
-            if not parallel:
-                for task in tasks:
-                    result = fn(task)
-                    bar.update(result.get("rows", 0))
-                    yield result
-                return
-            remote = self._remote_fn(fn)
-            slots = self._slots()
-            pending: list = []
-            task_iter = iter(tasks)
-            exhausted = False
-            try:
-                while True:
-                    while not exhausted and len(pending) < slots:
-                        try:
-                            pending.append(remote.remote(next(task_iter)))
-                        except StopIteration:
-                            exhausted = True
-                    if not pending:
-                        break
-                    done, pending = self.ray.wait(pending, num_returns=1)
-                    for ref in done:
-                        result = self.ray.get(ref)
-                        bar.update(result.get("rows", 0))
-                        yield result
-            except BaseException:
-                for ref in pending:
-                    self.ray.cancel(ref, force=True)
-                raise
-        finally:
-            bar.close()
+    def submit(self, fn: Callable[[Any], dict], task: Any):
+        return self._remote_fn(fn).remote(task)
+
+    def wait(self, handles: set) -> tuple[set, set]:
+        done, pending = self.ray.wait(list(handles), num_returns=1)
+        return set(done), set(pending)
+
+    def result(self, handle) -> dict:
+        return self.ray.get(handle)
+
+    def cancel(self, handles: set) -> None:
+        for ref in handles:
+            self.ray.cancel(ref, force=True)
 
     def close(self) -> None:
         if self._started_here and self.ray.is_initialized():

@@ -33,7 +33,6 @@ from curate.readers.limits import (
 )
 from curate.stages.base import Stage, StageParams, get_stage_class, registry
 
-INPUT_FORMATS = ("imagefolder", "captions", "csv", "jsonl", "parquet", "webdataset", "coco", "hf")
 
 
 class InputConfig(BaseModel):
@@ -79,8 +78,12 @@ class PipelineConfig(BaseModel):
     workers: int = Field(2, ge=1, description="worker processes for the local executor")
     stages: list[Any] = Field(default_factory=list, description="stages in order, each {name: {params}}")
 
-    def output_dir(self) -> Path:
-        return Path(self.output or f"runs/{self.name}")
+    def output_dir(self):
+        """The run directory: a :class:`pathlib.Path`, or a :class:`curate.storage.RemotePath` for
+        ``s3://...`` and other object-storage URLs."""
+        from curate.storage import location
+
+        return location(self.output or f"runs/{self.name}")
 
 
 class StageSpec(BaseModel):

@@ -76,12 +76,6 @@ def range_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     return mix64(h, inplace=True)
 
 
-def bytes_ranges_hash(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Hash each byte string of an Arrow-style (``data``, ``offsets``) string buffer."""
-    offsets = np.asarray(offsets, dtype=np.int64)
-    return range_hashes(data, offsets[:-1], offsets[1:])
-
-
 def substring_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Hash the byte strings ``data[starts[i]:ends[i]]`` (e.g. words), 8 bytes at a time.
 

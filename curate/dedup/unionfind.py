@@ -40,8 +40,3 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 break
             parent = grand
     return parent
-
-
-def cluster_sizes(labels: np.ndarray) -> np.ndarray:
-    """Size of each item's component (shape (n,))."""
-    return np.bincount(labels, minlength=len(labels))[labels]

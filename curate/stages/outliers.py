@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from curate.embeddings.fields import EmbeddingFieldParams, embedding_matrix
+from curate.embeddings.fields import embedding_matrix
+from curate.stages._embedding_params import EmbeddingFieldParams
 from curate.stages.base import Column, GlobalStage, Outputs, Score, flag_table, register_stage
 
 

@@ -9,7 +9,8 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from curate.dedup.keep import CLUSTER_COLUMNS, KeepRule, cluster_duplicates, keep_field, short_id
-from curate.embeddings.fields import EmbeddingFieldParams, embedding_matrix
+from curate.embeddings.fields import embedding_matrix
+from curate.stages._embedding_params import EmbeddingFieldParams
 from curate.stages.base import Column, GlobalStage, Outputs, Score, register_stage
 
 #: Representative rules beyond the shared ones (curate.dedup.keep): by distance to the k-means centre.

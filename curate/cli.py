@@ -166,23 +166,26 @@ def status(run_dir, as_json):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "imagefolder", "webdataset"]), default="parquet",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "imagefolder", "webdataset", "hf"]),
+              default="parquet", show_default=True,
+              help="hf: a Hugging Face datasets dataset (save_to_disk; load it with datasets.load_from_disk).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--pending", type=click.Choice(["keep", "drop"]), default="drop", show_default=True,
               help="What to do with items flagged for review that no reviewer decided (see 'curate review').")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--keep-original-caption", is_flag=True,
               help="With a caption_repair stage: also export the ingested text as caption_original.")
+@click.option("--annotations", is_flag=True,
+              help="With --format hf: add every stage's flag, detail and scores as '<stage dir>.<column>' columns.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def export(run_dir, fmt, out, pending, overwrite, keep_original_caption, quiet):
+def export(run_dir, fmt, out, pending, overwrite, keep_original_caption, annotations, quiet):
     """Export the curated items of a run."""
     from curate.export import export_run
     from curate.runlock import run_lock
 
     with run_lock(run_dir, "curate export"):  # no 'curate run' rewrites the run while it is exported
         em = export_run(run_dir, out, fmt=fmt, pending=pending, overwrite=overwrite, quiet=quiet,
-                        keep_original_caption=keep_original_caption)
+                        keep_original_caption=keep_original_caption, annotations=annotations)
     c = em["counts"]
     click.echo(f"exported {c['kept']:,} of {c['in']:,} items as {fmt} to {out} "
                f"({c['dropped']:,} left out; details in {Path(out) / 'export_manifest.json'})")

@@ -4,8 +4,10 @@ Which items go out, and with which caption and label, is decided by :mod:`curate
 then reviewer decisions, then the ``pending`` rule), the same function ``status`` and the review app use.
 
 Formats: ``parquet`` (record columns, one file per shard), ``jsonl`` (+ image files), ``imagefolder``
-(``<label>/<id>.<ext>``), ``webdataset`` (tar shards of ``<id>.<ext>``, ``.txt``, ``.cls``, ``.json``).
-Writes ``export_manifest.json`` beside the data: counts in, kept, dropped per reason, the config.
+(``<label>/<id>.<ext>``), ``webdataset`` (tar shards of ``<id>.<ext>``, ``.txt``, ``.cls``, ``.json``),
+``hf`` (a Hugging Face ``datasets`` dataset written with ``save_to_disk``: typed features, ``image`` as
+``datasets.Image``, ``label`` as ``ClassLabel``; with ``annotations``, every stage's flag, detail and
+scores as ``<stage dir>.<column>`` columns). Writes ``export_manifest.json`` beside the data: counts in, kept, dropped per reason, the config.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from curate.imageinfo import BadImage, probe_image
 from curate.rundir import RunDir, atomic_path, write_json, write_table
 from curate.shards import read_data_shard
 
-FORMATS = ("parquet", "jsonl", "imagefolder", "webdataset")
+FORMATS = ("parquet", "jsonl", "imagefolder", "webdataset", "hf")
 _EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 
 
@@ -51,6 +53,9 @@ def _safe_label(label: str | None) -> str:
 class _Writer:
     def __init__(self, out: Path):
         self.out = out
+
+    def begin(self, run: RunDir) -> None:
+        """Called once before the first shard, with the run being exported."""
 
     def write(self, shard: int, table: pa.Table) -> None:
         raise NotImplementedError
@@ -119,12 +124,146 @@ class _WebDatasetWriter(_Writer):
                     tf.addfile(info, io.BytesIO(data))
 
 
+class _HFWriter(_Writer):
+    """A ``datasets`` dataset, via ``save_to_disk``: kept shards are spooled to Parquet in the features'
+    storage types, then loaded (memory-mapped, not into RAM) and saved, so memory stays bounded.
+
+    ``label`` becomes a ``ClassLabel`` over every label of the run (given, suggested by a stage or chosen by a
+    reviewer), so class ids do not depend on which items were kept; ``image`` becomes ``datasets.Image``."""
+
+    SPOOL = ".hf-spool"
+
+    def __init__(self, out, *, annotations: bool = False, quiet: bool = False):
+        super().__init__(out)
+        self.quiet = quiet
+        try:
+            import datasets  # noqa: F401
+        except ImportError:
+            raise CurateError("--format hf needs the 'hf' extra (the datasets package); "
+                              "install it with: pip install 'curate[hf]'") from None
+        self.annotations = annotations
+        self.spool = out / self.SPOOL
+        self.files: list[Path] = []
+        self.features = None
+        self.run: RunDir | None = None
+
+    def begin(self, run):
+        self.run = run
+        self.stages = run.finished_stages()
+        self.class_names = _run_labels(run, self.stages)
+        self.has_images = _has_images(run)
+
+    def _annotation_columns(self, shard: int, table: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
+        from curate.shards import read_annotation_shard
+
+        for entry in self.stages:
+            scores = [s.column for s in entry.outputs.scores] + [c.name for c in entry.outputs.columns if c.role == "score"]
+            st = read_annotation_shard(self.run, entry, shard, ["id", "flag", "detail", *dict.fromkeys(scores)])
+            rows = pc.index_in(table.column("id"), value_set=st.column("id"))
+            for col in st.column_names[1:]:
+                table = table.append_column(f"{entry.dir}.{col}", st.column(col).take(rows))
+        return table
+
+    def _features(self, schema: pa.Schema):
+        import datasets
+
+        features = datasets.Features.from_arrow_schema(schema)
+        if "image" in features:
+            if self.has_images:
+                features["image"] = datasets.Image()
+            else:
+                del features["image"]
+        if "label" in features and self.class_names:
+            features["label"] = datasets.ClassLabel(names=self.class_names)
+        return features
+
+    def write(self, shard, table):
+        from datasets.table import table_cast
+
+        if self.annotations:
+            table = self._annotation_columns(shard, table)
+        if self.features is None:
+            self.features = self._features(table.schema)
+        if "image" not in self.features and "image" in table.column_names:
+            table = table.drop_columns(["image"])
+        path = self.spool / f"part-{shard:05d}.parquet"
+        write_table(table_cast(table, self.features.arrow_schema), path)
+        self.files.append(path)
+
+    def close(self):
+        import datasets
+        from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        was_disabled = are_progress_bars_disabled()
+        if self.quiet:
+            disable_progress_bars()
+        try:
+            if self.run is None:
+                return
+            if self.features is None:  # nothing kept: an empty dataset with the record's features
+                empty = read_data_shard(self.run, 0).schema.empty_table() if self.run.data_shards() else pa.table({})
+                if self.annotations:
+                    empty = self._annotation_columns(0, empty)
+                self.features = self._features(empty.schema)
+                ds = datasets.Dataset.from_dict({k: [] for k in self.features}, features=self.features)
+            else:
+                ds = datasets.Dataset.from_parquet([str(f) for f in self.files], features=self.features, split="train",
+                                                   cache_dir=str(self.spool / "cache"), keep_in_memory=False)
+            ds.save_to_disk(str(self.out))
+            del ds
+        finally:
+            shutil.rmtree(self.spool, ignore_errors=True)
+            if self.quiet and not was_disabled:
+                enable_progress_bars()
+
+
+def _run_labels(run: RunDir, stages) -> list[str]:
+    """Every label of the run, sorted: given ones, labels stages suggest, labels reviewers chose."""
+    from curate.fate import load_decisions
+    from curate.shards import read_annotation_shard
+
+    labels: set[str] = set()
+    for i, p in enumerate(run.data_shards()):
+        t = read_data_shard(run, i, ["label"])
+        if "label" in t.column_names:
+            labels.update(v for v in t.column("label").to_pylist() if v is not None)
+        for entry in stages:
+            col = entry.outputs.column_with_role("suggested_label")
+            if col:
+                st = read_annotation_shard(run, entry, i, [col])
+                if col in st.column_names:
+                    labels.update(str(v) for v in st.column(col).to_pylist() if v is not None)
+    labels.update(d.label for d in load_decisions(run).values() if d.label is not None)
+    return sorted(labels)
+
+
+def _has_images(run: RunDir) -> bool:
+    """Whether any record has image bytes (from the Parquet footers' null counts, without reading images)."""
+    import pyarrow.parquet as pq
+
+    for p in run.data_shards():
+        meta = pq.ParquetFile(p).metadata
+        names = meta.schema.names
+        if "image" not in names:
+            continue
+        j = names.index("image")
+        for g in range(meta.num_row_groups):
+            col = meta.row_group(g).column(j)
+            stats = col.statistics
+            if stats is None or not stats.has_null_count or stats.null_count < meta.row_group(g).num_rows:
+                return True
+    return False
+
+
 _WRITERS = {"parquet": _ParquetWriter, "jsonl": _JsonlWriter, "imagefolder": _ImageFolderWriter,
-            "webdataset": _WebDatasetWriter}
+            "webdataset": _WebDatasetWriter, "hf": _HFWriter}
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pending: str = "drop",
-               overwrite: bool = False, quiet: bool = False, keep_original_caption: bool = False) -> dict:
+               overwrite: bool = False, quiet: bool = False, keep_original_caption: bool = False,
+               annotations: bool = False) -> dict:
     """Export the kept items of a run (:mod:`curate.fate` decides which); returns the export manifest.
 
     ``pending`` says what happens to items a stage sent to review that nobody decided: ``keep`` or ``drop``.
@@ -133,6 +272,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
     """
     if fmt not in _WRITERS:
         raise CurateError(f"--format: unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if annotations and fmt != "hf":
+        raise CurateError("--annotations: only --format hf writes the stages' flags and scores as columns")
     if pending not in PENDING_RULES:
         raise CurateError(f"--pending: expected keep or drop, got {pending!r}")
     run = RunDir(run_dir)
@@ -143,7 +284,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
             raise CurateError(f"--out: {out} exists and is not empty; choose another folder or pass --overwrite")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    writer = _WRITERS[fmt](out)
+    writer = _HFWriter(out, annotations=annotations, quiet=quiet) if fmt == "hf" else _WRITERS[fmt](out)
+    writer.begin(run)
     counts: Counter = Counter()
     dropped_reasons: Counter = Counter()
     bar = tqdm(total=manifest.input.rows, desc=f"export {fmt}", unit="row", file=sys.stderr, disable=quiet)

@@ -1,14 +1,20 @@
-"""A synthetic run directory for the review tests and benchmark: data shards, five stages' shards and
-a manifest, written with the ``curate.rundir`` helpers (no models, no network, a fraction of a second).
+"""A synthetic run directory for the review tests and benchmark: data shards, five stages' shards and a
+typed manifest whose stage entries declare their outputs (roles, scores, edit flags) like real stages,
+written with the ``curate.rundir`` helpers (no models, no network, a fraction of a second).
 
-Stage layout (every stage writes ``flag``/``action``/``detail`` like a real one):
+Stage layout (every stage writes ``flag``/``action``/``detail`` like a real one), for item ``i``:
 
-* ``00-text_quality``: ``too_short`` (review) when the caption has under 3 words; score ``non_letter_share``.
-* ``01-near_dup``: items ``i % 10 == 1`` are near-duplicates (review) of item ``i - 1`` (as the dedup
-  stages write them): ``cluster_id``, ``is_representative``, score ``similarity``.
-* ``02-label_noise``: items ``i % 7 == 3`` get ``label_issue`` (review), ``suggested_label``, ``label_quality``.
-* ``03-caption_repair``: items ``i % 11 == 5`` get ``mojibake`` (review) and a ``repaired_caption``.
-* ``04-image_quality``: items ``i % 13 == 7`` are ``too_dark`` (drop); score ``luma_mean``.
+* ``00-text_quality``: ``too_short`` (review) when the caption has under 3 words; score ``n_words``
+  (param ``min_words``, flags below).
+* ``01-near_dup``: items ``i % 10 == 1`` are near-duplicates (review) of item ``i - 1`` (the group's
+  representative): ``cluster_id`` (duplicate_group), ``is_representative`` (representative), score
+  ``similarity`` (param ``threshold``, flags above).
+* ``02-label_noise``: items ``i % 7 == 3`` get ``label_issue`` (review), ``suggested_label`` with
+  ``suggested_prob`` (its confidence) and score ``label_quality`` (param ``min_quality``, flags below).
+* ``03-caption_repair``: items ``i % 11 == 5`` get ``caption_repaired`` (review; an edit flag) and a
+  ``caption`` (replacement_text).
+* ``04-image_quality``: ``too_dark`` (drop) when ``luma_mean`` < 15 (items ``i % 13 == 7``), else
+  ``blurry`` (review) when ``sharpness`` < 30; ``sharpness = (i * 53) % 200``.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from pathlib import Path
 import pyarrow as pa
 from PIL import Image
 
+from curate.manifest import ColumnSpec, InputEntry, Manifest, ScoreSpec, StageEntry, StageOutputs
 from curate.record import RECORD_SCHEMA, content_id
 from curate.rundir import RunDir, shard_name, write_table
 
 LABELS = ["cat", "dog", "frog", "ship"]
 HTML_CAPTION = "<img src=x onerror=alert(1)> <b>bold</b> *not italic*"
+DIRS = ["00-text_quality", "01-near_dup", "02-label_noise", "03-caption_repair", "04-image_quality"]
 
 
 def _png(i: int) -> bytes:
@@ -41,13 +49,54 @@ def _caption(i: int) -> str:
     return f"a photo number {i} of a small {LABELS[i % 4]} on grass"
 
 
+def luma(i: int) -> float:
+    return 7.0 if i % 13 == 7 else float(40 + (i * 29) % 200)
+
+
+def sharpness(i: int) -> float:
+    return float((i * 53) % 200)
+
+
+def _outputs() -> dict[str, StageOutputs]:
+    C, S = ColumnSpec, ScoreSpec
+    return {
+        "00-text_quality": StageOutputs(
+            columns=[C(name="n_words", type="int32", role="score"), C(name="non_letter_share", type="float")],
+            scores=[S(column="n_words", flag="too_short", param="min_words", flags_when="below", label="words")]),
+        "01-near_dup": StageOutputs(
+            columns=[C(name="cluster_id", type="string", role="duplicate_group"),
+                     C(name="is_representative", type="bool", role="representative"),
+                     C(name="similarity", type="float", role="score")],
+            scores=[S(column="similarity", flag="near_duplicate", param="threshold", flags_when="above",
+                      label="similarity")]),
+        "02-label_noise": StageOutputs(
+            columns=[C(name="suggested_label", type="string", role="suggested_label"),
+                     C(name="suggested_prob", type="float", role="label_confidence"),
+                     C(name="label_quality", type="float", role="score")],
+            scores=[S(column="label_quality", flag="label_issue", param="min_quality", flags_when="below",
+                      label="label quality")]),
+        "03-caption_repair": StageOutputs(
+            columns=[C(name="caption", type="string", role="replacement_text")],
+            edit_flags={"caption_repaired": "caption"}),
+        "04-image_quality": StageOutputs(
+            columns=[C(name="luma_mean", type="float", role="score"), C(name="sharpness", type="float", role="score")],
+            scores=[S(column="luma_mean", flag="too_dark", param="dark_below", flags_when="below", label="mean luma"),
+                    S(column="sharpness", flag="blurry", param="min_sharpness", flags_when="below", label="sharpness")]),
+    }
+
+
+PARAMS = {"00-text_quality": {"min_words": 3, "action": "review"}, "01-near_dup": {"threshold": 0.9, "action": "review"},
+          "02-label_noise": {"min_quality": 0.5, "action": "review"}, "03-caption_repair": {"action": "review"},
+          "04-image_quality": {"dark_below": 15.0, "min_sharpness": 30.0,
+                               "action": {"too_dark": "drop", "default": "review"}}}
+
+
 def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list[bytes] | None = None,
                     all_flagged: bool = False) -> RunDir:
     """Write a finished run of ``n`` items to ``root``; ``images`` (cycled) replaces the generated PNGs.
 
     ``all_flagged``: ``00-text_quality`` flags every item (for the benchmark's 100,000 flagged items)."""
     run = RunDir(root)
-    stages = {"00-text_quality": [], "01-near_dup": [], "02-label_noise": [], "03-caption_repair": [], "04-image_quality": []}
     ids_all: list[str] = []
     n_shards = (n + shard_size - 1) // shard_size
     for s in range(n_shards):
@@ -73,65 +122,84 @@ def make_review_run(root: Path, n: int = 120, shard_size: int = 50, images: list
                     "action": pa.array(actions, pa.string()), "detail": pa.array(details, pa.string())}
             return pa.table(data)
 
-        short = [all_flagged or len(_caption(i).split()) < 3 for i in idx]
-        write_table(table({"n_words": pa.array([len(_caption(i).split()) for i in idx], pa.int32()),
+        words = [len(_caption(i).split()) for i in idx]
+        short = [all_flagged or w < 3 for w in words]
+        write_table(table({"n_words": pa.array(words, pa.int32()),
                            "non_letter_share": pa.array([(i % 17) / 17 for i in idx], pa.float32())},
                           ["too_short" if f else None for f in short], ["review" if f else None for f in short],
-                          [(f"{len(_caption(i).split())} words, fewer than 3" if len(_caption(i).split()) < 3
-                           else "flagged for the benchmark") if f else None for i, f in zip(idx, short)]),
-                    run.stage_dir("00-text_quality") / shard_name(s))
+                          [(f"{w} words, fewer than 3" if w < 3 else "flagged for the benchmark") if f else None
+                           for w, f in zip(words, short)]),
+                    run.stage_shard("00-text_quality", s))
         dup = [i % 10 == 1 for i in idx]
         write_table(table({"cluster_id": pa.array([f"c{i // 10}" if i % 10 in (0, 1) else None for i in idx], pa.string()),
                            "is_representative": pa.array([i % 10 == 0 for i in idx], pa.bool_()),
                            "similarity": pa.array([0.9 + (i % 10) / 100 if d else None for i, d in zip(idx, dup)], pa.float32())},
                           ["near_duplicate" if d else None for d in dup], ["review" if d else None for d in dup],
                           [f"near-duplicate of {ids_all[i - 1][:8]} (Jaccard 0.91)" if d else None for i, d in zip(idx, dup)]),
-                    run.stage_dir("01-near_dup") / shard_name(s))
+                    run.stage_shard("01-near_dup", s))
         lab = [i % 7 == 3 for i in idx]
         write_table(table({"suggested_label": pa.array([LABELS[(i + 1) % 4] if f else None for i, f in zip(idx, lab)], pa.string()),
+                           "suggested_prob": pa.array([0.97 if f else None for f in lab], pa.float32()),
                            "label_quality": pa.array([(i % 100) / 100 for i in idx], pa.float32())},
                           ["label_issue" if f else None for f in lab], ["review" if f else None for f in lab],
                           [f"labelled {LABELS[i % 4]}, model says {LABELS[(i + 1) % 4]} (p=0.97)" if f else None
                            for i, f in zip(idx, lab)]),
-                    run.stage_dir("02-label_noise") / shard_name(s))
-        moj = [i % 11 == 5 for i in idx]
-        write_table(table({"repaired_caption": pa.array([_caption(i).replace("photo", "picture") if f else None
-                                                         for i, f in zip(idx, moj)], pa.string())},
-                          ["mojibake" if f else None for f in moj], ["review" if f else None for f in moj],
-                          ["caption looks garbled; repaired" if f else None for f in moj]),
-                    run.stage_dir("03-caption_repair") / shard_name(s))
-        dark = [i % 13 == 7 for i in idx]
-        write_table(table({"luma_mean": pa.array([float(i % 255) for i in idx], pa.float32())},
-                          ["too_dark" if f else None for f in dark], ["drop" if f else None for f in dark],
-                          ["mean luma 7 < 15" if f else None for f in dark]),
-                    run.stage_dir("04-image_quality") / shard_name(s))
-    cols = {"00-text_quality": ["n_words", "non_letter_share"], "01-near_dup": ["cluster_id", "is_representative", "similarity"],
-            "02-label_noise": ["suggested_label", "label_quality"], "03-caption_repair": ["repaired_caption"],
-            "04-image_quality": ["luma_mean"]}
-    params = {"00-text_quality": {"min_words": 3, "action": "review"}, "01-near_dup": {"threshold": 0.9, "action": "review"},
-              "02-label_noise": {"min_quality": 0.5, "action": "review"}, "03-caption_repair": {"action": "review"},
-              "04-image_quality": {"dark_below": 15.0, "action": "drop"}}
-    manifest = {
-        "name": "review-test", "status": "done", "pipeline_file": None,
-        "config": {"name": "review-test", "input": {"format": "parquet", "path": "x.parquet"}, "output": str(root),
-                   "stages": [{d.split("-", 1)[1]: params[d]} for d in stages]},
-        "input": {"status": "done", "fingerprint": f"synthetic-{n}", "shards": n_shards, "rows": n, "quarantined": 0},
-        "stages": [{"index": k, "name": d.split("-", 1)[1], "dir": d, "fingerprint": f"fp{k}-{n}", "status": "done",
-                    "kind": "map", "columns": cols[d], "params": params[d], "finished": "2026-01-01T00:00:00+00:00"}
-                   for k, d in enumerate(stages)],
-    }
+                    run.stage_shard("02-label_noise", s))
+        rep = [i % 11 == 5 for i in idx]
+        write_table(table({"caption": pa.array([_caption(i).replace("photo", "picture") if f else _caption(i)
+                                                for i, f in zip(idx, rep)], pa.string())},
+                          ["caption_repaired" if f else None for f in rep], ["review" if f else None for f in rep],
+                          ["caption repaired by rules: photo -> picture" if f else None for f in rep]),
+                    run.stage_shard("03-caption_repair", s))
+        flags = ["too_dark" if luma(i) < 15 else "blurry" if sharpness(i) < 30 else None for i in idx]
+        write_table(table({"luma_mean": pa.array([luma(i) for i in idx], pa.float32()),
+                           "sharpness": pa.array([sharpness(i) for i in idx], pa.float32())},
+                          flags, [None if f is None else "drop" if f == "too_dark" else "review" for f in flags],
+                          [None if f is None else f"mean luma {luma(i):g} < 15" if f == "too_dark"
+                           else f"sharpness {sharpness(i):g} < 30" for i, f in zip(idx, flags)]),
+                    run.stage_shard("04-image_quality", s))
+    outputs = _outputs()
+    manifest = Manifest(
+        name="review-test", status="done", pipeline_file=None,
+        config={"name": "review-test", "input": {"format": "parquet", "path": "x.parquet"}, "output": str(root),
+                "stages": [{d.split("-", 1)[1]: PARAMS[d]} for d in DIRS]},
+        input=InputEntry(format="parquet", path="x.parquet", status="done", fingerprint=f"synthetic-{n}",
+                         shards=n_shards, rows=n),
+        stages=[StageEntry(index=k, name=d.split("-", 1)[1], dir=d, fingerprint=f"fp{k}-{n}", status="done",
+                           kind="global" if k in (1, 2) else "map", params=PARAMS[d], outputs=outputs[d],
+                           finished="2026-01-01T00:00:00+00:00")
+                for k, d in enumerate(DIRS)],
+    )
     run.save_manifest(manifest)
     return run
 
 
+def stage_flags(i: int) -> dict[str, str]:
+    """Stage dir -> flag of item ``i`` (only the stages that flag it)."""
+    out = {}
+    if len(_caption(i).split()) < 3:
+        out["00-text_quality"] = "too_short"
+    if i % 10 == 1:
+        out["01-near_dup"] = "near_duplicate"
+    if i % 7 == 3:
+        out["02-label_noise"] = "label_issue"
+    if i % 11 == 5:
+        out["03-caption_repair"] = "caption_repaired"
+    if luma(i) < 15:
+        out["04-image_quality"] = "too_dark"
+    elif sharpness(i) < 30:
+        out["04-image_quality"] = "blurry"
+    return out
+
+
 def expected_actions(n: int) -> dict[int, str]:
-    """Final action per item index (only flagged items)."""
+    """Final stage action per item index (only items with a flag that needs review or drops)."""
     out = {}
     for i in range(n):
-        review = len(_caption(i).split()) < 3 or i % 10 == 1 or i % 7 == 3 or (i % 11 == 5)
-        if i % 13 == 7:
+        flags = stage_flags(i)
+        if flags.get("04-image_quality") == "too_dark":
             out[i] = "drop"
-        elif review:
+        elif flags:
             out[i] = "review"
     return out
 
@@ -142,4 +210,5 @@ def item_ids(run: RunDir) -> list[str]:
     return [i for p in run.data_shards() for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
 
 
-__all__ = ["HTML_CAPTION", "LABELS", "expected_actions", "item_ids", "make_review_run"]
+__all__ = ["DIRS", "HTML_CAPTION", "LABELS", "expected_actions", "item_ids", "luma", "make_review_run", "sharpness",
+           "stage_flags"]

@@ -1,12 +1,17 @@
-"""The Streamlit review app: accept or reject flagged items; every decision goes to ``review.db``.
+"""The Streamlit review app: accept or reject items; every decision goes to ``review.db``.
 
 Started by ``curate review RUN`` (which sets ``CURATE_REVIEW_RUN`` and ``CURATE_REVIEWER``); also
-``streamlit run app/review.py -- RUN [REVIEWER]``. The queue logic lives in :mod:`curate.review`;
-this module only draws it. User data (captions, labels, details, notes) is always drawn with
-``st.text``/``st.dataframe``, never as Markdown or HTML.
+``streamlit run app/review.py -- RUN [REVIEWER]``. The queue logic lives in :mod:`curate.review`; this
+module only draws it. Cards are one HTML block per grid built by :mod:`curate.review.cards`, where all
+user data is escaped (text, never markup); notes, reasons and names typed here go to widgets or
+``st.text``, never into Markdown.
 
-Keyboard: A accept, X reject (R is reserved by Streamlit), J / K next / previous item,
-N / P next / previous page, U undo.
+Views: the review queue, the auto-dropped items (audit), every item (browse all: find what the stages
+missed and flag it by hand), duplicate groups as a unit, a random-sample queue per flag, thresholds
+learnt from the decisions, and the reviewers (split and agreement).
+
+Keyboard: A accept, X reject (R is reserved by Streamlit), J / K next / previous item, N / P next /
+previous page, U undo. The item area is a fragment: a page turn or a decision reruns only it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import os
 import sys
 from pathlib import Path
 
-PAGE_SIZES = (12, 24, 48, 96)
-VIEW_LABELS = {"review": "Review queue", "audit": "Audit: auto-dropped", "thresholds": "Thresholds"}
+PAGE_SIZES = (12, 24, 48)
+VIEW_LABELS = {"review": "Review queue", "audit": "Auto-dropped", "all": "Browse all", "clusters": "Duplicate groups",
+               "sample": "Random sample", "thresholds": "Thresholds", "team": "Reviewers"}
+ITEM_VIEWS = ("review", "audit", "all", "sample")
+THUMB, BIG = 224, 448
 
 
 def _args() -> tuple[str, str]:
@@ -41,50 +49,102 @@ def _default_reviewer() -> str:
         return "reviewer"
 
 
-# -- state helpers ---------------------------------------------------------------------------------
+# -- state -------------------------------------------------------------------------------------------
 def _init_state(st, reviewer: str) -> None:
     ss = st.session_state
     defaults = {"page": 0, "cursor": 0, "undo_stack": [], "confirm": None, "message": None,
                 "reviewer": reviewer, "view": "review", "f_stages": [], "f_reasons": [], "f_status": [],
                 "f_score": None, "f_search": "", "f_sort": None, "f_desc": False, "page_size": 24,
-                "card_buttons": False}
+                "mine_only": False, "c_page": 0}
     for k, v in defaults.items():
         if k not in ss:
             ss[k] = v
 
 
 def _reset_page(st) -> None:
-    st.session_state.page = 0
-    st.session_state.cursor = 0
-    st.session_state.confirm = None
+    ss = st.session_state
+    ss.page = ss.cursor = ss.c_page = 0
+    ss.confirm = None
+
+
+def _share(st, queue):
+    """The reviewer's share of the items (a mask), when the queue is split and they asked for it."""
+    from curate.review.reviewers import assignment, load_roster
+
+    ss = st.session_state
+    if not ss.mine_only:
+        return None
+    roster = load_roster(queue.run)
+    if ss.reviewer not in roster["reviewers"]:
+        return None
+    key = (tuple(roster["reviewers"]), roster["overlap"])
+    cache = queue.__dict__.setdefault("_shares", {})
+    if key not in cache:
+        cache[key] = assignment(queue.ids, roster["reviewers"], roster["overlap"])
+    return cache[key][ss.reviewer]
 
 
 def _query(st, queue):
     from curate.review import Query
 
     ss = st.session_state
-    view = ss.view if ss.view in ("review", "audit") else "review"
+    view = ss.view if ss.view in ("review", "audit", "all") else "review"
     q = Query(view=view, stages=list(ss.f_stages), reasons=list(ss.f_reasons), statuses=list(ss.f_status),
-              score=ss.f_score, search=ss.f_search or "", sort=ss.f_sort, descending=bool(ss.f_desc))
+              score=ss.f_score, search=ss.f_search or "", sort=ss.f_sort, descending=bool(ss.f_desc),
+              share=_share(st, queue))
     rng = ss.get("f_range")
     if q.score and rng is not None and ss.get("f_range_for") == q.score:
         q.score_min, q.score_max = float(rng[0]), float(rng[1])
     return q
 
 
-# -- callbacks (run before the rerun draws the page) -------------------------------------------------
-def _decide(st, queue, ids: list[str], decision: str, label: str, *, note=None, caption=None, advance=False,
-            n_on_page: int = 0) -> None:
+# -- callbacks (they run before the rerun draws the page) -------------------------------------------
+def _record(st, label: str, rows: list[int]) -> None:
     ss = st.session_state
-    extra = ss.get("current_extra") or {}
-    if advance and ids == [extra.get("id")]:  # A / X: use the note and caption chosen in the item view
-        note, caption = extra.get("note"), extra.get("caption")
-    rows = queue.decide(ids, decision, reviewer=ss.reviewer or None, note=note, caption=caption)
     ss.undo_stack.append((label, rows))
-    ss.message = f"{label}"
+    ss.message = label
     ss.confirm = None
-    if advance:
+
+
+def _decide(st, queue, ids: list[str], decision: str, label: str, *, current: bool = False, n_on_page: int = 0) -> None:
+    """A decision on items; ``current``: the current item, with the note, caption and label chosen in
+    the item view, then move on."""
+    ss = st.session_state
+    note = caption = new_label = None
+    if current:
+        item = ids[0]
+        note = (ss.get(f"note_{item}") or "").strip() or None
+        # accepting an item accepts its proposed edits; the reviewer's choice of the original is written out
+        if f"cap_{item}" in ss:
+            caption = ss.get(f"cap_new_{item}") if ss[f"cap_{item}"] == "repaired" else ss.get(f"cap_old_{item}")
+        if f"lab_{item}" in ss:
+            new_label = ss.get(f"lab_new_{item}") if ss[f"lab_{item}"] == "suggested" else ss.get(f"lab_old_{item}")
+    rows = queue.decide(ids, decision, reviewer=ss.reviewer or None, note=note, caption=caption, label=new_label)
+    _record(st, label, rows)
+    if current:
         _move(st, +1, n_on_page)
+
+
+def _flag(st, queue, item: str, reject: bool) -> None:
+    from curate.errors import CurateError
+
+    ss = st.session_state
+    try:
+        rows = queue.flag(item, ss.get(f"flag_reason_{item}") or "", reject=reject, reviewer=ss.reviewer or None)
+    except CurateError as exc:
+        ss.message = str(exc)
+        return
+    _record(st, f"{'flagged and rejected' if reject else 'flagged for review'} {item[:8]}", rows)
+
+
+def _keep_instead(st, queue, stage: str, pos: int) -> None:
+    rows = queue.keep_instead(stage, pos, reviewer=st.session_state.reviewer or None)
+    _record(st, f"kept {queue.ids[pos][:8]} instead of its duplicates", rows)
+
+
+def _not_duplicates(st, queue, stage: str, pos: int) -> None:
+    rows = queue.not_duplicates(stage, pos, reviewer=st.session_state.reviewer or None)
+    _record(st, f"marked the group of {queue.ids[pos][:8]} as not duplicates", rows)
 
 
 def _undo(st, queue) -> None:
@@ -117,176 +177,155 @@ def _move(st, step: int, n_on_page: int) -> None:
         ss.cursor = cur
 
 
-def _turn(st, step: int, n_pages: int) -> None:
+def _turn(st, key: str, step: int, n_pages: int) -> None:
     ss = st.session_state
-    ss.page = min(max(ss.page + step, 0), max(n_pages - 1, 0))
+    ss[key] = min(max(ss[key] + step, 0), max(n_pages - 1, 0))
     ss.cursor = 0
     ss.confirm = None
 
 
-def _ask_bulk(st, queue, decision: str, scope: str, what) -> None:
-    """Ask for confirmation; ``what`` is the page's ids, or the Query whose matches to decide."""
-    ids = what if isinstance(what, list) else queue.index["id"].to_numpy()[queue.select(what)].tolist()
+def _pick(st, n_on_page: int) -> None:
+    ss = st.session_state
+    v = ss.get("pick")
+    if v:
+        ss.cursor = min(int(v) - 1, max(n_on_page - 1, 0))
+
+
+def _ask_bulk(st, queue, decision: str, scope: str, ids: list[str]) -> None:
     st.session_state.confirm = {"decision": decision, "scope": scope, "ids": ids}
 
 
-# -- drawing -----------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
+# -- sidebar -------------------------------------------------------------------------------------------
 def _sidebar(st, queue, run_dir: str) -> None:
+    from curate.review.learn import learnable_reasons
+    from curate.review.reviewers import load_roster
+
     ss = st.session_state
     with st.sidebar:
         st.header("curate review")
-        st.text(f"run: {run_dir}")
+        st.text(f"run: {Path(run_dir).name}")
         st.text_input("Reviewer", key="reviewer")
         st.radio("View", list(VIEW_LABELS), format_func=VIEW_LABELS.get, key="view", on_change=_reset_page, args=(st,))
-        if ss.view == "thresholds":
+        if ss.view == "sample":
+            reasons = learnable_reasons(queue)
+            st.selectbox("Flag", reasons, key="s_reason", on_change=_reset_page, args=(st,),
+                         help="Items drawn at random from those with this flag and from the unflagged ones just past "
+                              "its threshold. Reject = the item is bad; accept = it is fine.")
+            return
+        if ss.view == "clusters":
+            st.selectbox("Stage", queue.group_stages(), key="c_stage", on_change=_reset_page, args=(st,))
+            st.radio("Groups", ["to review", "all"], key="c_which", horizontal=True, on_change=_reset_page, args=(st,))
+            return
+        if ss.view not in ("review", "audit", "all"):
             return
         st.subheader("Filters")
-        st.multiselect("Stage", queue.stages_with_flags(ss.view), key="f_stages", on_change=_reset_page, args=(st,))
-        reasons = queue.reasons(ss.view)
+        view = "flagged" if ss.view == "all" else ss.view
+        st.multiselect("Stage", queue.stages_with_flags(view), key="f_stages", on_change=_reset_page, args=(st,))
+        reasons = dict(queue.reasons(view))
+        if queue.manual.any():
+            reasons["reviewer:flag"] = int(queue.manual.sum())
         options = [r for r in reasons if not ss.f_stages or r.split(":", 1)[0] in ss.f_stages]
         ss.f_reasons = [r for r in ss.f_reasons if r in options]
         st.multiselect("Reason", options, format_func=lambda r: f"{r} ({reasons.get(r, 0)})", key="f_reasons",
                        on_change=_reset_page, args=(st,))
         st.multiselect("Status", ["pending", "accepted", "rejected"], key="f_status", on_change=_reset_page, args=(st,))
-        scores = queue.score_columns()
-        st.selectbox("Score filter", [None, *scores], format_func=lambda c: "(none)" if c is None else c,
-                     key="f_score", on_change=_reset_page, args=(st,))
-        if ss.f_score:
-            v = queue.index[ss.f_score].dropna()
-            if len(v):
-                lo, hi = float(v.min()), float(v.max())
-                if lo == hi:
-                    hi = lo + 1e-6
-                if ss.get("f_range_for") != ss.f_score:
-                    ss.f_range = (lo, hi)
-                    ss.f_range_for = ss.f_score
-                st.slider("Score range", lo, hi, key="f_range", on_change=_reset_page, args=(st,))
         st.text_input("Search text, label, id, reason", key="f_search", on_change=_reset_page, args=(st,))
-        st.selectbox("Sort by", [None, *scores], format_func=lambda c: "run order" if c is None else c,
-                     key="f_sort", on_change=_reset_page, args=(st,))
-        st.checkbox("Descending", key="f_desc", on_change=_reset_page, args=(st,))
-        st.selectbox("Items per page", PAGE_SIZES, key="page_size", on_change=_reset_page, args=(st,))
-        st.checkbox("Accept / Reject buttons on every card", key="card_buttons",
-                    help="Off: select a card with Open (or J/K) and decide with the buttons below or A/X; "
-                         "fewer widgets make page turns faster.")
+        scores = queue.score_columns()
+        with st.expander("Score, sort, page size"):
+            st.selectbox("Score filter", [None, *scores], format_func=lambda c: "(none)" if c is None else c,
+                         key="f_score", on_change=_reset_page, args=(st,))
+            if ss.f_score:
+                v = queue.index[ss.f_score].dropna()
+                if len(v):
+                    lo, hi = float(v.min()), float(v.max())
+                    if lo == hi:
+                        hi = lo + 1e-6
+                    if ss.get("f_range_for") != ss.f_score:
+                        ss.f_range = (lo, hi)
+                        ss.f_range_for = ss.f_score
+                    st.slider("Score range", lo, hi, key="f_range", on_change=_reset_page, args=(st,))
+            st.selectbox("Sort by", [None, *scores], format_func=lambda c: "run order" if c is None else c,
+                         key="f_sort", on_change=_reset_page, args=(st,))
+            st.checkbox("Descending", key="f_desc", on_change=_reset_page, args=(st,))
+            st.selectbox("Items per page", PAGE_SIZES, key="page_size", on_change=_reset_page, args=(st,))
+        if ss.reviewer in load_roster(queue.run)["reviewers"]:
+            st.toggle("Only my share of the queue", key="mine_only", on_change=_reset_page, args=(st,))
         st.caption("Keys: A accept · X reject · J/K next/previous item · N/P next/previous page · U undo")
 
 
-def _progress(st, queue, view: str) -> None:
-    prog = queue.progress(view)
+# -- the item views (a fragment) --------------------------------------------------------------------------
+def _positions(st, queue):
+    """``(positions, tags, empty message)`` of the view."""
+    ss = st.session_state
+    if ss.view == "sample":
+        from curate.review.learn import sample_queue
+
+        reason = ss.get("s_reason")
+        if not reason:
+            return queue.ids[:0], None, "No flag with a declared score flagged anything in this run."
+        stage, flag = reason.split(":", 1)
+        s = sample_queue(queue, stage, flag)
+        tags = {int(p): ("sample: flagged" if t == "flagged" else "sample: near threshold") for p, t in zip(s.positions, s.stratum)}
+        return s.positions, tags, "Nothing to sample."
+    q = _query(st, queue)
+    filtered = bool(q.stages or q.reasons or q.statuses or q.search or q.score_min is not None)
+    return queue.select(q), None, "No items match." if filtered else "Nothing to review here."
+
+
+def _nav(st, queue, key: str, page: int, n_pages: int, n: int, what: str, page_ids: list[str] | None = None) -> None:
+    with st.container(horizontal=True, vertical_alignment="center", key=f"nav_{key}"):
+        st.button("◀ Page", key=f"prev_{key}", shortcut="P", on_click=_turn, args=(st, key, -1, n_pages), disabled=page == 0)
+        st.button("Page ▶", key=f"next_{key}", shortcut="N", on_click=_turn, args=(st, key, +1, n_pages),
+                  disabled=page >= n_pages - 1)
+        st.markdown(f"page **{page + 1:,}** of **{n_pages:,}** · **{n:,}** {what}")
+        st.button("Undo", key="undo", shortcut="U", on_click=_undo, args=(st, queue),
+                  disabled=not st.session_state.undo_stack)
+        if page_ids is not None:
+            with st.popover("Bulk decisions"):
+                st.button("Accept this page", key="acc_page", on_click=_ask_bulk, args=(st, queue, "accepted", "page", page_ids),
+                          disabled=not page_ids)
+                st.button("Reject this page", key="rej_page", on_click=_ask_bulk, args=(st, queue, "rejected", "page", page_ids),
+                          disabled=not page_ids)
+                st.button(f"Accept all {n:,} matching", key="acc_all", on_click=_ask_bulk_all, args=(st, queue, "accepted"),
+                          disabled=not n)
+                st.button(f"Reject all {n:,} matching", key="rej_all", on_click=_ask_bulk_all, args=(st, queue, "rejected"),
+                          disabled=not n)
+
+
+def _ask_bulk_all(st, queue, decision: str) -> None:
+    positions, _, _ = _positions(st, queue)
+    _ask_bulk(st, queue, decision, "filter", queue.ids[positions].tolist())
+
+
+def _confirm_box(st, queue) -> None:
+    c = st.session_state.confirm
+    verb = "Accept" if c["decision"] == "accepted" else "Reject"
+    what = "on this page" if c["scope"] == "page" else "matching the current filter"
+    with st.container(border=True):
+        st.warning(f"{verb} {len(c['ids']):,} items {what}?")
+        with st.container(horizontal=True):
+            st.button(f"Confirm: {verb.lower()} {len(c['ids']):,}", key="confirm_bulk", type="primary", on_click=_decide,
+                      args=(st, queue, c["ids"], c["decision"], f"{c['decision']} {len(c['ids']):,} items ({c['scope']})"))
+            st.button("Cancel", key="cancel_bulk", on_click=lambda: st.session_state.update(confirm=None))
+
+
+def _progress(st, queue) -> None:
+    ss = st.session_state
+    view = ss.view if ss.view in ("review", "audit") else None
+    if view is None:
+        return
+    prog = queue.progress(view, _share(st, queue))
     done, total = prog.pop("all")
     st.progress(done / total if total else 1.0, text=f"Reviewed {done:,} / {total:,}")
-    if prog:
-        with st.expander("Progress per stage"):
-            for d, (dn, tt) in prog.items():
-                st.progress(dn / tt if tt else 1.0, text=f"{d}: {dn:,} / {tt:,}")
 
 
-def _card(st, queue, rec: dict, thumb, is_current: bool, i: int) -> None:
-    with st.container(border=True):
-        head = "▶ **current**  " if is_current else ""
-        badge = {"pending": ":gray[pending]", "accepted": ":green[accepted]", "rejected": ":red[rejected]"}[rec["status"]]
-        st.markdown(f"{head}{badge}")
-        if thumb:
-            st.image(thumb, width=180)
-        else:
-            st.text("(no image)")
-        lines = [rec["text"] if rec.get("text") is not None else "(no text)"]
-        if rec.get("chosen_caption"):
-            lines.append(f"chosen caption: {rec['chosen_caption']}")
-        if rec.get("label") is not None:
-            lines.append(f"label: {rec['label']}")
-        lines.append(rec["reasons"])
-        if rec.get("details"):
-            lines.append(rec["details"])
-        scores = [f"{c}={_fmt(rec.get(c))}" for c in queue.score_columns() if rec.get(c) is not None]
-        if scores:
-            lines.append("  ".join(scores))
-        if rec.get("note"):
-            lines.append(f"note: {rec['note']}")
-        st.text("\n".join(lines))  # one text block: user data is never Markdown/HTML
-        if not st.session_state.card_buttons:  # one widget per card keeps page turns fast in the browser
-            st.button("Open", key=f"open_{rec['id']}", on_click=lambda: st.session_state.update(cursor=i))
-            return
-        c1, c2, c3 = st.columns(3)
-        c1.button("Accept", key=f"acc_{rec['id']}", on_click=_decide,
-                  args=(st, queue, [rec["id"]], "accepted", f"accepted {rec['id'][:8]}"))
-        c2.button("Reject", key=f"rej_{rec['id']}", on_click=_decide,
-                  args=(st, queue, [rec["id"]], "rejected", f"rejected {rec['id'][:8]}"))
-        c3.button("Open", key=f"open_{rec['id']}", on_click=lambda: st.session_state.update(cursor=i))
+def items_view(st, queue) -> None:
+    """Progress, page navigation, the grid of cards, the current item (drawn inside a fragment)."""
+    from curate.review import cards
 
-
-def _item_view(st, queue, rec: dict) -> None:
-    from curate.review.queue import make_thumbnail
-
-    d = queue.details(rec["pos"])
-    r = d["record"]
-    st.subheader("Item")
-    left, right = st.columns([1, 2])
-    with left:
-        if r.get("image"):
-            st.image(r["image"], width=360)
-        else:
-            st.text("(no image)")
-    with right:
-        st.text(f"id: {r['id']}\nsource: {r['source']}\nsize: {_fmt(r.get('width'))} x {_fmt(r.get('height'))}")
-        st.text("caption:")
-        st.text(r.get("text") if r.get("text") is not None else "(no text)")
-        if r.get("label") is not None:
-            st.text(f"label: {r['label']}")
-        if r.get("meta"):
-            st.text(f"meta: {r['meta']}")
-    for s in d["suggestions"]:
-        st.text(f"{s['stage']}: labelled {s['label']!s}, suggested label {s['suggested']!s}")
-    caption_choice = None
-    for c in d["captions"]:
-        st.text(f"{c['stage']} suggests a repaired caption ({c['column']}):")
-        st.text(f"original: {c['original']}\nrepaired: {c['repaired']}\ndiff:     {c['diff']}")
-        options = ["original", "repaired"]
-        chosen = st.radio("Caption to keep", options, horizontal=True,
-                          index=1 if rec.get("chosen_caption") == c["repaired"] else 0,
-                          key=f"cap_{rec['id']}_{c['stage']}")
-        if chosen == "repaired":
-            caption_choice = c["repaired"]
-    for cl in d["clusters"]:
-        st.text(f"{cl['stage']}: duplicate group {cl['column']}={cl['value']} ({len(cl['members'])} shown; ★ = representative)")
-        cols = st.columns(min(len(cl["members"]), 6))
-        for k, m in enumerate(cl["members"]):
-            with cols[k % len(cols)]:
-                thumb = make_thumbnail(m["image"]) if m["image"] else None
-                if thumb:
-                    st.image(thumb, width=160)
-                mark = ("★ representative" if m["representative"] else "duplicate") + (" · this item" if m["this"] else "")
-                st.text(f"{mark}\n{m['id'][:12]}")
-                st.text(m["text"] if m["text"] is not None else "")
-    rows = [(stage, k, _fmt(v)) for stage, vals in d["stages"].items() for k, v in vals.items() if v is not None]
-    if rows:
-        w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
-        st.text("\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows))
-    note = st.text_input("Note (saved with the decision)", value=rec.get("note") or "", key=f"note_{rec['id']}")
-    st.session_state.current_extra = {"id": rec["id"], "note": note or None, "caption": caption_choice}
-    c1, c2 = st.columns(2)
-    c1.button("Accept with note/caption", key=f"iacc_{rec['id']}", on_click=_decide,
-              args=(st, queue, [rec["id"]], "accepted", f"accepted {rec['id'][:8]}"),
-              kwargs={"note": note or None, "caption": caption_choice})
-    c2.button("Reject with note", key=f"irej_{rec['id']}", on_click=_decide,
-              args=(st, queue, [rec["id"]], "rejected", f"rejected {rec['id'][:8]}"),
-              kwargs={"note": note or None, "caption": caption_choice})
-
-
-def _queue_view(st, queue) -> None:
     ss = st.session_state
-    q = _query(st, queue)
-    _progress(st, queue, q.view)
-    positions = queue.select(q)
+    _progress(st, queue)
+    positions, tags, empty = _positions(st, queue)
     n = len(positions)
     size = int(ss.page_size)
     n_pages = max(math.ceil(n / size), 1)
@@ -298,118 +337,255 @@ def _queue_view(st, queue) -> None:
         ss.cursor = max(len(page_pos) - 1, 0)
     recs = queue.rows(page_pos)
     page_ids = [r["id"] for r in recs]
-
-    nav = st.columns([1, 1, 2, 1, 1, 1, 1, 1])
-    nav[0].button("◀ Page", key="prev_page", shortcut="P", on_click=_turn, args=(st, -1, n_pages), disabled=ss.page == 0)
-    nav[1].button("Page ▶", key="next_page", shortcut="N", on_click=_turn, args=(st, +1, n_pages),
-                  disabled=ss.page >= n_pages - 1)
-    nav[2].markdown(f"page **{ss.page + 1}** of **{n_pages}** · **{n:,}** matching")
-    nav[3].button("Undo", key="undo", shortcut="U", on_click=_undo, args=(st, queue), disabled=not ss.undo_stack)
-    nav[4].button("Accept page", key="acc_page", on_click=_ask_bulk, args=(st, queue, "accepted", "page", page_ids),
-                  disabled=not page_ids)
-    nav[5].button("Reject page", key="rej_page", on_click=_ask_bulk, args=(st, queue, "rejected", "page", page_ids),
-                  disabled=not page_ids)
-    nav[6].button(f"Accept all {n:,}", key="acc_all", on_click=_ask_bulk, args=(st, queue, "accepted", "filter", q),
-                  disabled=not n)
-    nav[7].button(f"Reject all {n:,}", key="rej_all", on_click=_ask_bulk, args=(st, queue, "rejected", "filter", q),
-                  disabled=not n)
-
+    ss["page_ids"] = page_ids  # what the page shows (read by tests and the benchmark)
+    _nav(st, queue, "page", ss.page, n_pages, n, "in the sample" if ss.view == "sample" else "matching",
+         page_ids if ss.view != "sample" else None)
     if ss.confirm:
-        c = ss.confirm
-        verb = "Accept" if c["decision"] == "accepted" else "Reject"
-        what = "on this page" if c["scope"] == "page" else "matching the current filter"
-        with st.container(border=True):
-            st.warning(f"{verb} {len(c['ids']):,} items {what}?")
-            b1, b2 = st.columns(2)
-            b1.button(f"Confirm: {verb.lower()} {len(c['ids']):,}", key="confirm_bulk", type="primary", on_click=_decide,
-                      args=(st, queue, c["ids"], c["decision"], f"{c['decision']} {len(c['ids']):,} items ({c['scope']})"))
-            b2.button("Cancel", key="cancel_bulk", on_click=lambda: st.session_state.update(confirm=None))
+        _confirm_box(st, queue)
     if ss.message:
         st.info(ss.message)
-
     if not recs:
-        st.info("No items match." if n == 0 and (q.stages or q.reasons or q.statuses or q.search or q.score_min is not None)
-                else "Nothing to review here.")
+        st.info(empty)
         return
     cur = recs[ss.cursor]
-    keys = st.columns([1, 1, 1, 1, 4])
-    keys[0].button("Accept current", key="acc_cur", shortcut="A", on_click=_decide,
-                   args=(st, queue, [cur["id"]], "accepted", f"accepted {cur['id'][:8]}"),
-                   kwargs={"advance": True, "n_on_page": len(recs)})
-    keys[1].button("Reject current", key="rej_cur", shortcut="X", on_click=_decide,
-                   args=(st, queue, [cur["id"]], "rejected", f"rejected {cur['id'][:8]}"),
-                   kwargs={"advance": True, "n_on_page": len(recs)})
-    keys[2].button("Previous item", key="prev_item", shortcut="K", on_click=_move, args=(st, -1, len(recs)))
-    keys[3].button("Next item", key="next_item", shortcut="J", on_click=_move, args=(st, +1, len(recs)))
-    keys[4].text(f"current: {ss.cursor + 1} of {len(recs)} on this page · {cur['id']}")
-
-    thumbs = queue.thumbnails(page_pos)
-    per_row = 4
-    for start in range(0, len(recs), per_row):
-        cols = st.columns(per_row)
-        for j, rec in enumerate(recs[start:start + per_row]):
-            with cols[j]:
-                _card(st, queue, rec, thumbs.get(rec["id"]), start + j == ss.cursor, start + j)
-    st.divider()
-    _item_view(st, queue, cur)
+    ss["current_id"] = cur["id"]
+    first = ss.page * size
+    _current_item(st, queue, cur, first + ss.cursor + 1, len(recs), first)
+    thumbs = queue.thumbnails(page_pos, THUMB)
+    if ss.page + 1 < n_pages:  # the next page's thumbnails are ready before the reviewer gets there
+        queue.prefetch_thumbnails(queue.page(positions, ss.page + 1, size), THUMB)
+    html = [cards.card_html(r, queue.stages, number=first + k + 1, thumb=thumbs.get(r["id"]), current=k == ss.cursor,
+                            tag=tags.get(r["pos"]) if tags else None) for k, r in enumerate(recs)]
+    st.html(cards.grid_html(html))
 
 
-def _thresholds_view(st, queue) -> None:
+def _current_item(st, queue, rec: dict, number: int, n_on_page: int, first: int) -> None:
+    """The current item, larger, with the decisions on it: accept / reject (with the chosen caption, label
+    and note), move, flag by hand, its duplicate group."""
+    from curate.review import cards
+
+    ss = st.session_state
+    item = rec["id"]
+    big = queue.thumbnails([rec["pos"]], BIG).get(item)
+    prop = cards.proposals(rec, queue.stages)
+    d = rec.get("decision")
+    with st.container(border=True, key="current"):
+        st.html(cards.item_html(rec, queue.stages, number=number, image=big))
+        with st.container(horizontal=True, vertical_alignment="center", key="actions"):
+            st.button("Accept", key="acc_cur", shortcut="A", type="primary", on_click=_decide,
+                      args=(st, queue, [item], "accepted", f"accepted {item[:8]}"),
+                      kwargs={"current": True, "n_on_page": n_on_page})
+            st.button("Reject", key="rej_cur", shortcut="X", on_click=_decide,
+                      args=(st, queue, [item], "rejected", f"rejected {item[:8]}"),
+                      kwargs={"current": True, "n_on_page": n_on_page})
+            st.button("◀ Item", key="prev_item", shortcut="K", on_click=_move, args=(st, -1, n_on_page))
+            st.button("Item ▶", key="next_item", shortcut="J", on_click=_move, args=(st, +1, n_on_page))
+            ss["pick"] = number
+            st.selectbox("Go to card", [first + k + 1 for k in range(n_on_page)], key="pick", on_change=_pick,
+                         args=(st, n_on_page), label_visibility="collapsed", width=90)
+            with st.popover("Flag by hand"):
+                st.text_input("What is wrong with it?", key=f"flag_reason_{item}",
+                              placeholder="e.g. watermark, wrong caption")
+                with st.container(horizontal=True):
+                    st.button("Flag for review", key="flag_review", on_click=_flag, args=(st, queue, item, False))
+                    st.button("Flag and reject", key="flag_reject", on_click=_flag, args=(st, queue, item, True))
+            details = st.toggle("Details", key="details_on")
+            st.text(f"current: {number - first} of {n_on_page} on this page")
+        with st.container(horizontal=True, vertical_alignment="bottom", key="choices"):
+            if prop["caption"] is not None:
+                ss[f"cap_new_{item}"], ss[f"cap_old_{item}"] = prop["caption"][1], rec.get("text") or ""
+                if f"cap_{item}" not in ss:
+                    ss[f"cap_{item}"] = "repaired" if (d is None or d.caption == prop["caption"][1]) else "original"
+                st.radio("Caption to keep on accept", ["repaired", "original"], horizontal=True, key=f"cap_{item}")
+            if prop["label"] is not None:
+                ss[f"lab_new_{item}"], ss[f"lab_old_{item}"] = prop["label"][1], rec.get("label")
+                if f"lab_{item}" not in ss:
+                    ss[f"lab_{item}"] = "suggested" if (d is None or d.label == prop["label"][1]) else "given"
+                st.radio("Label to keep on accept", ["suggested", "given"], horizontal=True, key=f"lab_{item}")
+            if f"note_{item}" not in ss:
+                ss[f"note_{item}"] = (d.note if d is not None and d.kind is None else "") or ""
+            st.text_input("Note (saved with Accept / Reject)", key=f"note_{item}", width=340)
+        if details:
+            det = queue.details(rec["pos"])
+            lines = [f"{k}: {v}" for k, v in det["record"].items()]
+            for stage, vals in det["stages"].items():
+                lines += [f"{stage}.{k}: {v}" for k, v in vals.items() if v is not None]
+            st.text("\n".join(lines))
+        for stage in queue.group_stages():
+            group = queue.group_of(stage, rec["pos"])
+            if group is not None:
+                _group_unit(st, queue, stage, group, current=rec["pos"], key=f"cur_{stage}")
+
+
+def _group_unit(st, queue, stage: str, group: dict, *, current: int | None, key: str) -> None:
+    """A duplicate group side by side with its decisions: keep another member instead, not duplicates."""
+    from curate.review import cards
+
+    members = queue.rows(list(group["members"]))
+    keepers = set(queue.keepers(stage, group))
+    thumbs = queue.thumbnails(list(group["members"]), THUMB)
+    sv = queue.by_dir[stage]
+    st.markdown(f"**Duplicate group** · {sv.title} · {len(members)} items")
+    st.html(cards.cluster_html(members, queue.stages, thumbs, keepers=keepers, current=current))
+    with st.container(horizontal=True, key=f"grp_{key}"):
+        for k, m in enumerate(members, start=1):
+            if m["pos"] not in keepers:
+                st.button(f"Keep #{k} instead", key=f"keep_{key}_{m['pos']}", on_click=_keep_instead,
+                          args=(st, queue, stage, m["pos"]))
+        st.button("These are not duplicates", key=f"notdup_{key}", on_click=_not_duplicates,
+                  args=(st, queue, stage, members[0]["pos"]))
+
+
+def clusters_view(st, queue) -> None:
+    ss = st.session_state
+    stage = ss.get("c_stage")
+    if not stage:
+        st.info("No stage of this run declares duplicate groups.")
+        return
+    groups = queue.groups(stage)
+    if ss.get("c_which", "to review") == "to review":
+        review = queue.view_mask("flagged")
+        keep = [bool(any(review[p] and queue.status[p] == 0 for p in m)) for m in groups["members"]]
+        groups = groups[keep]
+    per = 5
+    n_pages = max(math.ceil(len(groups) / per), 1)
+    ss.c_page = min(ss.c_page, n_pages - 1)
+    _nav(st, queue, "c_page", ss.c_page, n_pages, len(groups), "groups")
+    if ss.message:
+        st.info(ss.message)
+    if groups.empty:
+        st.info("No duplicate groups left to review." if ss.get("c_which", "to review") == "to review"
+                else "This stage found no duplicate groups.")
+        return
+    for _, g in groups.iloc[ss.c_page * per:(ss.c_page + 1) * per].iterrows():
+        with st.container(border=True):
+            _group_unit(st, queue, stage, g.to_dict(), current=None, key=f"g{g['group']}")
+
+
+# -- thresholds -------------------------------------------------------------------------------------------
+def thresholds_view(st, queue) -> None:
     import altair as alt
-    import numpy as np
     import pandas as pd
 
+    from curate.errors import CurateError
+    from curate.review import learn
     from curate.review import thresholds as th
+    from curate.review.roles import fmt_number
 
-    scores = queue.stage_scores()
-    if not scores:
-        st.info("No stage of this run writes a numeric score.")
+    ss = st.session_state
+    reasons = learn.learnable_reasons(queue)
+    if not reasons:
+        st.info("No flag of this run has a declared score.")
         return
-    stage = st.selectbox("Stage", list(scores), key="t_stage")
-    col = st.selectbox("Score", scores[stage], key="t_col")
-    entry = queue.stage_entry(stage)
-    values = queue.stage_columns(stage, [col]).column(col).to_numpy(zero_copy_only=False).astype(np.float64)
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        st.info("This score has no values.")
-        return
-    params = th.numeric_params(entry.get("params", {}))
-    guess = th.guess_param(col, entry.get("params", {}))
-    param = st.selectbox("Pipeline parameter", [None, *params], index=(list(params).index(guess) + 1) if guess else 0,
-                         format_func=lambda p: "(none)" if p is None else f"{p} (now {params[p]})", key=f"t_param_{stage}_{col}")
-    above = st.radio("Flag items whose score is", ["below", "above"], horizontal=True,
-                     index=1 if (param and th.flags_above(param)) else 0, key=f"t_dir_{stage}_{col}_{param}") == "above"
-    lo, hi = float(finite.min()), float(finite.max())
-    current = float(params[param]) if param else None
-    if current is not None and math.isfinite(current):  # the slider also reaches the pipeline's value
-        lo, hi = min(lo, current), max(hi, current)
-    start = current if current is not None else (lo + hi) / 2
-    value = st.slider("Threshold", lo, hi if hi > lo else lo + 1e-6, start, key=f"t_val_{stage}_{col}_{param}")
-    n = th.would_flag(values, value, above=above)
-    delta = None
-    if current is not None:
-        now = th.would_flag(values, current, above=above)
-        delta = f"{n - now:+,} vs. {param}={current:g} ({now:,} items)"
-    st.metric(f"Items flagged at {col} {'>' if above else '<'} {value:.4g}", f"{n:,} of {len(finite):,}",
-              delta=delta, delta_color="off")
-    counts, edges = th.histogram(values)
-    hist = pd.DataFrame({"lo": edges[:-1], "hi": edges[1:], "count": counts, "zero": 0})
-    bars = alt.Chart(hist).mark_bar().encode(x=alt.X("lo:Q", title=col, scale=alt.Scale(zero=False)), x2="hi:Q",
-                                             y=alt.Y("count:Q", title="items"), y2="zero:Q")
-    rule = alt.Chart(pd.DataFrame({"t": [value]})).mark_rule(color="red").encode(x="t:Q")
-    st.altair_chart(bars + rule, width="stretch")
-    if param:
-        if st.button("Save as pipeline", key="t_save"):
-            from curate.errors import CurateError
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        reason = st.selectbox("Flag", reasons, key="t_reason", width=320)
+        evidence = st.radio("Evidence", ["sample", "all"], key="t_evidence", horizontal=True,
+                            format_func={"sample": "random sample (unbiased)", "all": "every decision"}.get)
+        target = st.slider("Precision target", 0.5, 0.99, learn.DEFAULT_TARGET, 0.01, key="t_target", width=260)
+    stage, flag = reason.split(":", 1)
+    ev = learn.precision_evidence(queue, stage, flag, evidence=evidence, target=target)
+    sv = queue.by_dir[stage]
+    spec = sv.score_for(flag)
+    dec = ev.get("decisions", {"rejected": 0, "accepted": 0})
+    st.text(f"{sv.title}: {flag} when {ev['score_label']} is {spec.flags_when} {fmt_number(ev['threshold'])}"
+            f" ({spec.param or 'computed cutoff'}) · {ev['flagged_items']:,} flagged · evidence: "
+            f"{dec['rejected']} rejected, {dec['accepted']} accepted")
+    path = learn.write_evidence(queue.run, ev)
+    curve = pd.DataFrame(ev["curve"])
+    if curve.empty or dec["rejected"] + dec["accepted"] == 0:
+        st.info("No decisions yet on these items: review the random-sample queue of this flag "
+                "(view 'Random sample') to estimate its precision.")
+    else:
+        x = alt.X("threshold:Q", title=f"threshold on {ev['score_label']}", scale=alt.Scale(zero=False))
+        band = alt.Chart(curve).mark_area(opacity=0.25).encode(x=x, y=alt.Y("low:Q", title="estimated precision",
+                                                                              scale=alt.Scale(domain=[0, 1])), y2="high:Q")
+        line = alt.Chart(curve).mark_line(point=True).encode(x=x, y="precision:Q",
+                                                              tooltip=["threshold", "precision", "low", "high", "flagged_items"])
+        layers = [band, line, alt.Chart(pd.DataFrame({"y": [target]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")]
+        if ev["threshold"] is not None:
+            layers.append(alt.Chart(pd.DataFrame({"t": [ev["threshold"]]})).mark_rule(color="gray").encode(x="t:Q"))
+        if ev["suggested"]:
+            layers.append(alt.Chart(pd.DataFrame({"t": [ev["suggested"]["threshold"]]})).mark_rule(color="red").encode(x="t:Q"))
+        st.altair_chart(alt.layer(*layers), width="stretch")
+    sug = ev["suggested"]
+    if sug:
+        st.success(f"Suggested threshold: {fmt_number(sug['threshold'])} flags {sug['flagged_items']:,} items at an "
+                   f"estimated precision of {sug['precision']:.2f} (90% interval {sug['low']:.2f}–{sug['high']:.2f}); "
+                   f"target {target:.2f}.")
+    elif not curve.empty:
+        st.warning(f"No threshold reaches precision {target:.2f} on the evidence so far (or its bins lack decisions).")
+    st.caption(f"Evidence and suggestion written to {path.relative_to(queue.run.root)}")
+    with st.expander("Bins"):
+        st.dataframe(pd.DataFrame(ev["bins"]), hide_index=True)
+    if spec.param:
+        start = float(sug["threshold"]) if sug else (ev["threshold"] if ev["threshold"] is not None else 0.0)
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            value = st.number_input(f"{spec.param} to save", value=start, key=f"t_value_{reason}_{start}", width=220)
+            values = queue.index[f"{stage}.{spec.column}"].to_numpy()
+            n = th.would_flag(values, value, above=spec.flags_when == "above")
+            st.text(f"flags {n:,} of {len(values):,} items")
+            if st.button("Save as pipeline", key="t_save"):
+                try:
+                    out = th.save_pipeline(queue.run, sv.entry.index, sv.entry.name, spec.param, round(value, 6))
+                except CurateError as exc:
+                    st.error(str(exc))
+                else:
+                    learn.write_evidence(queue.run, ev, saved_pipeline=str(out))
+                    ss.t_saved = str(out)
+        if ss.get("t_saved"):
+            st.text(f"Wrote {ss.t_saved}\nRun it with: curate run {ss.t_saved}")
 
+
+# -- reviewers --------------------------------------------------------------------------------------------
+def team_view(st, queue) -> None:
+    import pandas as pd
+
+    from curate.errors import CurateError
+    from curate.review.reviewers import assignment, load_roster, save_roster, write_agreement
+
+    ss = st.session_state
+    roster = load_roster(queue.run)
+    st.subheader("Split the queue")
+    if "team_names" not in ss:
+        ss.team_names = ", ".join(roster["reviewers"])
+        ss.team_overlap = int(round(roster["overlap"] * 100))
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.text_input("Reviewers (comma-separated)", key="team_names", width=360)
+        st.slider("Overlap (% of items reviewed twice)", 0, 50, key="team_overlap", width=260)
+        if st.button("Save split", key="team_save"):
             try:
-                path = th.save_pipeline(queue.run, int(entry["index"]), entry["name"], param, round(value, 6))
+                save_roster(queue.run, [n for n in ss.team_names.split(",")], ss.team_overlap / 100)
             except CurateError as exc:
                 st.error(str(exc))
-            else:
-                st.success(f"Wrote {path}")
-                st.code(f"curate run {path}", language="bash")
-                st.download_button("Download YAML", path.read_bytes(), file_name=path.name, key="t_dl")
+            roster = load_roster(queue.run)
+    if roster["reviewers"]:
+        shares = assignment(queue.ids, roster["reviewers"], roster["overlap"])
+        review = queue.view_mask("review")
+        st.dataframe(pd.DataFrame([{"reviewer": r, "items to review": int((m & review).sum()),
+                                    "decided": int((m & review & (queue.status != 0)).sum())} for r, m in shares.items()]),
+                     hide_index=True)
+        st.caption("Each reviewer ticks 'Only my share of the queue' in the sidebar (with their name as Reviewer).")
+    st.subheader("Agreement on the overlap")
+    doc, path = write_agreement(queue.run, queue.store)
+    if doc["pairs"]:
+        st.dataframe(pd.DataFrame([{"reviewers": " & ".join(p["reviewers"]), "items both decided": p["items"],
+                                    "agree": p["agree"], "Cohen's kappa": None if p["kappa"] is None else round(p["kappa"], 3)}
+                                   for p in doc["pairs"]]), hide_index=True)
+    else:
+        st.info("No item has been decided by two reviewers yet.")
+    st.caption(f"Written to {path.relative_to(queue.run.root)}")
+
+
+# -- the page -------------------------------------------------------------------------------------------------
+def _hide_toolbar(st) -> None:
+    """Streamlit's toolbar (Deploy, the developer menu) is not for reviewers. ``curate review`` passes
+    ``--client.toolbarMode minimal``; for ``streamlit run`` set it here, and redraw once so the very first
+    page already has it."""
+    from streamlit import config
+
+    if config.get_option("client.toolbarMode") != "minimal":
+        st.set_option("client.toolbarMode", "minimal")
+        st.rerun()
 
 
 def render(run_dir: str, reviewer: str | None = None) -> None:
@@ -420,6 +596,7 @@ def render(run_dir: str, reviewer: str | None = None) -> None:
     from curate.review import open_queue
 
     st.set_page_config(page_title="curate review", layout="wide")
+    _hide_toolbar(st)
     _init_state(st, reviewer or _default_reviewer())
     try:
         queue = open_queue(run_dir)
@@ -427,10 +604,25 @@ def render(run_dir: str, reviewer: str | None = None) -> None:
         st.error(str(exc))
         return
     _sidebar(st, queue, run_dir)
-    if st.session_state.view == "thresholds":
-        _thresholds_view(st, queue)
+    view = st.session_state.view
+    if view in ITEM_VIEWS:
+        _fragment(st, items_view)(st, queue)
+    elif view == "clusters":
+        _fragment(st, clusters_view)(st, queue)
+    elif view == "thresholds":
+        thresholds_view(st, queue)
     else:
-        _queue_view(st, queue)
+        team_view(st, queue)
+
+
+_FRAGMENTS: dict = {}
+
+
+def _fragment(st, fn):
+    """``fn`` as a Streamlit fragment (made once per function)."""
+    if fn not in _FRAGMENTS:
+        _FRAGMENTS[fn] = st.fragment(fn)
+    return _FRAGMENTS[fn]
 
 
 def main() -> None:

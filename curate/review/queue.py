@@ -1,14 +1,14 @@
-"""The review queue: an index of every flagged item, its status from ``review.db``, filters and pages.
+"""The review queue: an index of every item of a run, its flags and scores, its status from ``review.db``.
 
-The index has one row per item that some stage flagged with ``review`` or ``drop`` (final action from
-:mod:`curate.policy`): where it lives (``shard``, ``row``), ``id``, ``source``, ``text``, ``label``,
-its final ``action``, ``reasons`` and ``details``, and per stage directory ``d``: ``d:flag``,
-``d:action`` and every floating-point stage column as ``d.column`` (the scores). It is built from the
-shards once per run state and cached in ``runs/<name>/cache/``; image bytes are never in it: a page
-reads only its own items' images.
-
-Nothing here knows about particular stages: flags, details and scores are read generically. The item
-view recognises a few column-name conventions (see :func:`item_details`).
+The index has one row per item (so a reviewer can browse everything, not only what the stages flagged):
+where it lives (``shard``, ``row``), ``id``, ``source``, ``text``, ``label``, ``width``, ``height``, its
+stage ``action`` (``keep`` / ``review`` / ``drop``: the strongest action of its flags, a proposed edit
+waiting for review counting as ``review``), ``reasons`` (``<dir>:<flag>; ...``) and per finished stage
+directory ``d``: ``d:flag``, ``d:action``, ``d:detail``, the score behind each declared flag as
+``d.<column>`` (float) and the columns with a role as ``d@group``, ``d@rep``, ``d@suggested``,
+``d@confidence``, ``d@replacement`` (see :mod:`curate.review.roles`). Everything it knows about a stage
+comes from the stage's declared outputs in the manifest. The index is built once per run state and
+cached in ``runs/<name>/cache/``; image bytes are never in it: a page reads only its own items' images.
 """
 
 from __future__ import annotations
@@ -30,75 +30,95 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.decisions import STATUSES, DecisionStore
+from curate.decisions import STATUSES, Decision, DecisionStore
 from curate.errors import CurateError
-from curate.policy import completed_stage_dirs, shard_outcome
-from curate.rundir import RunDir, shard_name, write_table
-from curate.shards import read_stage
+from curate.fate import shard_fates
+from curate.review.roles import INDEX_ROLES, StageView, stage_views
+from curate.rundir import RunDir, write_table
+from curate.shards import read_annotation_shard, read_data_shard
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _RECORD_COLS = ["id", "source", "text", "label", "width", "height"]
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}  # pending 0, accepted 1, rejected 2
 
-#: Views of the queue: items a person must settle, items a stage dropped (audit), or both.
-VIEWS = {"review": ("review",), "audit": ("drop",), "all": ("review", "drop")}
+#: Views of the queue: items a person must settle, items a stage dropped (audit), every flagged item,
+#: every item of the run.
+VIEWS = ("review", "audit", "flagged", "all")
 
 
 # -- the index -------------------------------------------------------------------------------------
-def _index_key(manifest: dict, stage_dirs: list[str]) -> str:
-    stages = [(s.get("dir"), s.get("fingerprint"), s.get("finished")) for s in manifest.get("stages", [])
-              if s.get("dir") in stage_dirs]
-    blob = json.dumps([INDEX_VERSION, manifest.get("input", {}).get("fingerprint"), stages], sort_keys=True)
+def _index_key(manifest, stages: list[StageView]) -> str:
+    blob = json.dumps([INDEX_VERSION, manifest.input.fingerprint if manifest.input else None,
+                       [(s.dir, s.entry.fingerprint, s.entry.finished) for s in stages]], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _is_score(t: pa.DataType) -> bool:
-    return pa.types.is_floating(t)
+def _stage_part(run: RunDir, sv: StageView, shard: int, n: int) -> dict[str, Any]:
+    """One stage's columns of one shard for the index (flag, action, detail, declared scores, roles)."""
+    want = ["flag", "action", "detail", *sv.score_columns(), *sv.roles.values()]
+    t = read_annotation_shard(run, sv.entry, shard, want)
+    if t.num_rows != n:
+        raise CurateError(f"{run.stage_shard(sv.entry, shard)}: {t.num_rows} rows, the data shard has {n}; "
+                          f"rerun the stage ({sv.entry.name})")
+
+    def col(name):
+        if name in t.column_names:
+            return t.column(name).to_numpy(zero_copy_only=False)
+        return np.full(n, None, dtype=object)
+
+    d = sv.dir
+    flags = col("flag")
+    out: dict[str, Any] = {f"{d}:flag": flags, f"{d}:action": col("action"), f"{d}:detail": col("detail")}
+    for c in sv.score_columns():
+        out[f"{d}.{c}"] = pd.to_numeric(pd.Series(col(c)), errors="coerce").to_numpy(np.float64)
+    for role, c in sv.roles.items():
+        v = col(c)
+        if role == "representative":
+            v = np.array([bool(x) for x in v], bool)
+        elif role == "label_confidence":
+            v = pd.to_numeric(pd.Series(v), errors="coerce").to_numpy(np.float64)
+        elif role == "duplicate_group":
+            v = np.array([None if x is None else str(x) for x in v], dtype=object)
+        elif role in ("replacement_text", "suggested_label"):  # a proposal matters where the stage flagged
+            v = np.where(pd.notna(flags), v, None)
+        out[sv.index_column(role)] = v
+    return out
 
 
 def build_index(run: RunDir, *, use_cache: bool = True, progress: bool = False) -> pd.DataFrame:
-    """The index of flagged items (see the module docstring), from the cache when the run is unchanged."""
-    manifest = run.require()
-    stage_dirs = completed_stage_dirs(run)
-    key = _index_key(manifest, stage_dirs)
+    """The index of every item (see the module docstring), from the cache when the run is unchanged."""
+    manifest = run.require_finished("review it")
+    entries = manifest.finished_stages()
+    stages = stage_views(entries)
+    key = _index_key(manifest, stages)
     cache = run.cache_dir / f"review-index-{key}.parquet"
     if use_cache and cache.is_file():
         try:
             return pq.read_table(cache).to_pandas()
         except (OSError, pa.ArrowInvalid) as exc:  # a damaged cache is rebuilt
             log.warning("review index cache %s unreadable (%s); rebuilding", cache, exc)
-    n_shards = len(run.data_shards())
-    parts: list[pd.DataFrame] = []
     from tqdm.auto import tqdm
 
+    parts: list[pd.DataFrame] = []
+    n_shards = len(run.data_shards())
     for shard in tqdm(range(n_shards), desc="review index", unit="shard", disable=not progress):
-        out = shard_outcome(run, shard, stage_dirs)
-        actions = np.asarray(out.actions, dtype=object)
-        rows = np.flatnonzero(actions != "keep")
-        if len(rows) == 0:
-            continue
-        take = pa.array(rows, pa.int64())
-        rec = pq.read_table(run.data_shard(shard), columns=_RECORD_COLS).take(take)
+        rec = read_data_shard(run, shard, _RECORD_COLS)
+        n = rec.num_rows
         cols: dict[str, Any] = {c: rec.column(c).to_numpy(zero_copy_only=False) for c in _RECORD_COLS}
-        cols["shard"] = np.full(len(rows), shard, np.int32)
-        cols["row"] = rows.astype(np.int32)
-        cols["action"] = actions[rows]
-        cols["reasons"] = ["; ".join(out.reasons[i]) for i in rows]
-        cols["details"] = ["\n".join(d for d in out.details[i] if d) for i in rows]
-        for d in stage_dirs:
-            st = pq.read_table(run.stage_dir(d) / shard_name(shard)).take(take)
-            cols[f"{d}:flag"] = st.column("flag").to_numpy(zero_copy_only=False)
-            cols[f"{d}:action"] = st.column("action").to_numpy(zero_copy_only=False)
-            for f in st.schema:
-                if _is_score(f.type):
-                    cols[f"{d}.{f.name}"] = st.column(f.name).to_numpy(zero_copy_only=False).astype(np.float64)
+        cols["shard"] = np.full(n, shard, np.int32)
+        cols["row"] = np.arange(n, dtype=np.int32)
+        for sv in stages:
+            cols.update(_stage_part(run, sv, shard, n))
+        fates = shard_fates(run, shard, entries, {})  # the stages' own verdict, before any decision
+        cols["action"] = np.array(fates.stage_action, dtype=object)
+        cols["reasons"] = np.array(["; ".join(r) for r in fates.reasons], dtype=object)
         parts.append(pd.DataFrame(cols))
     if parts:
         index = pd.concat(parts, ignore_index=True)
     else:
-        index = pd.DataFrame({c: pd.Series(dtype=object) for c in [*_RECORD_COLS, "action", "reasons", "details"]})
+        index = pd.DataFrame({c: pd.Series(dtype=object) for c in [*_RECORD_COLS, "action", "reasons"]})
         index["shard"] = pd.Series(dtype=np.int32)
         index["row"] = pd.Series(dtype=np.int32)
     if use_cache:
@@ -115,7 +135,7 @@ class Query:
 
     view: str = "review"
     stages: list[str] = field(default_factory=list)      # stage dirs: flagged by any of them
-    reasons: list[str] = field(default_factory=list)     # "<stage dir>:<flag>"
+    reasons: list[str] = field(default_factory=list)     # "<stage dir>:<flag>" (or "reviewer:flag")
     statuses: list[str] = field(default_factory=list)    # pending / accepted / rejected
     score: str | None = None                             # score column "<dir>.<col>" to filter and sort by
     score_min: float | None = None
@@ -123,6 +143,10 @@ class Query:
     search: str = ""                                     # case-insensitive, in text, label, id, source, reasons, details
     sort: str | None = None                              # score column; None keeps run order
     descending: bool = False
+    share: Any = None                                    # a boolean mask: the reviewer's share of the items
+
+
+MANUAL_REASON = "reviewer:flag"
 
 
 class ReviewQueue:
@@ -130,27 +154,30 @@ class ReviewQueue:
 
     def __init__(self, run_root: str | Path, *, progress: bool = False):
         self.run = RunDir(run_root)
-        self.manifest = self.run.require()
-        if self.manifest.get("status") != "done":
-            raise CurateError(f"{self.run.root}: the run did not finish; complete it with 'curate run' before reviewing")
+        self.manifest = self.run.require_finished("review it")
+        self.stages = stage_views(self.manifest.finished_stages())
+        self.stage_dirs = [s.dir for s in self.stages]
+        self.by_dir = {s.dir: s for s in self.stages}
         self.index = build_index(self.run, progress=progress)
-        self.stage_dirs = completed_stage_dirs(self.run)
         self.store = DecisionStore(self.run.review_db)
         n = len(self.index)
-        self._pos = pd.Index(self.index["id"])
+        self.ids = self.index["id"].to_numpy()
+        self._pos = pd.Index(self.ids)
         self.status = np.zeros(n, np.int8)
-        self.notes: dict[str, str] = {}
-        self.captions: dict[str, str] = {}
+        self.manual = np.zeros(n, bool)                     # flagged by hand (kind "flag")
+        self.latest: dict[str, Decision] = {}               # the latest row per decided item
+        self.manual_reasons: dict[str, str] = {}
         self._synced = 0
         self._lock = threading.Lock()
         self._cache_lock = threading.Lock()  # sessions share this object: guard the LRU caches
-        self._thumbs: OrderedDict[str, bytes | None] = OrderedDict()
+        self._thumbs: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
         self._haystack: pa.Array | None = None
-        self._stage_cache: dict[tuple, pa.Table] = {}
         self._reasons: dict[str, dict[str, int]] = {}
         self._searches: OrderedDict[str, np.ndarray] = OrderedDict()
         self._details: OrderedDict[int, dict] = OrderedDict()
+        self._groups: dict[str, pd.DataFrame] = {}
         self.action = self.index["action"].to_numpy()
+        self._flag_cols = {d: _none_for_nan(self.index[f"{d}:flag"].to_numpy()) for d in self.stage_dirs}
         self.refresh()
 
     # -- status ---------------------------------------------------------------------------------
@@ -159,6 +186,9 @@ class ReviewQueue:
         with self._lock:
             if self.store.max_id() == self._synced:
                 return
+            if self._synced == 0:
+                for item, reason in self.store.flagged_by_hand().items():
+                    self.manual_reasons[item] = reason
             new = self.store.latest(since=self._synced)
             if not new:
                 return
@@ -166,16 +196,30 @@ class ReviewQueue:
             pos = self._pos.get_indexer(ids)
             for item, p in zip(ids, pos):
                 d = new[item]
+                self.latest[item] = d
+                if d.kind == "flag":
+                    self.manual_reasons[item] = d.note or ""
+                elif d.kind is None and d.decision == "pending" and d.undoes is not None:
+                    self.manual_reasons.pop(item, None)  # undone back to nothing
                 if p >= 0:
                     self.status[p] = _STATUS_CODE[d.decision]
-                _set(self.notes, item, d.note)
-                _set(self.captions, item, d.caption)
+                    self.manual[p] = item in self.manual_reasons
             self._synced = max(max(d.id for d in new.values()), self._synced)
 
     def decide(self, item_ids: Iterable[str], decision: str, *, reviewer: str | None = None,
-               note: str | None = None, caption: str | None = None) -> list[int]:
-        """Record a decision for items; returns the new row ids (for undo)."""
-        rows = self.store.decide(item_ids, decision, reviewer=reviewer, note=note, caption=caption)
+               note: str | None = None, caption: str | None = None, label: str | None = None) -> list[int]:
+        """Record an item decision for items; returns the new row ids (for undo)."""
+        rows = self.store.decide(item_ids, decision, reviewer=reviewer, note=note, caption=caption, label=label)
+        self.refresh()
+        return rows
+
+    def flag(self, item_id: str, reason: str, *, reject: bool = False, reviewer: str | None = None) -> list[int]:
+        """Flag an item by hand (a miss of the stages) with a reason; ``reject`` drops it at once."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise CurateError("a manual flag needs a reason (what is wrong with the item?)")
+        rows = self.store.decide([item_id], "rejected" if reject else "pending", reviewer=reviewer, note=reason,
+                                 kind="flag")
         self.refresh()
         return rows
 
@@ -185,41 +229,56 @@ class ReviewQueue:
         return rows, skipped
 
     def __contains__(self, item_id: str) -> bool:
-        return item_id in self._pos
+        """Whether the item is flagged (by a stage, with action review or drop, or by hand)."""
+        p = self._pos.get_indexer([item_id])[0]
+        return p >= 0 and (self.action[p] != "keep" or bool(self.manual[p]))
 
     def status_of(self, positions: np.ndarray) -> list[str]:
         return [STATUSES[c] for c in self.status[positions]]
 
+    def position(self, item_id: str) -> int:
+        p = int(self._pos.get_indexer([item_id])[0])
+        if p < 0:
+            raise CurateError(f"item {item_id!r} is not in this run")
+        return p
+
     # -- metadata for the filters ------------------------------------------------------------------
     def score_columns(self) -> list[str]:
-        return [c for c in self.index.columns if "." in c and c.split(".", 1)[0] in self.stage_dirs]
+        """Index columns of the declared scores, ``<dir>.<column>``."""
+        return [f"{s.dir}.{c}" for s in self.stages for c in s.score_columns()]
 
-    def reasons(self, view: str = "all") -> dict[str, int]:
-        """``"<stage dir>:<flag>"`` -> number of items in the view with that flag (computed once per view)."""
+    def reasons(self, view: str = "flagged") -> dict[str, int]:
+        """``"<stage dir>:<flag>"`` -> number of items in the view with that flag."""
         if view in self._reasons:
             return self._reasons[view]
         mask = self.view_mask(view)
         out: dict[str, int] = {}
-        for d in self.stage_dirs:
-            col = f"{d}:flag"
-            if col in self.index:
-                for flag, n in self.index.loc[mask, col].value_counts().items():
-                    out[f"{d}:{flag}"] = int(n)
+        for d, flags in self._flag_cols.items():
+            vals, counts = np.unique(flags[mask & pd.notna(flags)].astype(str), return_counts=True)
+            for flag, n in zip(vals, counts):
+                out[f"{d}:{flag}"] = int(n)
         self._reasons[view] = dict(sorted(out.items(), key=lambda kv: -kv[1]))
         return self._reasons[view]
 
-    def stages_with_flags(self, view: str = "all") -> list[str]:
+    def stages_with_flags(self, view: str = "flagged") -> list[str]:
         return sorted({r.split(":", 1)[0] for r in self.reasons(view)}, key=self.stage_dirs.index)
 
     # -- selection --------------------------------------------------------------------------------
     def view_mask(self, view: str) -> np.ndarray:
-        if view not in VIEWS:
-            raise CurateError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
-        return np.isin(self.action, VIEWS[view])
+        if view == "review":
+            return (self.action == "review") | (self.manual & (self.action != "drop"))
+        if view == "audit":
+            return self.action == "drop"
+        if view == "flagged":
+            return (self.action != "keep") | self.manual
+        if view == "all":
+            return np.ones(len(self.action), bool)
+        raise CurateError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
 
     def _search_mask(self, text: str) -> np.ndarray:
         if self._haystack is None:
-            parts = [self.index[c].fillna("").astype(str) for c in ("id", "source", "text", "label", "reasons", "details")]
+            cols = ["id", "source", "text", "label", "reasons", *[f"{d}:detail" for d in self.stage_dirs]]
+            parts = [self.index[c].fillna("").astype(str) for c in cols]
             hay = parts[0]
             for p in parts[1:]:
                 hay = hay + "\n" + p
@@ -233,24 +292,33 @@ class ReviewQueue:
                 self._searches[key] = got
                 while len(self._searches) > 16:
                     self._searches.popitem(last=False)
+        manual = [self._pos.get_loc(i) for i, r in self.manual_reasons.items() if key in r.lower() and i in self._pos]
+        if manual:
+            got = got.copy()
+            got[manual] = True
         return got
 
     def select(self, q: Query) -> np.ndarray:
         """Positions (into the index) of the items matching ``q``, in display order."""
         self.refresh()
         mask = self.view_mask(q.view)
+        if q.share is not None:
+            mask &= q.share
         if q.stages:
             m = np.zeros(len(mask), bool)
             for d in q.stages:
-                if f"{d}:flag" in self.index:
-                    m |= self.index[f"{d}:flag"].notna().to_numpy()
+                if d in self._flag_cols:
+                    m |= pd.notna(self._flag_cols[d])
             mask &= m
         if q.reasons:
             m = np.zeros(len(mask), bool)
             for r in q.reasons:
+                if r == MANUAL_REASON:
+                    m |= self.manual
+                    continue
                 d, _, flag = r.partition(":")
-                if f"{d}:flag" in self.index:
-                    m |= (self.index[f"{d}:flag"] == flag).to_numpy()
+                if d in self._flag_cols:
+                    m |= self._flag_cols[d] == flag
             mask &= m
         if q.statuses:
             mask &= np.isin(self.status, [_STATUS_CODE[s] for s in q.statuses])
@@ -275,64 +343,64 @@ class ReviewQueue:
         return positions[page * size:(page + 1) * size]
 
     # -- progress ----------------------------------------------------------------------------------
-    def progress(self, view: str = "review") -> dict[str, tuple[int, int]]:
+    def progress(self, view: str = "review", share: np.ndarray | None = None) -> dict[str, tuple[int, int]]:
         """``{"all": (reviewed, total), <stage dir>: (reviewed, total)}`` for the items in the view."""
         mask = self.view_mask(view)
+        if share is not None:
+            mask = mask & share
         decided = self.status != 0
         out = {"all": (int((mask & decided).sum()), int(mask.sum()))}
-        for d in self.stage_dirs:
-            col = f"{d}:flag"
-            if col not in self.index:
-                continue
-            m = mask & self.index[col].notna().to_numpy()
+        for d, flags in self._flag_cols.items():
+            m = mask & pd.notna(flags)
             if m.any():
                 out[d] = (int((m & decided).sum()), int(m.sum()))
         return out
 
     # -- records -----------------------------------------------------------------------------------
     def rows(self, positions: np.ndarray) -> list[dict]:
-        """Index rows of ``positions`` as dicts, with ``status``, ``note`` and ``chosen_caption``."""
-        sub = self.index.iloc[positions]
+        """Index rows of ``positions`` as dicts, with ``pos``, ``status``, ``decision`` (latest row or
+        None) and ``manual`` (the reason of a manual flag, or None)."""
+        sub = self.index.iloc[np.asarray(positions, dtype=np.int64)]
         out = []
         for p, rec in zip(positions, sub.to_dict("records")):
             rec = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
             rec["pos"] = int(p)
             rec["status"] = STATUSES[self.status[p]]
-            rec["note"] = self.notes.get(rec["id"])
-            rec["chosen_caption"] = self.captions.get(rec["id"])
+            rec["decision"] = self.latest.get(rec["id"])
+            rec["manual"] = self.manual_reasons.get(rec["id"]) if self.manual[p] else None
             out.append(rec)
         return out
 
     def images(self, positions: np.ndarray) -> dict[str, bytes | None]:
         """Encoded image bytes of the items at ``positions`` (read from their data shards only)."""
-        return read_images(self.run, [(int(self.index["shard"].iat[p]), int(self.index["row"].iat[p]),
-                                       self.index["id"].iat[p]) for p in positions])
+        shard, row = self.index["shard"].to_numpy(), self.index["row"].to_numpy()
+        return read_images(self.run, [(int(shard[p]), int(row[p]), self.ids[p]) for p in positions])
 
     def thumbnails(self, positions: np.ndarray, size: int = 224) -> dict[str, bytes | None]:
         """Small JPEG/PNG thumbnails (``None`` for items without a decodable image), LRU-cached."""
-        ids = self.index["id"].to_numpy()
         with self._cache_lock:
-            have = {ids[p]: self._thumbs[ids[p]] for p in positions if ids[p] in self._thumbs}
-        want = [p for p in positions if ids[p] not in have]
+            have = {self.ids[p]: self._thumbs[(self.ids[p], size)] for p in positions if (self.ids[p], size) in self._thumbs}
+        want = [p for p in positions if self.ids[p] not in have]
         if want:
             made = {item: (make_thumbnail(data, size) if data else None)
                     for item, data in self.images(np.asarray(want)).items()}
             have.update(made)
             with self._cache_lock:
-                self._thumbs.update(made)
+                for item, th in made.items():
+                    self._thumbs[(item, size)] = th
                 while len(self._thumbs) > 4096:
                     self._thumbs.popitem(last=False)
-        return {ids[p]: have.get(ids[p]) for p in positions}
+        return {self.ids[p]: have.get(self.ids[p]) for p in positions}
 
-    def stage_columns(self, stage_dir: str, columns: list[str]) -> pa.Table:
-        """``id`` plus ``columns`` of every row of a stage (cached; used for clusters)."""
-        key = (stage_dir, tuple(columns))
-        if key not in self._stage_cache:
-            self._stage_cache[key] = read_stage(self.run, stage_dir, ["id", *columns])
-        return self._stage_cache[key]
+    def prefetch_thumbnails(self, positions: np.ndarray, size: int = 224) -> None:
+        """Make the thumbnails of ``positions`` in a background thread (e.g. the next page's)."""
+        with self._cache_lock:
+            todo = [p for p in positions if (self.ids[p], size) not in self._thumbs]
+        if todo:
+            threading.Thread(target=self.thumbnails, args=(np.asarray(todo), size), daemon=True).start()
 
     def details(self, pos: int) -> dict:
-        """:func:`item_details` of the item at ``pos`` (LRU-cached: stage outputs do not change)."""
+        """Every column of the item's record (but the image) and of each stage's row (LRU-cached)."""
         with self._cache_lock:
             got = self._details.get(pos)
         if got is None:
@@ -343,32 +411,91 @@ class ReviewQueue:
                     self._details.popitem(last=False)
         return got
 
-    def stage_scores(self) -> dict[str, list[str]]:
-        """Per stage dir, its floating-point output columns (candidates for a threshold)."""
-        out = {}
-        for d in self.stage_dirs:
-            paths = sorted(self.run.stage_dir(d).glob("part-*.parquet"))
-            names: list[str] = []
-            for p in paths:
-                names = [f.name for f in pq.read_schema(p) if _is_score(f.type)]
-                if names:
-                    break
-            if names:
-                out[d] = names
+    # -- duplicate groups ---------------------------------------------------------------------------
+    def group_stages(self) -> list[str]:
+        """Stage dirs that declare a duplicate group."""
+        return [s.dir for s in self.stages if s.has_groups]
+
+    def groups(self, stage_dir: str) -> pd.DataFrame:
+        """The stage's duplicate groups of two or more items: ``group``, ``members`` (positions, the
+        stage's representative first), ``size``, ``flagged`` (members with this stage's flag)."""
+        if stage_dir not in self._groups:
+            sv = self.by_dir[stage_dir]
+            g = self.index[sv.index_column("duplicate_group")].to_numpy()
+            rep = (self.index[sv.index_column("representative")].to_numpy() if "representative" in sv.roles
+                   else np.zeros(len(g), bool))
+            has = pd.notna(g)
+            pos = np.flatnonzero(has)
+            df = pd.DataFrame({"group": g[has], "pos": pos, "rep": rep[has], "flagged": pd.notna(self._flag_cols[stage_dir][has])})
+            df = df.sort_values(["group", "rep", "pos"], ascending=[True, False, True], kind="stable")
+            agg = df.groupby("group", sort=False).agg(members=("pos", list), flagged=("flagged", "sum"),
+                                                       first=("pos", "min"))
+            agg["size"] = agg["members"].map(len)
+            agg = agg[agg["size"] > 1].sort_values("first").reset_index()
+            self._groups[stage_dir] = agg[["group", "members", "size", "flagged"]]
+        return self._groups[stage_dir]
+
+    def group_of(self, stage_dir: str, pos: int) -> dict | None:
+        """The duplicate group (as in :meth:`groups`) the item at ``pos`` belongs to in a stage, or None."""
+        sv = self.by_dir[stage_dir]
+        g = self.index[sv.index_column("duplicate_group")].iat[pos]
+        if g is None or (isinstance(g, float) and np.isnan(g)):
+            return None
+        groups = self.groups(stage_dir)
+        hit = groups.loc[groups["group"] == g]
+        return None if hit.empty else hit.iloc[0].to_dict()
+
+    def keepers(self, stage_dir: str, group: dict) -> list[int]:
+        """Positions of the group's kept item(s) now: a reviewer's keeper if any, else the stage's."""
+        members = list(group["members"])
+        chosen = [p for p in members if _is_keeper(self.latest.get(self.ids[p]), stage_dir, group["group"], "accepted")]
+        if chosen:
+            return chosen
+        sv = self.by_dir[stage_dir]
+        rep = self.index[sv.index_column("representative")].to_numpy() if "representative" in sv.roles else None
+        return [p for p in members if rep is not None and rep[p]
+                and not _is_keeper(self.latest.get(self.ids[p]), stage_dir, group["group"], "rejected")]
+
+    def keep_instead(self, stage_dir: str, pos: int, *, reviewer: str | None = None) -> list[int]:
+        """Make the item at ``pos`` the kept one of its duplicate group; the group's keeper(s) till now are
+        dropped as its duplicates. One transaction; returns the row ids (for undo)."""
+        group = self.group_of(stage_dir, pos)
+        if group is None:
+            raise CurateError(f"item {self.ids[pos]} is in no duplicate group of {stage_dir}")
+        item = self.ids[pos]
+        rows = [{"item_id": item, "decision": "accepted", "kind": "keeper", "stage": stage_dir,
+                 "group": group["group"], "reviewer": reviewer, "note": "kept instead of its duplicates"}]
+        for p in self.keepers(stage_dir, group):
+            if p != pos:
+                rows.append({"item_id": self.ids[p], "decision": "rejected", "kind": "keeper", "stage": stage_dir,
+                             "group": group["group"], "reviewer": reviewer, "note": f"duplicate of {item} (reviewer's keeper)"})
+        out = self.store.decide_rows(rows)
+        self.refresh()
         return out
 
-    def stage_entry(self, stage_dir: str) -> dict:
-        for s in self.manifest.get("stages", []):
-            if s.get("dir") == stage_dir:
-                return s
-        raise CurateError(f"no stage {stage_dir!r} in {self.run.root}")
+    def not_duplicates(self, stage_dir: str, pos: int, *, reviewer: str | None = None) -> list[int]:
+        """Say the group of the item at ``pos`` is no duplicate group: every member the stage flagged (and
+        any the reviewer dropped as a duplicate) loses this stage's flag. Returns the row ids."""
+        group = self.group_of(stage_dir, pos)
+        if group is None:
+            raise CurateError(f"item {self.ids[pos]} is in no duplicate group of {stage_dir}")
+        flags = self._flag_cols[stage_dir]
+        rows = [{"item_id": self.ids[p], "decision": "accepted", "kind": "not_duplicate", "stage": stage_dir,
+                 "group": group["group"], "reviewer": reviewer, "note": "not duplicates"}
+                for p in group["members"]
+                if pd.notna(flags[p]) or (self.latest.get(self.ids[p]) and self.latest[self.ids[p]].kind == "keeper")]
+        out = self.store.decide_rows(rows)
+        self.refresh()
+        return out
 
 
-def _set(d: dict, key: str, value: str | None) -> None:
-    if value:
-        d[key] = value
-    else:
-        d.pop(key, None)
+def _none_for_nan(a: np.ndarray) -> np.ndarray:
+    """An object array with None (not NaN) where values are missing."""
+    return np.where(pd.notna(a), a, None).astype(object)
+
+
+def _is_keeper(d: Decision | None, stage_dir: str, group: str, decision: str) -> bool:
+    return d is not None and d.kind == "keeper" and d.stage == stage_dir and d.grp == str(group) and d.decision == decision
 
 
 def read_images(run: RunDir, where: list[tuple[int, int, str]]) -> dict[str, bytes | None]:
@@ -378,7 +505,7 @@ def read_images(run: RunDir, where: list[tuple[int, int, str]]) -> dict[str, byt
         by_shard.setdefault(shard, []).append((row, item))
     out: dict[str, bytes | None] = {}
     for shard, items in by_shard.items():
-        t = pq.read_table(run.data_shard(shard), columns=["image"])
+        t = read_data_shard(run, shard, ["image"])
         col = t.column("image").take(pa.array([r for r, _ in items], pa.int64())).to_pylist()
         for (_, item), data in zip(items, col):
             out[item] = data
@@ -404,148 +531,58 @@ def make_thumbnail(data: bytes, size: int = 224) -> bytes | None:
         return None
 
 
-# -- the item view ---------------------------------------------------------------------------------
-_CLUSTER_NAMES = ("cluster", "cluster_id", "dup_cluster", "duplicate_cluster", "group")
-_REP_BOOL_NAMES = ("representative", "is_representative", "is_rep", "keep_representative")
-_REP_ID_NAMES = ("duplicate_of", "dup_of", "representative_id", "rep_id", "representative")
-_SUGGEST_NAMES = ("suggested_label", "predicted_label", "suggestion")
-_CAPTION_NAMES = ("caption", "repaired_caption", "caption_repaired", "repaired_text", "text_repaired", "clean_caption",
-                  "caption_clean")
-
-
-def _pick(names: Iterable[str], schema: pa.Schema, pred) -> str | None:
-    for n in names:
-        i = schema.get_field_index(n)
-        if i >= 0 and pred(schema.field(i).type):
-            return n
-    return None
-
-
 def item_details(queue: ReviewQueue, pos: int) -> dict:
-    """Everything about one item for the item view.
-
-    Returns ``{"record": {...}, "stages": {dir: {column: value}}, "clusters": [...], "suggestions": [...],
-    "captions": [...]}``. Column-name conventions recognised in a stage's output:
-
-    * a duplicate cluster: a column ``cluster_id`` / ``cluster`` (members share a value) with the
-      representative marked by a boolean ``is_representative`` / ``representative`` column; or a string
-      ``duplicate_of`` / ``dup_of`` column (the id of the item kept; the group is that item and every
-      item pointing at it), which wins when there is no boolean marker (a ``cluster`` column next to
-      ``dup_of`` is then taken as a coarse grouping, e.g. k-means, not a duplicate group).
-    * a suggested label: ``suggested_label`` / ``predicted_label``.
-    * a repaired caption: a string column ``caption`` / ``repaired_caption`` / ``caption_repaired`` /
-      ``repaired_text`` / ``clean_caption`` whose value differs from the record's text.
-    """
+    """Everything about one item: ``{"record": {...but image}, "stages": {dir: {column: value}}}``."""
     run, idx = queue.run, queue.index
     shard, row = int(idx["shard"].iat[pos]), int(idx["row"].iat[pos])
-    item = idx["id"].iat[pos]
     cols = [c for c in pq.read_schema(run.data_shard(shard)).names if c != "image"]
-    rec = pq.read_table(run.data_shard(shard), columns=cols).slice(row, 1).to_pylist()[0]
-    rec["image"] = read_images(run, [(shard, row, item)])[item]
-    out: dict[str, Any] = {"record": rec, "stages": {}, "clusters": [], "suggestions": [], "captions": []}
-    for d in queue.stage_dirs:
-        t = pq.read_table(run.stage_dir(d) / shard_name(shard))
-        if t.num_rows <= row:
-            continue
-        srow = t.slice(row, 1).to_pylist()[0]
-        srow.pop("id", None)
-        out["stages"][d] = srow
-        schema = t.schema
-        if srow.get("flag") is None:
-            continue
-        # duplicate clusters
-        cl = _pick(_CLUSTER_NAMES, schema, lambda ty: pa.types.is_integer(ty) or pa.types.is_string(ty))
-        rep_bool = _pick(_REP_BOOL_NAMES, schema, pa.types.is_boolean)
-        rep_id = _pick(_REP_ID_NAMES, schema, pa.types.is_string)
-        members = None
-        if cl is not None and rep_bool is None and rep_id is not None:
-            cl = None  # a coarse grouping next to a duplicate-of pointer
-        if cl is not None and srow.get(cl) is not None:
-            cols = [cl] + [c for c in (rep_bool, rep_id) if c]
-            st = queue.stage_columns(d, cols)
-            members = np.flatnonzero(pc.equal(st.column(cl), pa.scalar(srow[cl], st.column(cl).type)).to_numpy(zero_copy_only=False))
-        elif rep_id is not None and srow.get(rep_id) is not None:
-            st = queue.stage_columns(d, [rep_id])
-            ids = st.column("id")
-            target = srow[rep_id]
-            m = pc.or_kleene(pc.equal(ids, target), pc.equal(st.column(rep_id), pa.scalar(target)))
-            members = np.flatnonzero(pc.fill_null(m, False).to_numpy(zero_copy_only=False))
-            cols = [rep_id]
-        if members is not None and len(members):
-            members = members[:24]
-            ids = st.column("id").take(pa.array(members, pa.int64())).to_pylist()
-            reps = set()
-            if rep_bool:
-                flags = st.column(rep_bool).take(pa.array(members, pa.int64())).to_pylist()
-                reps = {i for i, f in zip(ids, flags) if f}
-            elif rep_id:
-                targets = st.column(rep_id).take(pa.array(members, pa.int64())).to_pylist()
-                reps = {t for t in targets if t} | {i for i, t in zip(ids, targets) if t is None and cl is not None}
-            locs = _global_rows_to_shard(run, members)
-            images = read_images(run, [(s, r, i) for (s, r), i in zip(locs, ids)])
-            texts = _read_cells(run, [(s, r) for s, r in locs], ["text", "label"])
-            out["clusters"].append({
-                "stage": d, "column": cl or rep_id, "value": srow.get(cl) if cl else srow.get(rep_id),
-                "members": [{"id": i, "representative": i in reps, "this": i == item, "image": images.get(i),
-                             "text": tx["text"], "label": tx["label"]} for i, tx in zip(ids, texts)],
-            })
-        # suggested labels
-        sug = _pick(_SUGGEST_NAMES, schema, lambda ty: True)
-        if sug and srow.get(sug) is not None:
-            out["suggestions"].append({"stage": d, "label": rec.get("label"), "suggested": srow[sug],
-                                       "detail": srow.get("detail")})
-        # repaired captions
-        for f in schema:
-            if f.name in ("flag", "action", "detail", "id") or not pa.types.is_string(f.type):
-                continue
-            if f.name in _CAPTION_NAMES and srow.get(f.name) and srow[f.name] != rec.get("text"):
-                out["captions"].append({"stage": d, "column": f.name, "original": rec.get("text") or "",
-                                        "repaired": srow[f.name],
-                                        "diff": caption_diff(rec.get("text") or "", srow[f.name])})
+    rec = read_data_shard(run, shard, cols).slice(row, 1).to_pylist()[0]
+    out: dict[str, Any] = {"record": rec, "stages": {}}
+    for sv in queue.stages:
+        t = read_annotation_shard(run, sv.entry, shard, None)
+        if t.num_rows > row:
+            srow = t.slice(row, 1).to_pylist()[0]
+            srow.pop("id", None)
+            out["stages"][sv.dir] = srow
     return out
 
 
-def _global_rows_to_shard(run: RunDir, rows: np.ndarray) -> list[tuple[int, int]]:
-    sizes = [pq.ParquetFile(p).metadata.num_rows for p in run.data_shards()]
-    starts = np.cumsum([0, *sizes])
-    shards = np.searchsorted(starts, rows, side="right") - 1
-    return [(int(s), int(r - starts[s])) for s, r in zip(shards, rows)]
-
-
-def _read_cells(run: RunDir, where: list[tuple[int, int]], columns: list[str]) -> list[dict]:
-    out = []
-    for s, r in where:
-        out.append(pq.read_table(run.data_shard(s), columns=columns).slice(r, 1).to_pylist()[0])
+def word_diff(original: str, repaired: str) -> list[tuple[str, str]]:
+    """A word-level diff as ``[(op, text)]`` with op ``=``, ``-`` (removed) or ``+`` (added)."""
+    a, b = original.split(), repaired.split()
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(("=", " ".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            out.append(("-", " ".join(a[i1:i2])))
+        if j2 > j1:
+            out.append(("+", " ".join(b[j1:j2])))
     return out
 
 
 def caption_diff(original: str, repaired: str) -> str:
-    """A word-level diff: ``[-removed-]`` and ``{+added+}`` (plain text, for display as text)."""
-    a, b = original.split(), repaired.split()
-    parts = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            parts.append(" ".join(a[i1:i2]))
-        else:
-            if i2 > i1:
-                parts.append("[-" + " ".join(a[i1:i2]) + "-]")
-            if j2 > j1:
-                parts.append("{+" + " ".join(b[j1:j2]) + "+}")
-    return " ".join(parts)
+    """The word diff as plain text: ``[-removed-]`` and ``{+added+}``."""
+    return " ".join(t if op == "=" else (f"[-{t}-]" if op == "-" else f"{{+{t}+}}") for op, t in word_diff(original, repaired))
 
 
-_QUEUES: dict[str, ReviewQueue] = {}
+_QUEUES: dict[str, tuple[ReviewQueue, tuple | None]] = {}
 _QLOCK = threading.Lock()
 
 
+def _stamp(run_root: str | Path) -> tuple[int, int]:
+    st = RunDir(run_root).manifest_path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
 def open_queue(run_root: str | Path) -> ReviewQueue:
-    """A process-wide queue per run directory (rebuilt when the run's manifest changes)."""
+    """A process-wide queue per run directory (rebuilt when the run's manifest file changes)."""
     key = str(Path(run_root).resolve())
     with _QLOCK:
-        q = _QUEUES.get(key)
-        if q is not None and q.manifest != RunDir(run_root).load_manifest():
-            q = None
-        if q is None:
-            q = ReviewQueue(run_root)
-            _QUEUES[key] = q
-        return q
+        got = _QUEUES.get(key)
+        stamp = _stamp(run_root) if RunDir(run_root).exists() else None
+        if got is None or got[1] != stamp:
+            got = (ReviewQueue(run_root), stamp)
+            _QUEUES[key] = got
+        return got[0]

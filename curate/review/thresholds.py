@@ -1,8 +1,11 @@
-"""Thresholds: how many items a threshold on a stage's score would flag, and saving it as a pipeline."""
+"""Thresholds: how many items a threshold on a stage's score would flag, and saving it as a pipeline.
+
+Which score, param and direction belong to a flag comes from the stage's declared :class:`ScoreSpec`
+(:mod:`curate.review.roles`); nothing here guesses them from names.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,31 +13,6 @@ import yaml
 
 from curate.errors import CurateError
 from curate.rundir import RunDir, atomic_path
-
-
-def numeric_params(params: dict) -> dict[str, float]:
-    """The stage params that are numbers (threshold candidates), from a manifest stage entry."""
-    return {k: v for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _tokens(name: str) -> set[str]:
-    return {t for t in re.split(r"[^a-z0-9]+", name.lower()) if t and t not in ("min", "max", "above", "below")}
-
-
-def guess_param(score_column: str, params: dict) -> str | None:
-    """The numeric param most likely to threshold ``score_column`` (shared name tokens), else None."""
-    nums = numeric_params(params)
-    if not nums:
-        return None
-    col = _tokens(score_column)
-    best = max(nums, key=lambda k: len(_tokens(k) & col))
-    return best if _tokens(best) & col else None
-
-
-def flags_above(param: str) -> bool:
-    """Whether a param flags values above it (``max_*``, ``*_above``) rather than below (``min_*``, ``*_below``)."""
-    p = param.lower()
-    return p.startswith("max") or p.endswith("above") or "max_" in p
 
 
 def would_flag(values: np.ndarray, threshold: float, *, above: bool) -> int:
@@ -62,7 +40,7 @@ def save_pipeline(run: RunDir, stage_index: int, stage_name: str, param: str, va
     writes inside the run directory); returns its path.
     """
     manifest = run.require()
-    src = manifest.get("pipeline_file")
+    src = manifest.pipeline_file
     doc = None
     if src and Path(src).is_file():
         from curate.config import resolve_relative_paths
@@ -70,7 +48,7 @@ def save_pipeline(run: RunDir, stage_index: int, stage_name: str, param: str, va
         # the copy lives elsewhere: its relative paths are made absolute against the original's folder
         doc = resolve_relative_paths(yaml.safe_load(Path(src).read_text(encoding="utf-8")), Path(src).resolve().parent)
     if not isinstance(doc, dict) or not isinstance(doc.get("stages"), list):
-        doc = dict(manifest.get("config") or {})
+        doc = dict(manifest.config or {})
     stages = doc.get("stages") or []
     if stage_index >= len(stages):
         raise CurateError(f"stage {stage_index} ({stage_name}) is not in the pipeline")
@@ -85,7 +63,7 @@ def save_pipeline(run: RunDir, stage_index: int, stage_name: str, param: str, va
     stages[stage_index] = {name: params}
     doc["stages"] = stages
     value_txt = f"{value:g}".replace(".", "_").replace("-", "m")
-    base = doc.get("name") or manifest.get("name") or "pipeline"
+    base = doc.get("name") or manifest.name or "pipeline"
     out = run.root / "pipelines" / f"{base}-{stage_name}-{param}-{value_txt}.yaml"
     with atomic_path(out) as tmp:
         tmp.write_text(f"# written by curate review from {src or 'the run manifest'}: {stage_name}.{param} = {value:g}\n"

@@ -12,7 +12,10 @@ CORRUPTIONS and docs/benchmarks/caption_repair.md), then measures
 
 The obvious alternative, ``ftfy.fix_text`` on every caption, is measured in the same run.
 
-    nice -n 10 /work/venv/bin/python benchmarks/caption_repair.py [--n 1000000] [--seed 0]
+    nice -n 10 /work/venv/bin/python benchmarks/caption_repair.py [--n 1000000] [--seed 0] [--baseline COMMIT]
+
+The second table measures repeated words and punctuation one damage kind at a time (REPEAT_CORRUPTIONS),
+optionally against the rules of an older commit (``--baseline``).
 """
 
 from __future__ import annotations
@@ -175,6 +178,126 @@ def c_quotes(c: str, rng: random.Random) -> tuple[str, str]:
     return f"{q[0]}{c.strip()}{q[1]}", c
 
 
+# -- repeated words and punctuation, one kind of damage each (the "repeats" table) -----------------------
+def _cands(w: list[str]) -> list[int]:
+    return [i for i, x in enumerate(w) if x.isalpha() and x.lower() not in LEGIT_DOUBLES]
+
+
+def _end_punct(c: str) -> str | None:
+    t = c.rstrip()
+    return t[-1] if t and t[-1] in ".!?" else None
+
+
+def r_word_doubled(c: str, rng: random.Random) -> tuple[str, str]:
+    """One word (not one people double on purpose) written twice: ``a dog dog on``."""
+    w = _words(c)
+    cands = _cands(w)
+    if not cands:
+        return c, c
+    i = rng.choice(cands)
+    return " ".join(w[:i + 1] + [w[i]] + w[i + 1:]), c
+
+
+def r_word_tripled(c: str, rng: random.Random) -> tuple[str, str]:
+    """One word three times: ``the the the``."""
+    w = _words(c)
+    cands = _cands(w)
+    if not cands:
+        return c, c
+    i = rng.choice(cands)
+    return " ".join(w[:i + 1] + [w[i], w[i]] + w[i + 1:]), c
+
+
+def r_word_doubled_case(c: str, rng: random.Random) -> tuple[str, str]:
+    """The first word doubled with the other case: ``A a man``, ``The the dog``."""
+    w = _words(c)
+    if not w or not w[0].isalpha() or w[0].lower() in LEGIT_DOUBLES:
+        return r_word_doubled(c, rng)
+    first = w[0]
+    other = first.lower() if first[0].isupper() else first.capitalize()
+    return " ".join([first, other] + w[1:]), c
+
+
+def r_word_doubled_before_punct(c: str, rng: random.Random) -> tuple[str, str]:
+    """The word before a comma or the final period doubled: ``on a bench bench.``, ``a dog dog, a cat``."""
+    w = _words(c)
+    cands = [i for i, x in enumerate(w) if len(x) > 1 and x[-1] in ".,!?" and x[:-1].isalpha()
+             and x[:-1].lower() not in LEGIT_DOUBLES]
+    if not cands:
+        return r_word_doubled(c, rng)
+    i = rng.choice(cands)
+    return " ".join(w[:i] + [w[i][:-1], w[i]] + w[i + 1:]), c
+
+
+def r_phrase_doubled(c: str, rng: random.Random) -> tuple[str, str]:
+    """Two to four words written twice in a row: ``on the table on the table``."""
+    w = _words(c)
+    n = rng.randint(2, 4)
+    starts = [i for i in range(len(w) - n + 1) if all(x.isalpha() for x in w[i:i + n])
+              and any(len(x) > 2 and x.lower() not in LEGIT_DOUBLES for x in w[i:i + n])]
+    if not starts:
+        return r_word_doubled(c, rng)
+    i = rng.choice(starts)
+    return " ".join(w[:i + n] + w[i:i + n] + w[i + n:]), c
+
+
+def r_caption_twice(c: str, rng: random.Random) -> tuple[str, str]:
+    """The whole caption written twice."""
+    return f"{c.strip()} {c.strip()}", c
+
+
+def r_end_punct_repeated(c: str, rng: random.Random) -> tuple[str, str]:
+    """The final ``!``/``?`` repeated 2-6 times or ``.`` 4-6 times (``..`` is left alone by the rules:
+    people type it for an ellipsis; ``...`` is the truncation rule's business). A caption without final
+    punctuation gets a period first (in the target too)."""
+    p = _end_punct(c)
+    t = c.rstrip()
+    target = c
+    if p is None:
+        p = rng.choice(".!?")
+        t += p
+        target = t
+    k = rng.randint(4, 6) if p == "." else rng.randint(2, 6)
+    return t + p * (k - 1), target
+
+
+def r_inner_punct_repeated(c: str, rng: random.Random) -> tuple[str, str]:
+    """A comma after a word doubled or tripled, with or without spaces between (``a dog,, a cat``,
+    ``a dog, , a cat``); where the caption has no comma one is added after a word (in the target too)."""
+    w = _words(c)
+    commas = [i for i, x in enumerate(w[:-1]) if x.endswith(",")]
+    if commas:
+        i = rng.choice(commas)
+        base = list(w)
+    else:
+        inner = [i for i, x in enumerate(w[:-1]) if x.isalpha()]
+        if not inner:
+            return c, c
+        i = rng.choice(inner)
+        base = list(w)
+        base[i] = w[i] + ","
+    target = " ".join(base)
+    bad = list(base)
+    bad[i] = base[i] + rng.choice([",", ",,", " ,", " , ,"])
+    return " ".join(bad), target
+
+
+def r_legit_double(c: str, rng: random.Random) -> tuple[str, str]:
+    """Control: ``very very`` inserted before a word; the rules must leave it (target = the input)."""
+    w = _words(c)
+    i = rng.randrange(len(w))
+    bad = " ".join(w[:i] + ["very", "very"] + w[i:])
+    return bad, bad
+
+
+REPEAT_CORRUPTIONS = {
+    "word_doubled": r_word_doubled, "word_tripled": r_word_tripled, "word_doubled_case": r_word_doubled_case,
+    "word_doubled_before_punct": r_word_doubled_before_punct, "phrase_doubled": r_phrase_doubled,
+    "caption_twice": r_caption_twice, "end_punct_repeated": r_end_punct_repeated,
+    "inner_punct_repeated": r_inner_punct_repeated, "legit_double (control)": r_legit_double,
+}
+
+
 CORRUPTIONS = {
     "html_entities": c_html_entities, "html_tags": c_html_tags, "mojibake": c_mojibake,
     "invisible_chars": c_invisible, "url_email": c_url, "filename_token": c_filename_token,
@@ -202,6 +325,29 @@ def corrupt_all(caps: list[str], seed: int) -> dict[str, list[tuple[str, str, st
     return out
 
 
+def corrupt_repeats(caps: list[str], seed: int) -> dict[str, list[tuple[str, str, str]]]:
+    """kind -> [(human, corrupted, target)] for the repeated-words-and-punctuation kinds."""
+    rng = random.Random(seed + 100)
+    return {kind: [(c, *fn(c, rng)) for c in caps] for kind, fn in REPEAT_CORRUPTIONS.items()}
+
+
+def load_baseline_rules(commit: str):
+    """A RuleSet from curate/captions/rules.py as of ``commit`` (for before/after figures)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    src = subprocess.run(["git", "show", f"{commit}:curate/captions/rules.py"], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    with tempfile.NamedTemporaryFile("w", suffix="_rules.py", delete=False) as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location("baseline_rules", f.name)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_rules"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod.RuleSet()
+
+
 def evaluate(fix, corrupted: dict, caps: list[str]) -> dict:
     res = {}
     for kind, rows in corrupted.items():
@@ -224,6 +370,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000, help="captions for the throughput run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write all figures to this JSON file")
+    ap.add_argument("--baseline", metavar="COMMIT",
+                    help="also measure the repeats table with curate/captions/rules.py as of this git commit")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"coco-mini not found at {DATA}")
@@ -260,6 +408,20 @@ def main() -> None:
     print(f"\nfalse repairs on the untouched human captions: rules {fr['changed']}/{fr['n']} = {fr['share']:.2%}; "
           f"ftfy.fix_text {ff['changed']}/{ff['n']} = {ff['share']:.2%}")
     print(f"  rules changed: {fr['examples']}")
+
+    # repeated words and punctuation, one kind of damage each; against the rules of an older commit
+    repeats = corrupt_repeats(caps, args.seed)
+    results["repeats"] = {"rules": evaluate(rules_fix, repeats, caps)}
+    baseline = load_baseline_rules(args.baseline) if args.baseline else None
+    if baseline is not None:
+        results["repeats"][f"rules@{args.baseline}"] = evaluate(lambda t: baseline.apply(t).text, repeats, caps)
+    cols = list(results["repeats"])
+    print(f"\nrepeated words and punctuation ({len(caps)} corrupted captions per kind, seed {args.seed}); restored:")
+    print(f"{'kind':<28} " + " ".join(f"{c:>22}" for c in cols))
+    for kind in repeats:
+        print(f"{kind:<28} " + " ".join(f"{results['repeats'][c][kind]['restored']:>22.1%}" for c in cols))
+    print(f"{'false repairs (human)':<28} " + " ".join(
+        f"{results['repeats'][c]['_false_repairs']['changed']:>18}/{len(caps)}" for c in cols))
 
     # throughput on args.n captions: 90% untouched human captions, 10% corrupted (all kinds evenly)
     rng = random.Random(args.seed + 1)

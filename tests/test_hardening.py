@@ -431,3 +431,46 @@ def test_repeated_sources_get_unique_ids_stable_across_shard_sizes(tmp_path):
     assert ids1 == ids2
     assert inp1["repeated_ids"] == inp2["repeated_ids"] == 3
     assert ids1[2:7] == [ids1[0] + "-2", ids1[3], ids1[0] + "-3", ids1[1] + "-2", ids1[6]]
+
+
+# -- caption rules: boilerplate extend vs replace, repeated phrases and punctuation ------------------------
+def test_boilerplate_list_extends_or_replaces_the_defaults():
+    from curate.captions.rules import DEFAULT_BOILERPLATE, boilerplate_phrases
+    from curate.stages.caption_repair import CaptionRepairParams
+
+    assert boilerplate_phrases(["courtesy of"]) == (*DEFAULT_BOILERPLATE, "courtesy of")
+    assert boilerplate_phrases(["courtesy of"], "replace") == ("courtesy of",)
+    with pytest.raises(ValueError, match="extend, replace"):
+        boilerplate_phrases([], "merge")
+    p = CaptionRepairParams(boilerplate=["courtesy of"])
+    assert p.boilerplate_mode == "extend"
+    from curate.captions.rules import RuleSet
+
+    ext = RuleSet(["boilerplate"], boilerplate=boilerplate_phrases(p.boilerplate, p.boilerplate_mode))
+    rep = RuleSet(["boilerplate"], boilerplate=boilerplate_phrases(p.boilerplate, "replace"))
+    assert ext.apply("Stock photo: a dog, courtesy of Bob").text == "a dog, Bob"
+    assert rep.apply("Stock photo: a dog").text == "Stock photo: a dog"
+
+
+@pytest.mark.parametrize("bad, good", [
+    ("a dog on the table on the table.", "a dog on the table."),
+    ("jets parked next jets parked next to each other", "jets parked next to each other"),
+    ("A big,, white bird", "A big, white bird"),
+    ("A big, , white bird", "A big, white bird"),
+    ("What a dog!!!", "What a dog!"),
+    ("A dog....", "A dog."),
+])
+def test_repeats_rule_phrases_and_punctuation(bad, good):
+    from curate.captions.rules import RuleSet
+
+    assert RuleSet(["repeats"]).apply(bad).text == good
+
+
+@pytest.mark.parametrize("text", ["a cup full of tea..", "very very big", "side by side", "so so good", "a a"])
+def test_repeats_rule_leaves_these_alone(text):
+    from curate.captions.rules import RuleSet
+
+    if text == "a a":
+        assert RuleSet(["repeats"]).apply("on a a road").text == "on a road"
+        return
+    assert RuleSet(["repeats"]).apply(text).text == text

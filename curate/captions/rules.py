@@ -29,6 +29,18 @@ DEFAULT_BOILERPLATE = (
     "istockphoto", "dreamstime", "alamy",
 )
 
+BOILERPLATE_MODES = ("extend", "replace")
+
+
+def boilerplate_phrases(phrases: Sequence[str] = (), mode: str = "extend") -> tuple[str, ...]:
+    """The phrases the boilerplate rule removes: ``phrases`` added to :data:`DEFAULT_BOILERPLATE`
+    (``mode="extend"``, the default) or ``phrases`` alone (``mode="replace"``); duplicates dropped."""
+    if mode not in BOILERPLATE_MODES:
+        raise ValueError(f"boilerplate mode must be one of {', '.join(BOILERPLATE_MODES)}, got {mode!r}")
+    base = DEFAULT_BOILERPLATE if mode == "extend" else ()
+    return tuple(dict.fromkeys(p for p in (*base, *phrases) if p.strip()))
+
+
 _WS = re.compile(r"\s+")
 _SEPARATORS = " \t\n\r-\u2013\u2014|:;,/"
 
@@ -290,9 +302,33 @@ LEGIT_DOUBLES = frozenset({
     "cous", "dum", "pom", "beep", "honk", "woof", "meow", "hush", "night",
 })
 _REPEATED_WORD = re.compile(r"(?i)\b([^\W\d_]+)(?:\s+\1\b)+")
-_PUNCT_RUN = re.compile(r"([!?,;:])\1+|\.{4,}")
+_REPEATED_PHRASE = re.compile(r"(?i)\b([^\W\d_]+(?:\s+[^\W\d_]+){1,3})(?:\s+\1\b)+")
+# "!!", ",,", ", ,", "....": a mark repeated (spaces between allowed for , ; :). Two periods are left
+# alone: people type ".." for an ellipsis (3 of the 795 COCO-mini human captions end so).
+_PUNCT_RUN = re.compile(r"([!?])\1+|([,;:])(?:\s*\2)+|\.{4,}")
+_PUNCT_HINT = re.compile(r"[!?,;:]\s*[!?,;:]|\.{4}")  # cheap superset of _PUNCT_RUN, to decide whether to look
 _TAIL_PUNCT = re.compile(r"([.!?])(?:\s+[!?.]+|[!?]{2,})\s*$")
 _WORD_PUNCT = ".,;:!?\"')]"
+_DROP_WORD_PUNCT = str.maketrans("", "", _WORD_PUNCT)
+
+
+def _has_repeated_phrase(words: list[str]) -> bool:
+    """Two to four words written twice in a row (``on the table on the table``), one of 3+ letters."""
+    bigrams = list(zip(words, words[1:]))
+    if len(set(bigrams)) == len(bigrams):  # cheap: every repeated phrase repeats a pair of words
+        return False
+    for n in (2, 3, 4):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i:i + n] == words[i + n:i + 2 * n] and any(len(w) > 2 and w.isalpha() for w in words[i:i + n]):
+                return True
+    return False
+
+
+def _phrase_once(m: re.Match) -> str:
+    words = m.group(1).lower().split()
+    if all(w in LEGIT_DOUBLES for w in words) or not any(len(w) > 2 for w in words):
+        return m.group(0)
+    return m.group(1)
 
 
 def _doubled(text: str) -> str | None:
@@ -312,16 +348,22 @@ def _doubled(text: str) -> str | None:
 
 @rule("repeats")
 def repeats_rule(text: str, opts: RuleOptions) -> tuple[str, bool]:
-    """Collapse repeated words (``the the``, except doubles like ``very very``), punctuation runs
-    (``!!!!``, ``,,``, ``.....``) and a caption written twice in a row."""
+    """Collapse repeated words (``the the``, except doubles like ``very very``), repeated phrases of
+    2-4 words (``on the table on the table``), punctuation runs (``!!!!``, ``,,``, ``, ,``, ``.....``;
+    not ``..``) and a caption written twice in a row."""
     words = text.lower().split()
     has_double = any((a == b or a == b.rstrip(_WORD_PUNCT)) and a.isalpha() for a, b in zip(words, words[1:]))
-    if not has_double and not _PUNCT_RUN.search(text) and not _TAIL_PUNCT.search(text) and _doubled(text) is None:
+    has_phrase = len(words) >= 4 and len(set(words)) < len(words) and _has_repeated_phrase(
+        text.lower().translate(_DROP_WORD_PUNCT).split())
+    if (not has_double and not has_phrase and not _PUNCT_HINT.search(text) and not _TAIL_PUNCT.search(text)
+            and _doubled(text) is None):
         return text, False
     new = text
     whole = _doubled(new)
     if whole is not None:
         new = whole
+    if has_phrase:
+        new = _REPEATED_PHRASE.sub(_phrase_once, new)
     new = _REPEATED_WORD.sub(lambda m: m.group(0) if m.group(1).lower() in LEGIT_DOUBLES else m.group(1), new)
     new = _TAIL_PUNCT.sub(r"\1", new)
     new = _PUNCT_RUN.sub(lambda m: m.group(0)[0], new)

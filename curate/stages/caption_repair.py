@@ -4,7 +4,7 @@ YAML::
 
     - caption_repair:
         rules: [mojibake, html, urls, whitespace, filenames, boilerplate, repeats, truncation, quotes]
-        boilerplate: [stock photo, "click here", "image may contain"]
+        boilerplate: ["courtesy of", "photo credit"]     # added to the default phrases (boilerplate_mode: replace to use only these)
         candidates: [rules, siblings, generated]
         generate: {model: coca_ViT-B-32, pretrained: mscoco_finetuned_laion2b_s13b_b90k, only_below: 0.22}
         min_gain: 0.02
@@ -27,7 +27,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate.captions.choose import Candidate, choose
-from curate.captions.rules import DEFAULT_BOILERPLATE, RULE_ORDER, RuleSet
+from curate.captions.rules import RULE_ORDER, RuleSet, boilerplate_phrases
 from curate.errors import CurateError
 from curate.stages.base import Column, MapStage, Outputs, StageParams, flag_table, register_stage
 
@@ -78,8 +78,11 @@ class GenerateParams(BaseModel):
 class CaptionRepairParams(StageParams):
     rules: list[RuleName] = Field(default_factory=lambda: list(RULE_ORDER),
                                   description=f"rules to apply (they always run in the order {', '.join(RULE_ORDER)})")
-    boilerplate: list[str] = Field(default_factory=lambda: list(DEFAULT_BOILERPLATE),
-                                   description="phrases removed by the 'boilerplate' rule (replaces the default list)")
+    boilerplate: list[str] = Field(default_factory=list,
+                                   description="phrases removed by the 'boilerplate' rule, added to the default list "
+                                               "(boilerplate_mode: extend) or instead of it (replace)")
+    boilerplate_mode: Literal["extend", "replace"] = Field(
+        "extend", description="extend: the default phrases plus 'boilerplate'; replace: only 'boilerplate'")
     candidates: list[CandidateKind] = Field(
         default_factory=lambda: ["rules", "siblings"],
         description="captions to choose from: rules (the rule-cleaned original), siblings (other captions of "
@@ -130,7 +133,7 @@ class CaptionRepair(MapStage):
 
     def __init__(self, params, ctx=None):
         super().__init__(params, ctx)
-        self.rules = RuleSet(params.rules, boilerplate=params.boilerplate)
+        self.rules = RuleSet(params.rules, boilerplate=boilerplate_phrases(params.boilerplate, params.boilerplate_mode))
         self._scorer = None
         self._captioner = None
 

@@ -74,7 +74,7 @@ def test_stages_run_end_to_end_and_write_normalised_embeddings(make_pipeline, ti
     assert cf.column("action")[low].as_py() == "review"
     # semantic_dedup and outliers wrote their columns and summaries
     sd = read_stage(rd, "02-semantic_dedup")
-    assert {"cluster", "nn_similarity", "dup_of"} <= set(sd.column_names)
+    assert {"cluster_id", "cluster_size", "is_representative", "nn_similarity", "kmeans_cluster"} <= set(sd.column_names)
     assert m.stages[2].summary["clusters"] >= 1
     ol = read_stage(rd, "03-outliers")
     assert ol.column("flag").to_pylist().count("outlier") == round(0.1 * n)
@@ -142,7 +142,7 @@ def test_bad_params_are_config_errors_naming_the_key():
         parse({"embed": {"batchsize": 3}})
     with pytest.raises(ConfigError, match="min_score or keep_top_fraction, not both"):
         parse({"clip_filter": {"min_score": 0.2, "keep_top_fraction": 0.5}})
-    with pytest.raises(ConfigError, match="keep: expected one of first, central, peripheral or score:COLUMN"):
+    with pytest.raises(ConfigError, match="keep must be one of central, peripheral, first, score:<column>"):
         parse({"semantic_dedup": {"keep": "best"}})
     with pytest.raises(ConfigError, match=r"semantic_dedup.eps: expected .* > 0"):
         parse({"semantic_dedup": {"eps": 0}})
@@ -211,9 +211,11 @@ def test_semantic_dedup_stage_reduce_names_the_kept_item():
     out = SemanticDedup(SemanticDedupParams(eps=0.02, clusters=3)).reduce(table)
     flags = out.column("flag").to_pylist()
     assert [i for i, f in enumerate(flags) if f] == [10, 20, 30]
-    assert out.column("dup_of").to_pylist()[20] == "id007"
+    # the shared duplicate-group columns: members point at the kept item, which is its group's representative
+    assert out.column("cluster_id").to_pylist()[20] == "id007" and out.column("is_representative")[7].as_py()
+    assert not out.column("is_representative")[20].as_py() and out.column("cluster_size")[7].as_py() >= 2
     assert out.column("detail")[10].as_py().startswith("semantic duplicate of id003 (cosine 1.000 > 0.980")
-    assert out.column("cluster")[50].as_py() is None
+    assert out.column("kmeans_cluster")[50].as_py() is None
 
 
 def test_outliers_finds_planted_far_points():

@@ -28,16 +28,22 @@ KEEP_RULES = ("first", "longest_text", "largest_image", "score:<column>")
 SCORE_COLUMN = "keep_score"
 
 
-def _check_keep(value: str) -> str:
-    if value in ("first", "longest_text", "largest_image"):
-        return value
-    if value.startswith("score:") and len(value) > len("score:"):
-        return value
-    raise ValueError(f"keep must be one of {', '.join(KEEP_RULES)}; got {value!r}")
+def keep_rule_type(*, extra: tuple[str, ...] = (), without: tuple[str, ...] = ()):
+    """The type of a stage's ``keep`` parameter: the shared rules plus ``extra`` ones, less ``without``,
+    validated with the allowed values in the error."""
+    named = tuple(r for r in (*extra, *KEEP_RULES[:-1]) if r not in without)
+    allowed = ", ".join([*named, KEEP_RULES[-1]])
+
+    def check(value: str) -> str:
+        if value in named or (value.startswith("score:") and len(value) > len("score:")):
+            return value
+        raise ValueError(f"keep must be one of {allowed}; got {value!r}")
+
+    return Annotated[str, AfterValidator(check)]
 
 
 #: Type of a stage's ``keep`` parameter (validated, with the allowed values in the error).
-KeepRule = Annotated[str, AfterValidator(_check_keep)]
+KeepRule = keep_rule_type()
 
 
 def keep_input_columns(keep: str, text_column: str = "text") -> list[str]:
@@ -113,9 +119,9 @@ CLUSTER_COLUMNS = (
 )
 
 
-def keep_field(default: str, extra_rules: tuple[str, ...] = ()) -> Any:
+def keep_field(default: str, extra_rules: tuple[str, ...] = (), without: tuple[str, ...] = ()) -> Any:
     """The ``keep`` parameter of a dedup stage (pydantic Field) with its description."""
-    rules = ", ".join([*extra_rules, *KEEP_RULES])
+    rules = ", ".join(r for r in (*extra_rules, *KEEP_RULES) if r not in without)
     return Field(default, description=f"representative of each cluster: {rules}")
 
 

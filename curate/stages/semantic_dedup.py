@@ -8,28 +8,22 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from curate.dedup.keep import CLUSTER_COLUMNS, KeepRule, cluster_duplicates, keep_field, short_id
+from curate.dedup.keep import CLUSTER_COLUMNS, cluster_duplicates, keep_field, keep_rule_type, short_id
 from curate.embeddings.fields import embedding_matrix
 from curate.stages._embedding_params import EmbeddingFieldParams
 from curate.stages.base import Column, GlobalStage, Outputs, Score, register_stage
 
 #: Representative rules beyond the shared ones (curate.dedup.keep): by distance to the k-means centre.
 CENTROID_RULES = ("central", "peripheral")
+_NOT_HERE = ("longest_text", "largest_image")  # the stage reads only embeddings
+SemanticKeepRule = keep_rule_type(extra=CENTROID_RULES, without=_NOT_HERE)
 
 
 class SemanticDedupParams(EmbeddingFieldParams):
     clusters: Union[Literal["auto"], int] = Field("auto", description="k-means clusters (auto: about sqrt(N))")
     eps: float = Field(0.05, gt=0, lt=1, description="pairs with cosine similarity above 1 - eps are duplicates")
-    keep: Union[Literal["central", "peripheral"], KeepRule] = keep_field("first", CENTROID_RULES)
+    keep: SemanticKeepRule = keep_field("first", CENTROID_RULES, _NOT_HERE)
     seed: int = Field(0, description="k-means seed")
-
-    @field_validator("keep")
-    @classmethod
-    def _keep(cls, v: str):
-        if v in ("longest_text", "largest_image"):
-            raise ValueError(f"keep: {v} is not available here (the stage reads only embeddings); use first, "
-                             f"{', '.join(CENTROID_RULES)} or score:<column>")
-        return v
 
     @field_validator("clusters")
     @classmethod

@@ -85,7 +85,7 @@ def main() -> None:
         m = runner.execute()
         secs_run = time.perf_counter() - t0
         rec = read_records(runner.run, ["id", "source"])
-        ann = read_stage(runner.run, m["stages"][0]["dir"], ["id", "flag"])
+        ann = read_stage(runner.run, m.stages[0].dir, ["id", "flag"])
         row_of = {i: int(s.split(":row")[1]) for i, s in zip(rec["id"].to_pylist(), rec["source"].to_pylist())}
         run_flagged = np.zeros(len(labels), bool)
         for i, f in zip(ann["id"].to_pylist(), ann["flag"].to_pylist()):

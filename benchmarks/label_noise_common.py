@@ -73,8 +73,7 @@ def run_stage(table: pa.Table, shard_size: int = 1000, **params) -> tuple[pa.Tab
     from curate.stages.base import StageContext
     from curate.stages.label_noise import LabelNoise
 
-    stage = LabelNoise(LabelNoise.Params.model_validate(params),
-                       StageContext(run_dir=Path("."), stage_index=0, stage_dir=Path("."), cache_dir=CACHE))
+    stage = LabelNoise(LabelNoise.Params.model_validate(params), StageContext(stage_index=0, cache_dir=CACHE))
     t0 = time.perf_counter()
     cols = ["id", *stage.input_columns()]
     maps = [stage.map(table.slice(i, shard_size).select(cols)) for i in range(0, table.num_rows, shard_size)]
@@ -82,7 +81,7 @@ def run_stage(table: pa.Table, shard_size: int = 1000, **params) -> tuple[pa.Tab
     t1 = time.perf_counter()
     result = stage.reduce(mapped)
     t2 = time.perf_counter()
-    return result, stage.ctx.summary, {"map_s": t1 - t0, "reduce_s": t2 - t1}
+    return result, stage.summary, {"map_s": t1 - t0, "reduce_s": t2 - t1}
 
 
 def report(title: str, quality: np.ndarray, flagged: np.ndarray, candidates: set, validated: set,

@@ -10,23 +10,19 @@
       cache/ review.db export/ report/
 
 Every file is written to a temporary name and renamed when complete, so a file that exists is whole.
+The root may be a local path or an object-storage URL (``s3://bucket/runs/x``): every path goes
+through :mod:`curate.storage`, which completes writes there with a temporary key and a server-side
+copy instead of a rename.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from curate import storage
 from curate.errors import CurateError
 from curate.manifest import Manifest, StageEntry
+from curate.storage import Location, atomic_path, write_json, write_table  # noqa: F401  (re-exported)
 
 MANIFEST = "manifest.json"
 
@@ -35,72 +31,44 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; rename it to ``final`` if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file atomically."""
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (pretty, UTF-8)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-
-
 class RunDir:
     """Paths and manifest of one run directory."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path | Location):
+        self.root = storage.location(root)
 
     # layout
     @property
-    def data_dir(self) -> Path:
+    def data_dir(self) -> Location:
         return self.root / "data"
 
     @property
-    def stages_dir(self) -> Path:
+    def stages_dir(self) -> Location:
         return self.root / "stages"
 
     @property
-    def quarantine_dir(self) -> Path:
+    def quarantine_dir(self) -> Location:
         return self.root / "quarantine"
 
     @property
-    def cache_dir(self) -> Path:
+    def cache_dir(self) -> Location:
         return self.root / "cache"
 
     @property
-    def manifest_path(self) -> Path:
+    def manifest_path(self) -> Location:
         return self.root / MANIFEST
 
     @property
-    def review_db(self) -> Path:
+    def review_db(self) -> Location:
         return self.root / "review.db"
 
-    def stage_dir(self, dirname: str) -> Path:
+    def stage_dir(self, dirname: str) -> Location:
         return self.stages_dir / dirname
 
-    def data_shard(self, index: int) -> Path:
+    def data_shard(self, index: int) -> Location:
         return self.data_dir / shard_name(index)
 
-    def stage_shard(self, stage: StageEntry | str, index: int) -> Path:
+    def stage_shard(self, stage: StageEntry | str, index: int) -> Location:
         """The annotation shard of ``stage`` (an entry or its directory name) for data shard ``index``."""
         dirname = stage.dir if isinstance(stage, StageEntry) else stage
         return self.stage_dir(dirname) / shard_name(index)
@@ -143,13 +111,12 @@ class RunDir:
         return self.manifest().stage(ref)
 
     # shards
-    def data_shards(self) -> list[Path]:
+    def data_shards(self) -> list[Location]:
         return sorted(self.data_dir.glob("part-*.parquet"))
 
-    def quarantine_shards(self) -> list[Path]:
+    def quarantine_shards(self) -> list[Location]:
         return sorted(self.quarantine_dir.glob("part-*.parquet"))
 
     @staticmethod
-    def clear(path: Path) -> None:
-        if path.exists():
-            shutil.rmtree(path)
+    def clear(path: Location) -> None:
+        storage.rmtree(path)

@@ -187,8 +187,18 @@ class RunLock:
 
 
 @contextmanager
-def run_lock(run_dir: str | Path, command: str, *, create: bool = False) -> Iterator[RunLock]:
-    """Hold the lock of ``run_dir`` for the block; raises :class:`RunLocked` if another process holds it."""
+def run_lock(run_dir: str | Path, command: str, *, create: bool = False) -> Iterator[RunLock | None]:
+    """Hold the lock of ``run_dir`` for the block; raises :class:`RunLocked` if another process holds it.
+
+    Run directories on object storage have no lock (there is no ``flock`` there): a warning says so,
+    and the block runs (``None`` is yielded); run one writer at a time per remote run directory."""
+    from curate.storage import is_remote
+
+    if is_remote(run_dir):
+        log.warning("%s: run directories on object storage are not locked; run one curate command that "
+                    "writes to it at a time", run_dir)
+        yield None
+        return
     lock = RunLock(run_dir, command, create=create)
     lock.acquire()
     try:
@@ -199,6 +209,10 @@ def run_lock(run_dir: str | Path, command: str, *, create: bool = False) -> Iter
 
 def lock_holder(run_dir: str | Path) -> dict | None:
     """Who holds the lock of ``run_dir`` now (its record), or None if nobody does."""
+    from curate.storage import is_remote
+
+    if is_remote(run_dir):
+        return None
     path = Path(run_dir) / LOCK_NAME
     if not path.exists():
         return None

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 import curate
+from curate import storage
 from curate.config import Pipeline, StageSpec
 from curate.errors import CurateError, InputError
 from curate.executors import make_executor
@@ -171,7 +172,7 @@ def stage_task(job: StageJob) -> dict:
             out = out.add_column(0, "id", batch.column("id"))
     else:
         out = finalize(stage, batch.column("id"), stage.process(batch))
-    write_table(out, Path(job.out_path))
+    write_table(out, storage.location(job.out_path))
     return {"shard": job.shard, "rows": batch.num_rows, "summary": stage.summary}
 
 
@@ -236,6 +237,7 @@ class Runner:
     def _execute(self) -> Manifest:
         self.check_extras()
         self.run.root.mkdir(parents=True, exist_ok=True)
+        storage.remove_temporaries(self.run.root)  # left by writers of a run that was killed
         manifest = self._base_manifest()
         executor = make_executor(self.pipeline.config.executor, workers=self.workers,
                                  address=self.pipeline.config.address, quiet=self.quiet, preload=(__name__,))

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from curate import storage
 from curate.errors import CurateError
 from curate.manifest import StageEntry
 from curate.record import RECORD_COLUMNS
 from curate.rundir import RunDir
+from curate.storage import Location
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,18 @@ def resolve_column(ref: str, earlier: list[StageEntry]) -> ColumnRef:
     raise CurateError(f"column {ref!r} is not a record column and no earlier stage writes it; available: {', '.join(known)}")
 
 
-def _read(path: Path, columns: list[str] | None) -> pa.Table:
-    """One Parquet file, projected to the ``columns`` it has (missing ones are left out)."""
+def _read(path: Location, columns: list[str] | None) -> pa.Table:
+    """One Parquet file (local or on object storage), projected to the ``columns`` it has (missing ones
+    are left out)."""
     if columns is None:
-        return pq.read_table(path)
-    names = set(pq.read_schema(path).names)
-    return pq.read_table(path, columns=[c for c in dict.fromkeys(columns) if c in names])
+        return storage.read_table(path)
+    names = set(storage.read_schema(path).names)
+    return storage.read_table(path, columns=[c for c in dict.fromkeys(columns) if c in names])
 
 
 def read_stage_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
     """One shard file (a stage's or a global stage's map output), projected to ``columns``."""
-    return _read(Path(path), columns)
+    return _read(storage.location(path), columns)
 
 
 def read_data_shard(run: RunDir, shard: int, columns: list[str] | None = None) -> pa.Table:
@@ -77,12 +79,12 @@ def read_annotation_shard(run: RunDir, stage: StageEntry | str, shard: int,
 
 def read_column(path: Path, column: str) -> list:
     """One column of one Parquet file, as a Python list."""
-    return pq.read_table(path, columns=[column]).column(column).to_pylist()
+    return storage.read_table(path, columns=[column]).column(column).to_pylist()
 
 
 def count_rows(path: Path) -> int:
     """Rows of a Parquet file, from its footer."""
-    return pq.ParquetFile(path).metadata.num_rows
+    return storage.parquet_file(path).metadata.num_rows
 
 
 def read_shard_columns(run: RunDir, shard: int, refs: list[ColumnRef]) -> pa.Table:

@@ -15,7 +15,6 @@ import logging
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +48,9 @@ def make_ids_unique(shard_paths: list) -> int:
 
     Returns the number of items that got a numbered id.
     """
-    from curate.rundir import write_table
+    from curate.storage import read_table, write_table
 
-    columns = [pq.read_table(p, columns=["id"]).column("id").combine_chunks() for p in shard_paths]
+    columns = [read_table(p, columns=["id"]).column("id").combine_chunks() for p in shard_paths]
     if not columns:
         return 0
     sizes = [len(c) for c in columns]
@@ -61,7 +60,7 @@ def make_ids_unique(shard_paths: list) -> int:
         part = new.slice(offset, n)
         offset += n
         if not part.equals(old):
-            table = pq.read_table(path)
+            table = read_table(path)
             table = table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), part)
             write_table(table, path)
     if repeats:

@@ -11,7 +11,9 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
       "classes": ["airplane", ...],
       "seeds": [0, 1, 2], "pending": "drop",
       "leakage": {"checked": ["exact", "image_hash", "embedding"], "leaked_test_items": 12, "test_items": 10000,
-                  "by_method": {"exact": 3, ...}, "params": {...}, "examples": {"exact": [{"test": src, "train": src}]}}
+                  "by_method": {"exact": 3, ...}, "params": {...}, "seconds": 4.2,
+                  "examples": {"exact": [{"test": src, "train": src, "distance": 2}]},   # at most 20 per method
+                  "leaked_sources": [test item source, ...]}
                  | null (--no-leakage-check),
       "arms": [
         {"name": "raw" | "curated" | "random" | "without:01-label_noise" | "relabelled:01-label_noise" | "ceiling",
@@ -25,7 +27,9 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
       "notes": ["relabelled: no stage of this run suggests labels ..."]
     }
 
-``std`` is the sample standard deviation over seeds (0 for one seed).
+``std`` is the sample standard deviation over seeds (0 for one seed). ``accuracy_no_leak`` scores the test
+items that are not leaked (null when the check was skipped). The same object is also written to
+``RUN/eval/eval-<model>.json``, so evals with several models sit side by side.
 """
 
 from __future__ import annotations

@@ -1,0 +1,67 @@
+"""``curate eval RUN --test SPEC``: train a small model on raw vs curated (and more) and score it."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(main: click.Group) -> None:
+    main.add_command(eval_command)
+
+
+@click.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--test", "test", metavar="SPEC",
+              help="Trusted test set: a folder or .zip of class folders, a CSV/JSONL/Parquet manifest, a saved Hugging "
+                   "Face dataset, or a YAML file with an input: mapping like a pipeline's.")
+@click.option("--test-format", type=click.Choice(["imagefolder", "captions", "csv", "jsonl", "parquet", "webdataset", "coco", "hf"]),
+              help="Format of --test (default: guessed from the path).")
+@click.option("--test-columns", metavar="FIELD=COL,...", help="Manifest columns of --test, e.g. image=file,label=cls "
+              "(default: the run's input.columns when the formats match).")
+@click.option("--test-root", metavar="DIR", help="Folder that image paths in a --test manifest are relative to.")
+@click.option("--test-split", type=float, metavar="FRACTION",
+              help="Instead of --test: hold out this stratified fraction of the run's items (you vouch for their labels).")
+@click.option("--model", default="auto", show_default=True,
+              type=click.Choice(["auto", "linear", "mlp", "cnn", "tfidf"]),
+              help="auto: linear probe on the embed stage's vectors if one ran, else cnn for images, tfidf for text.")
+@click.option("--features", metavar="REF", help="Vectors for linear/mlp: a stage column (embed.image_embedding) or meta.<key>.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Trainings per arm (mean and spread).")
+@click.option("--pending", type=click.Choice(["keep", "drop"]), default="drop", show_default=True,
+              help="Undecided review items in the curated arm, as in 'curate export'.")
+@click.option("--arms", default=",".join(("raw", "curated", "random", "without", "relabelled", "ceiling")), show_default=True,
+              help="Which arms to train (comma-separated).")
+@click.option("--clean-labels", metavar="COLUMN",
+              help="Clean labels of the training items (meta.<key>, a record or stage column): adds the ceiling arm.")
+@click.option("--no-leakage-check", is_flag=True, help="Skip the test-vs-train duplicate check.")
+@click.option("--cosine", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+              help="Leakage: embedding cosine similarity at which a test item counts as a near copy.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default per model: linear/mlp 30, cnn 10).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Training batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
+@click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True, help="cnn: images resized to this square.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch threads while training (default: 1 for linear/mlp, "
+              "torch's default for cnn).")
+@click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of the table.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def eval_command(run_dir, test, test_format, test_columns, test_root, test_split, model, features, seeds, pending, arms,
+                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, image_size, threads, as_json, quiet):
+    """Does curation pay? Train the same small model on the raw, curated, random-same-size and per-stage sets
+    of RUN_DIR and score each on a trusted test set (writes RUN_DIR/eval/eval.json)."""
+    import json
+    from pathlib import Path
+
+    from curate.eval import EvalOptions, evaluate
+    from curate.eval.results import render
+    from curate.eval.testset import parse_columns
+
+    opts = EvalOptions(test=test, test_format=test_format, test_columns=parse_columns(test_columns), test_root=test_root,
+                       test_split=test_split, model=model, features=features, seeds=seeds, pending=pending,
+                       arms=tuple(a.strip() for a in arms.split(",") if a.strip()), clean_labels=clean_labels,
+                       leakage=not no_leakage_check, cosine=cosine, epochs=epochs, batch_size=batch_size, lr=lr,
+                       image_size=image_size, threads=threads, quiet=quiet)
+    result = evaluate(run_dir, opts)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(render(result))
+    click.echo(f"\nwritten: {Path(run_dir) / 'eval' / 'eval.json'}")

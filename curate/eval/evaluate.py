@@ -1,0 +1,331 @@
+"""``curate eval``: train the same small model on each arm, score every one on the same trusted test set.
+
+Order of work: check the run (finished, labelled), pick the model and its features, read the test set
+(or hold out a split), compute features for the training items (shard by shard: image bytes are never
+all in memory) and the test items, run the leakage check, then for every arm and seed train and score,
+and write ``RUN/eval/eval.json`` (shape in :mod:`curate.eval.results`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import curate
+from curate.errors import CurateError
+from curate.eval.arms import ARM_KINDS, Arm, build_arms
+from curate.eval.features import Features, embedding_columns, pixel_matrix, resolve_vectors, test_vectors, train_vectors
+from curate.eval.leakage import ImageKeys, LeakageCheck
+from curate.eval.models import MODELS, accuracy, make_model, timed_fit
+from curate.eval.results import FORMAT, add_deltas, arm_result, render
+from curate.eval.testset import TestSet, holdout_test_set, read_test_set, test_input_config
+from curate.rundir import RunDir, write_json
+
+log = logging.getLogger(__name__)
+
+NO_LABELS = ("{root}: no item has a label. eval trains a classifier on the labels and scores it on a labelled test "
+             "set, so the run's input needs a label per item: class sub-folders for an image folder, or a label "
+             "column in a manifest (input.columns: {{label: COLUMN}}); then rerun 'curate run'")
+
+
+@dataclass
+class EvalOptions:
+    """Everything ``curate eval`` can be told (the CLI options)."""
+
+    test: str | None = None
+    test_format: str | None = None
+    test_columns: dict[str, str] | None = None
+    test_root: str | None = None
+    test_split: float | None = None
+    model: str = "auto"
+    features: str | None = None
+    seeds: int = 3
+    pending: str = "drop"
+    arms: tuple[str, ...] = ARM_KINDS
+    clean_labels: str | None = None
+    leakage: bool = True
+    cosine: float = 0.95
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    image_size: int = 32
+    threads: int | None = None
+    quiet: bool = False
+
+
+def _records_have(run: RunDir, column: str) -> bool:
+    for p in run.data_shards():
+        if pq.read_table(p, columns=[column]).column(column).null_count < pq.ParquetFile(p).metadata.num_rows:
+            return True
+    return False
+
+
+def choose_model(run: RunDir, manifest, name: str) -> str:
+    """``auto``: a linear probe where an embedding column exists, else a CNN for images, else TF-IDF."""
+    if name != "auto":
+        if name not in MODELS:
+            raise CurateError(f"--model: unknown model {name!r}; allowed: auto, {', '.join(MODELS)}")
+        return name
+    if embedding_columns(manifest):
+        return "linear"
+    if _records_have(run, "image"):
+        return "cnn"
+    if _records_have(run, "text"):
+        return "tfidf"
+    raise CurateError(f"{run.root}: the records have neither images nor text nor embeddings to train on")
+
+
+def _clean_labels(run: RunDir, manifest, ref: str, meta: list[str | None] | None, n: int) -> list[str | None]:
+    """Clean labels of the training items from ``meta.<key>``, a record column or ``stage.column``."""
+    from curate.record import RECORD_COLUMNS
+    from curate.shards import read_records, read_stage
+
+    if ref.startswith("meta."):
+        key = ref.split(".", 1)[1]
+        out = []
+        for m in meta or [None] * n:
+            v = json.loads(m).get(key) if m else None
+            out.append(None if v is None or v == "" else str(v))
+        if all(v is None for v in out):
+            raise CurateError(f"--clean-labels {ref}: no item has {key!r} in its meta")
+        return out
+    if ref in RECORD_COLUMNS:
+        return [None if v is None else str(v) for v in read_records(run, [ref]).column(ref).to_pylist()]
+    stage_ref, col = ref.split(".", 1) if "." in ref else (None, ref)
+    for s in reversed(manifest.finished_stages()):
+        if (stage_ref is None or stage_ref in (s.name, s.dir)) and col in s.outputs.names:
+            return [None if v is None else str(v) for v in read_stage(run, s.dir, [col]).column(col).to_pylist()]
+    raise CurateError(f"--clean-labels: {ref!r} is not meta.<key>, a record column or a stage column of this run")
+
+
+class _TrainScan:
+    """One pass over the run's data shards: what eval needs of every training item."""
+
+    def __init__(self, run: RunDir, *, pixels: int | None, texts: bool, meta: bool, image_keys: LeakageCheck | None,
+                 quiet: bool):
+        from tqdm.auto import tqdm
+
+        cols = ["id", "source", "label"] + (["image"] if pixels or image_keys else []) + (["text"] if texts else []) \
+            + (["meta"] if meta else [])
+        self.ids, self.sources, self.labels, self.texts, self.meta = [], [], [], [], []
+        pix, ok, keys = [], [], []
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in run.data_shards())
+        with tqdm(total=total, desc="read training items", unit="item", file=sys.stderr, disable=quiet) as bar:
+            for p in run.data_shards():
+                t = pq.read_table(p, columns=cols)
+                self.ids += t.column("id").to_pylist()
+                self.sources += t.column("source").to_pylist()
+                self.labels += t.column("label").to_pylist()
+                if texts:
+                    self.texts += t.column("text").to_pylist()
+                if meta:
+                    self.meta += t.column("meta").to_pylist()
+                if pixels or image_keys:
+                    images = t.column("image").to_pylist()
+                    if pixels:
+                        m, o = pixel_matrix(images, pixels, quiet=True)
+                        pix.append(m)
+                        ok.append(o)
+                    if image_keys is not None:
+                        keys.append(image_keys.image_keys(images))
+                bar.update(t.num_rows)
+        self.pixels = np.concatenate(pix) if pix else None
+        self.pixels_ok = np.concatenate(ok) if ok else None
+        self.image_keys = ImageKeys.concat(keys, image_keys.hash_bytes) if image_keys is not None else None
+
+    def records(self, columns: list[str]) -> pa.Table:
+        data = {"id": self.ids, "source": self.sources, "label": self.labels}
+        if "text" in columns:
+            data["text"] = self.texts
+        if "meta" in columns:
+            data["meta"] = self.meta
+        return pa.table(data)
+
+
+def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
+    """Run an eval; returns the result, written to ``RUN/eval/eval.json`` (the latest eval, what the report
+    shows) and ``RUN/eval/eval-<model>.json`` (the latest of each model)."""
+    t_start = time.perf_counter()
+    run = RunDir(run_dir)
+    manifest = run.require_finished("evaluate it")
+    if opts.test is None and opts.test_split is None:
+        raise CurateError("eval needs a test set with trusted labels: --test PATH (a folder, CSV, JSONL, Parquet, "
+                          "a saved Hugging Face dataset, or a YAML input mapping) or --test-split FRACTION")
+    if opts.test is not None and opts.test_split is not None:
+        raise CurateError("--test and --test-split: give one of them")
+    if opts.seeds < 1:
+        raise CurateError(f"--seeds: expected at least 1, got {opts.seeds}")
+    if not _records_have(run, "label"):
+        raise CurateError(NO_LABELS.format(root=run.root))
+
+    model_name = choose_model(run, manifest, opts.model)
+    model = make_model(model_name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, threads=opts.threads)
+    has_images = _records_have(run, "image")
+    has_texts = _records_have(run, "text")
+    feats: Features
+    if model.features == "vectors":
+        feats = resolve_vectors(manifest, opts.features, prefer="image" if has_images else "text")
+    elif model.features == "pixels":
+        if not has_images:
+            raise CurateError(f"--model {model_name} trains on pixels, but the run's items have no images")
+        feats = Features("pixels", f"pixels {opts.image_size}x{opts.image_size}", size=opts.image_size)
+    else:
+        if not has_texts:
+            raise CurateError(f"--model {model_name} trains on text, but the run's items have no text")
+        feats = Features("text", "text")
+
+    check = LeakageCheck(manifest, cosine=opts.cosine, quiet=opts.quiet) if opts.leakage else None
+    need_meta = (feats.kind == "vectors" and feats.stage is None) or bool(opts.clean_labels and opts.clean_labels.startswith("meta."))
+    scan = _TrainScan(run, pixels=opts.image_size if feats.kind == "pixels" else None,
+                      texts=has_texts and (feats.kind == "text" or opts.leakage), meta=need_meta,
+                      image_keys=check if (check is not None and has_images) else None, quiet=opts.quiet)
+    n = len(scan.ids)
+
+    # the test set
+    if opts.test is not None:
+        cfg = test_input_config(opts.test, fmt=opts.test_format, columns=opts.test_columns, root=opts.test_root,
+                                run_input=manifest.config.get("input"))
+        test = read_test_set(cfg, quiet=opts.quiet)
+    else:
+        cols = ["id", "source", "label"] + (["text"] if has_texts else []) + (["meta"] if need_meta else [])
+        test = holdout_test_set(scan.records(cols), opts.test_split)
+    holdout = test.holdout_rows
+
+    # features of both sets
+    train_x, test_x, train_ok, test_ok = _features(run, manifest, feats, scan, test, quiet=opts.quiet)
+
+    # leakage
+    leak = None
+    if check is not None:
+        test_keys = None
+        if scan.image_keys is not None:
+            if holdout is not None:
+                test_keys = ImageKeys([scan.image_keys.digests[r] for r in holdout], scan.image_keys.packed[holdout],
+                                      scan.image_keys.valid[holdout])
+            elif "image" in test.records.column_names:
+                test_keys = check.image_keys(test.records.column("image").to_pylist())
+        train_rows = np.setdiff1d(np.arange(n), holdout) if holdout is not None else np.arange(n)
+        tr_texts = [scan.texts[i] for i in train_rows] if scan.texts else None
+        te_texts = test.records.column("text").to_pylist() if (scan.texts and "text" in test.records.column_names) else None
+        tr_keys = scan.image_keys
+        if tr_keys is not None and holdout is not None:
+            tr_keys = ImageKeys([tr_keys.digests[r] for r in train_rows], tr_keys.packed[train_rows], tr_keys.valid[train_rows])
+        leak = check.run([scan.sources[i] for i in train_rows], test.records.column("source").to_pylist(),
+                         train_images=tr_keys, test_images=test_keys, train_texts=tr_texts, test_texts=te_texts,
+                         train_vectors=train_x[train_rows] if feats.kind == "vectors" else None,
+                         test_vectors=test_x if feats.kind == "vectors" else None)
+    leaked = leak.leaked if leak is not None else None
+
+    # arms
+    clean = _clean_labels(run, manifest, opts.clean_labels, scan.meta, n) if opts.clean_labels else None
+    arms, notes = build_arms(run, manifest, scan.labels, pending=opts.pending, kinds=tuple(opts.arms),
+                             clean_labels=clean, exclude_rows=holdout)
+    if holdout is not None and clean is not None:
+        notes.append("ceiling: with --test-split the held-out items are scored against their given labels")
+
+    test_labels = test.labels
+    classes = sorted({lab for a in arms for lab in (a.labels if a.labels is not None else (scan.labels[r] for r in a.rows))
+                      if lab is not None})
+    code = {c: i for i, c in enumerate(classes)}
+    y_test = np.array([code.get(lab, -1) for lab in test_labels], dtype=np.int64)
+    unknown = {lab: test_labels.count(lab) for lab in set(test_labels) if lab not in code}
+    if unknown:
+        notes.append(f"{sum(unknown.values()):,} test items have labels no training item has "
+                     f"({', '.join(sorted(unknown)[:5])}{', ...' if len(unknown) > 5 else ''}); they count as wrong")
+    if not test_ok.all():
+        notes.append(f"{int((~test_ok).sum()):,} test items have no features (e.g. undecodable); they count as wrong")
+
+    prep_train, prep_test = model.prepare(train_x, test_x)
+    results = []
+    for arm in arms:
+        results.append(_train_arm(arm, model, prep_train, train_ok, prep_test, test_ok, y_test, scan.labels, code,
+                                  leaked, opts, notes))
+    results = [r for r in results if r is not None]
+    add_deltas(results)
+    test_desc = dict(test.description)
+    if unknown:
+        test_desc["unknown_classes"] = unknown
+    result = {
+        "format": FORMAT, "curate_version": curate.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(run.root),
+        "model": model.describe(), "features": feats.ref, "test": test_desc, "classes": classes,
+        "seeds": list(range(opts.seeds)), "pending": opts.pending,
+        "leakage": leak.to_json() if leak is not None else None,
+        "arms": results, "notes": notes, "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    write_json(result, run.root / "eval" / "eval.json")
+    write_json(result, run.root / "eval" / f"eval-{model_name}.json")
+    return result
+
+
+def _features(run, manifest, feats: Features, scan: _TrainScan, test: TestSet, *, quiet: bool):
+    """(train_x, test_x, train_ok, test_ok): features of every training row and of the test items."""
+    holdout = test.holdout_rows
+    if feats.kind == "vectors":
+        tx, tok = train_vectors(run, feats, scan.records(["meta"] if feats.stage is None else []))
+        if holdout is not None:
+            ex, eok = tx[holdout], tok[holdout]
+        else:
+            ex, eok = test_vectors(run, feats, test.records, manifest, quiet=quiet)
+        if ex.shape[1] != tx.shape[1] and eok.any():
+            raise CurateError(f"{feats.ref}: test vectors have {ex.shape[1]} dimensions, training vectors {tx.shape[1]}")
+        if not eok.any():
+            ex = np.zeros((len(eok), tx.shape[1]), np.float32)
+        return tx, ex, tok, eok
+    if feats.kind == "pixels":
+        if holdout is not None:
+            return scan.pixels, scan.pixels[holdout], scan.pixels_ok, scan.pixels_ok[holdout]
+        if "image" not in test.records.column_names or test.records.column("image").null_count == test.records.num_rows:
+            raise CurateError("--test: the test items have no images, but the model trains on pixels")
+        ex, eok = pixel_matrix(test.records.column("image").to_pylist(), feats.size, quiet=quiet, desc="decode test images")
+        return scan.pixels, ex, scan.pixels_ok, eok
+    texts = scan.texts
+    te = [texts[r] for r in holdout] if holdout is not None else (
+        test.records.column("text").to_pylist() if "text" in test.records.column_names else [None] * test.records.num_rows)
+    return (np.array(texts, dtype=object), np.array(te, dtype=object),
+            np.array([bool(t) for t in texts]), np.array([bool(t) for t in te]))
+
+
+def _train_arm(arm: Arm, model, train_x, train_ok, test_x, test_ok, y_test, given, code, leaked, opts: EvalOptions,
+               notes: list[str]) -> dict[str, Any] | None:
+    from tqdm.auto import tqdm
+
+    runs = []
+    n_classes = len(code)
+    with tqdm(total=opts.seeds * model.units(), desc=f"arm {arm.name}", unit="epoch" if model.units() > 1 else "fit",
+              file=sys.stderr, disable=opts.quiet) as bar:
+        for seed in range(opts.seeds):
+            rows = arm.rows_for(seed)
+            labels = arm.labels if arm.random_pool is None and arm.labels is not None else None
+            y = np.array([code[(labels[k] if labels is not None else given[r])] for k, r in enumerate(rows)], dtype=np.int64)
+            keep = train_ok[rows]
+            rows, y = rows[keep], y[keep]
+            if len(np.unique(y)) < 2:
+                notes.append(f"{arm.name}: fewer than two classes among its {len(rows)} items; not trained")
+                return None
+            x = train_x[rows]
+            secs = timed_fit(model, x, y, n_classes, seed, progress=bar.update)
+            pred = np.full(len(y_test), -2, dtype=np.int64)
+            if test_ok.any():
+                pred[test_ok] = model.predict(test_x[test_ok])
+            acc = accuracy(pred, y_test)
+            run = {"seed": seed, "train_items": int(len(rows)), "accuracy": round(acc, 5), "seconds": round(secs, 2)}
+            if leaked is not None:
+                nl = accuracy(pred, y_test, ~leaked)
+                run["accuracy_no_leak"] = None if nl is None else round(nl, 5)
+            runs.append(run)
+    return arm_result(arm, runs)
+
+
+def format_result(result: dict[str, Any]) -> str:
+    return render(result)

@@ -1,0 +1,247 @@
+"""``curate eval``: the arms on documented sets, planted noise, planted leakage, clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from curate.cli import main
+from curate.config import load_pipeline
+from curate.errors import CurateError
+from curate.eval import EvalOptions, evaluate
+from curate.eval.arms import build_arms
+from curate.rundir import RunDir
+from curate.runner import Runner
+from tests.conftest import write_pipeline
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("cleanlab")
+
+CLASSES = ["a", "b", "c"]
+
+
+def _blobs(n_per_class: int, seed: int, dim: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Three overlapping Gaussian classes: a linear model gets most right, and label noise moves its boundary."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3, dim) * 2.2
+    y = np.repeat(np.arange(3), n_per_class)
+    x = centres[y] + rng.normal(size=(len(y), dim))
+    return x.astype(np.float32), y
+
+
+def _vector_manifest(path, x, labels, clean=None) -> None:
+    cols = {"item": [f"i{i}" for i in range(len(x))], "text": [f"{path.stem} item number {i}" for i in range(len(x))],
+            "label": labels, "emb": [list(map(float, r)) for r in x]}
+    if clean is not None:
+        cols["clean"] = clean
+    pq.write_table(pa.table(cols), path)
+
+
+def _run(pipeline_path):
+    Runner(load_pipeline(pipeline_path), quiet=True, workers=1).execute()
+
+
+@pytest.fixture(scope="module")
+def noisy_run(tmp_path_factory):
+    """300 training vectors, 35% of class 'a' relabelled 'b' (systematic noise), a label_noise stage that
+    drops what it flags; a clean test set of 300 more."""
+    tmp = tmp_path_factory.mktemp("noisy")
+    x, y = _blobs(100, seed=1)
+    rng = np.random.default_rng(2)
+    noisy = y.copy()
+    flip = np.flatnonzero(y == 0)
+    flip = rng.choice(flip, size=35, replace=False)
+    noisy[flip] = 1
+    _vector_manifest(tmp / "train.parquet", x, [CLASSES[v] for v in noisy], clean=[CLASSES[v] for v in y])
+    xt, yt = _blobs(100, seed=3)
+    _vector_manifest(tmp / "test.parquet", xt, [CLASSES[v] for v in yt])
+    p = write_pipeline(tmp, {"format": "parquet", "path": str(tmp / "train.parquet"), "shard_size": 128},
+                       [{"label_noise": {"features": "meta.emb", "classifier": "logistic", "action": "drop"}}])
+    _run(p)
+    return tmp, flip
+
+
+def _opts(**kw) -> EvalOptions:
+    # cosine 0.999: 8-dimensional blobs are close in angle without being copies
+    base = dict(seeds=2, epochs=40, quiet=True, model="linear", features="meta.emb", cosine=0.999)
+    base.update(kw)
+    return EvalOptions(**base)
+
+
+def test_planted_noise_curated_beats_raw_and_random(noisy_run):
+    tmp, flip = noisy_run
+    result = evaluate(tmp / "run", _opts(test=str(tmp / "test.parquet"), clean_labels="meta.clean"))
+    arms = {a["name"]: a for a in result["arms"]}
+    assert set(arms) == {"raw", "curated", "random", "without:00-label_noise", "relabelled:00-label_noise", "ceiling"}
+    raw, cur, rnd, ceil = (arms[k]["accuracy"]["mean"] for k in ("raw", "curated", "random", "ceiling"))
+    assert cur > raw + 0.03, result["arms"]
+    assert cur > rnd
+    assert ceil >= cur - 0.02
+    assert arms["random"]["train_items"] == arms["curated"]["train_items"] < arms["raw"]["train_items"] == 300
+    assert arms["ceiling"]["info"]["given_label_wrong"] == 35
+    # a single stage: leaving it out gives back the raw set
+    assert arms["without:00-label_noise"]["train_items"] == 300
+    assert arms["relabelled:00-label_noise"]["info"]["relabelled"] > 0
+    assert all(len(a["runs"]) == 2 for a in result["arms"])
+    saved = json.loads((tmp / "run" / "eval" / "eval.json").read_text())
+    assert saved["arms"] == json.loads(json.dumps(result["arms"]))
+    assert saved["format"] == 1 and saved["leakage"]["leaked_test_items"] == 0
+
+
+def test_curated_arm_is_exactly_the_export(noisy_run, tmp_path):
+    from curate.decisions import DecisionStore
+
+    tmp, _ = noisy_run
+    run = RunDir(tmp / "run")
+    labels = pq.read_table(run.data_shard(0), columns=["label"]).column("label").to_pylist()
+    ids = [i for p in run.data_shards() for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    labels = [v for p in run.data_shards() for v in pq.read_table(p, columns=["label"]).column("label").to_pylist()]
+    flagged = [i for p in sorted((run.stages_dir / "00-label_noise").glob("part-*.parquet"))
+               for i, f in zip(*(pq.read_table(p, columns=["id", "flag"]).column(c).to_pylist() for c in ("id", "flag")))
+               if f is not None]
+    store = DecisionStore(run.review_db)
+    try:
+        store.decide(flagged[:3], "accepted")                 # reviewer keeps 3 flagged items
+        store.decide([i for i in ids if i not in flagged][:2], "rejected")  # and removes 2 unflagged ones
+        for pending in ("drop", "keep"):
+            out = tmp_path / f"export-{pending}"
+            r = CliRunner().invoke(main, ["export", str(run.root), "--out", str(out), "--pending", pending, "-q"])
+            assert r.exit_code == 0, r.output
+            exported = sorted(i for p in out.glob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist())
+            arms, _ = build_arms(run, run.require(), labels, pending=pending, kinds=("curated",))
+            assert sorted(ids[r] for r in arms[0].rows) == exported
+    finally:
+        run.review_db.unlink()
+        for extra in run.root.glob("review.db-*"):
+            extra.unlink()
+
+
+def test_test_split_holds_out_items_of_every_arm(noisy_run):
+    tmp, _ = noisy_run
+    result = evaluate(tmp / "run", _opts(test_split=0.25, arms=("raw", "curated"), seeds=1))
+    assert result["test"]["kind"] == "split" and result["test"]["items"] == 75
+    arms = {a["name"]: a for a in result["arms"]}
+    assert arms["raw"]["train_items"] == 225
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _pattern(cls: int, rng) -> np.ndarray:
+    """A 16x16 image whose class is its dominant colour channel, with noise."""
+    arr = rng.integers(0, 90, size=(16, 16, 3), dtype=np.int64)
+    arr[..., cls] += 140
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def test_leakage_finds_planted_test_copies_with_a_cnn(tmp_path):
+    rng = np.random.default_rng(0)
+    train = tmp_path / "train"
+    test = tmp_path / "test"
+    kept = []
+    for c, name in enumerate(["red", "green", "blue"]):
+        (train / name).mkdir(parents=True)
+        (test / name).mkdir(parents=True)
+        for i in range(30):
+            arr = _pattern(c, rng)
+            (train / name / f"{i}.png").write_bytes(_png(arr))
+            kept.append((name, i, arr))
+        for i in range(10):
+            (test / name / f"new{i}.png").write_bytes(_png(_pattern(c, rng)))
+    planted = set()
+    for k, (name, i, arr) in enumerate(kept[::9][:8]):
+        if k % 2 == 0:   # exact copy (same bytes)
+            (test / name / f"copy{i}.png").write_bytes((train / name / f"{i}.png").read_bytes())
+        else:            # near copy: re-encoded as JPEG, slightly brighter
+            buf = io.BytesIO()
+            Image.fromarray(np.clip(arr.astype(int) + 6, 0, 255).astype(np.uint8)).resize((32, 32)).save(buf, "JPEG", quality=90)
+            (test / name / f"copy{i}.jpg").write_bytes(buf.getvalue())
+        planted.add(f"{name}/copy{i}")
+    p = write_pipeline(tmp_path, {"format": "imagefolder", "path": str(train)},
+                       [{"image_dedup": {"max_distance": 8, "action": "drop"}}])
+    _run(p)
+    result = evaluate(tmp_path / "run", EvalOptions(test=str(test), model="cnn", epochs=2, seeds=1, image_size=16,
+                                                    quiet=True, arms=("raw", "curated")))
+    leak = result["leakage"]
+    found = {e["test"].rsplit(".", 1)[0] for m in leak["examples"].values() for e in m}
+    assert found == planted
+    assert leak["leaked_test_items"] == len(planted) == 8
+    assert leak["by_method"]["exact"] == 4 and leak["by_method"]["image_hash"] >= 8
+    raw = result["arms"][0]
+    assert raw["runs"][0]["accuracy_no_leak"] is not None
+    assert result["test"]["items"] == 38
+
+
+def test_text_leakage_and_tfidf_model(tmp_path):
+    rng = np.random.default_rng(0)
+    words = {"pos": ["great", "wonderful", "superb", "lovely", "brilliant"],
+             "neg": ["awful", "terrible", "boring", "dreadful", "poor"]}
+    filler = [f"w{i}" for i in range(200)]
+
+    def doc(label):
+        return " ".join(list(rng.choice(filler, 12)) + list(rng.choice(words[label], 3)))
+
+    rows = [{"text": doc(lab), "label": lab} for lab in ("pos", "neg") for _ in range(60)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    test_rows = [{"text": doc(lab), "label": lab} for lab in ("pos", "neg") for _ in range(20)]
+    test_rows.append({"text": rows[0]["text"].upper() + "!", "label": "pos"})          # exact after normalising
+    near = rows[70]["text"].split()
+    near[0] = "changed"
+    test_rows.append({"text": " ".join(near), "label": "neg"})                         # one word changed
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in test_rows))
+    p = write_pipeline(tmp_path, {"format": "jsonl", "path": str(tmp_path / "train.jsonl")},
+                       [{"text_quality": {"min_words": 1}}])
+    _run(p)
+    result = evaluate(tmp_path / "run", EvalOptions(test=str(tmp_path / "test.jsonl"), seeds=1, quiet=True))
+    assert result["model"]["name"] == "tfidf"
+    leak = result["leakage"]
+    assert leak["by_method"]["exact"] == 1
+    assert leak["by_method"]["text_minhash"] >= 1
+    assert leak["leaked_test_items"] == 2
+    assert result["arms"][0]["accuracy"]["mean"] > 0.8
+
+
+def test_run_without_labels_says_what_eval_needs(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.png").write_bytes(_png(_pattern(i % 3, rng)))
+    _run(write_pipeline(tmp_path, {"format": "imagefolder", "path": str(folder)}, []))
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "run"), "--test-split", "0.5"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "no item has a label" in r.output and "class sub-folders" in r.output and "label column" in r.output
+
+
+def test_cli_table_and_errors(noisy_run):
+    tmp, _ = noisy_run
+    r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test", str(tmp / "test.parquet"), "--features", "meta.emb",
+                                  "--model", "linear", "--seeds", "1", "--epochs", "5", "--arms", "raw,curated,random", "--cosine", "0.999",
+                                  "-q"])
+    assert r.exit_code == 0, r.output
+    assert "curated" in r.output and "random" in r.output and "vs raw" in r.output and "leakage: 0 of 300" in r.output
+    r = CliRunner().invoke(main, ["eval", str(tmp / "run")])
+    assert r.exit_code == 1 and "--test PATH" in r.output and "--test-split" in r.output
+    r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test-split", "0.2", "--model", "linear"])
+    assert r.exit_code == 1 and "embed stage" in r.output  # no embedding column and no --features
+    r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test-split", "0.2", "--arms", "raw,best"])
+    assert r.exit_code == 1 and "unknown arm 'best'" in r.output
+
+
+def test_unfinished_run_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"name": "x", "stages": []}))
+    with pytest.raises(CurateError, match="did not finish"):
+        evaluate(run, EvalOptions(test_split=0.2, quiet=True))

@@ -32,6 +32,8 @@ class Gallery:
     rule: str
     kind: str = "items"           # items | clusters | labels | diffs
     cards: list[dict] = field(default_factory=list)
+    stage: str = ""               # the stage directory it is about
+    flag: str = ""                # the flag it shows (per-stage galleries)
 
     @property
     def shown(self) -> int:
@@ -122,8 +124,9 @@ def stage_galleries(data: RunData, stage: StageData, sel: Selection, prefix: str
                 if values is not None:
                     c["value"] = f"{col} = {_fmt(values[r])}"
                 cards.append(c)
-        out.append(Gallery(f"{prefix}-g{i}", f"{flag}", int(total), sel.rule(int(total), len(top), len(sample), words),
-                           cards=cards))
+        title = f"{flag} ({'proposed edit' if flag in stage.edit_flags() else 'flagged items'})"
+        out.append(Gallery(f"{prefix}-g{i}", title, int(total), sel.rule(int(total), len(top), len(sample), words),
+                           cards=cards, stage=stage.entry.dir, flag=flag))
     return out
 
 
@@ -141,7 +144,8 @@ def duplicate_gallery(data: RunData, stage: StageData, sel: Selection, key: str)
             members.setdefault(g, []).append(r)
     clusters = [(g, m) for g, m in members.items() if len(m) > 1]
     if not clusters:
-        return Gallery(key, f"{stage.entry.dir}: duplicate clusters", 0, "none found", kind="clusters")
+        return Gallery(key, f"{stage.entry.dir}: duplicate clusters", 0, "none found", kind="clusters",
+                       stage=stage.entry.dir)
     sizes = np.array([len(m) for _, m in clusters], dtype=np.float64)
     top, sample = sel.pick(np.arange(len(clusters)), sizes, descending=True)
     flags = stage.column("flag")
@@ -161,7 +165,8 @@ def duplicate_gallery(data: RunData, stage: StageData, sel: Selection, key: str)
     total = len(clusters)
     rule = sel.rule(total, len(top), len(sample), "largest clusters") + \
         f"; up to {MAX_MEMBERS} members each, the representative first"
-    return Gallery(key, f"{stage.entry.dir}: duplicate clusters", total, rule, kind="clusters", cards=cards)
+    return Gallery(key, f"{stage.entry.dir}: duplicate clusters", total, rule, kind="clusters", cards=cards,
+                   stage=stage.entry.dir)
 
 
 def label_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -> Gallery | None:
@@ -183,7 +188,8 @@ def label_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -> 
                      confidence=_fmt(float(conf[r])) if conf is not None else None)
             cards.append(c)
     return Gallery(key, f"{stage.entry.dir}: label issues", len(rows),
-                   sel.rule(len(rows), len(top), len(sample), "most confident suggestions"), kind="labels", cards=cards)
+                   sel.rule(len(rows), len(top), len(sample), "most confident suggestions"), kind="labels", cards=cards,
+                   stage=stage.entry.dir)
 
 
 def caption_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -> Gallery | None:
@@ -206,14 +212,15 @@ def caption_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -
             c.update(part=part, diff=diffs[r], detail=details[r], flag=flags[r])
             cards.append(c)
     return Gallery(key, f"{stage.entry.dir}: caption repairs", len(rows),
-                   sel.rule(len(rows), len(top), len(sample), "with the most words changed"), kind="diffs", cards=cards)
+                   sel.rule(len(rows), len(top), len(sample), "with the most words changed"), kind="diffs", cards=cards,
+                   stage=stage.entry.dir)
 
 
 def score_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -> Gallery | None:
     """The flagged items with the most extreme measured value, per declared score (e.g. lowest CLIP score)."""
     flags = stage.flags()
     details = stage.column("detail")
-    cards, total, parts = [], 0, []
+    cards, total, parts, names = [], 0, [], []
     for spec in stage.outputs.scores:
         if spec.column not in stage.table.column_names:
             continue
@@ -224,7 +231,9 @@ def score_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -> 
         above = spec.flags_when == "above"
         top, _ = Selection(top=sel.top, sample=0).pick(rows, values[rows], descending=above)
         total += len(rows)
-        parts.append(f"{spec.flag}: the {len(top):,} {'highest' if above else 'lowest'} {spec.label or spec.column}")
+        words = f"{'highest' if above else 'lowest'} {spec.label or spec.column}"
+        names.append(words)
+        parts.append(f"{spec.flag}: the {len(top):,} {words}")
         for r in top.tolist():
             c = base_card(data, r)
             c.update(part="top", detail=details[r], value=f"{spec.label or spec.column} = {_fmt(values[r])}",
@@ -232,7 +241,8 @@ def score_gallery(data: RunData, stage: StageData, sel: Selection, key: str) -> 
             cards.append(c)
     if not cards:
         return None
-    return Gallery(key, f"{stage.entry.dir}: measured values", total, "; ".join(parts), cards=cards)
+    title = names[0] if len(names) == 1 else "measured values"
+    return Gallery(key, f"{stage.entry.dir}: {title}", total, "; ".join(parts), cards=cards, stage=stage.entry.dir)
 
 
 def by_kind(data: RunData, sel: Selection) -> list[tuple[str, list[Gallery]]]:

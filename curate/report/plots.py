@@ -120,41 +120,45 @@ def histogram_bins(values: np.ndarray, cuts: Sequence[float] = (), bins: int = 4
     return counts, edges
 
 
-def score_histogram(values: np.ndarray, *, title: str, score: str, cuts: Sequence[dict] = (),
-                    passed: int | None = None) -> dict:
-    """A histogram of one score with each threshold drawn and the number of items on each side.
+def score_histogram(values: np.ndarray, flagged: np.ndarray | None, *, title: str, score: str,
+                    cuts: Sequence[dict] = ()) -> dict:
+    """A histogram of one score, each bin split into the items flagged and the items that pass, with every
+    known threshold drawn and its count.
 
-    ``cuts``: ``{"threshold", "flags_when": below|above, "flag", "flagged"}`` (``flagged``: exact count of
-    items that threshold flags); ``passed``: items no threshold flags."""
+    ``flagged``: per value, whether the stage flagged the item for this score (None: no flag uses it);
+    ``cuts``: ``{"threshold", "flags_when": below|above, "flag", "flagged"}``."""
     alt = _alt()
     ts = [float(c["threshold"]) for c in cuts]
-    counts, edges = histogram_bins(values, ts)
+    finite = np.isfinite(values)
+    _, edges = histogram_bins(values, ts)
     rows = []
-    for c, a, b in zip(counts.tolist(), edges[:-1].tolist(), edges[1:].tolist()):
-        mid = (a + b) / 2
-        hit = any(mid < t if cut["flags_when"] == "below" else mid > t for t, cut in zip(ts, cuts))
-        rows.append({"start": a, "end": b, "items": c, "side": ("flagged" if hit else "passes") if cuts else "all"})
+    if len(edges) > 1:
+        parts = [("passes", ~flagged), ("flagged", flagged)] if flagged is not None else [("all", np.ones_like(finite))]
+        base = np.zeros(len(edges) - 1, dtype=np.int64)
+        for side, mask in parts:
+            counts, _ = np.histogram(values[finite & mask], bins=edges)
+            for i, (c, a, b) in enumerate(zip(counts.tolist(), edges[:-1].tolist(), edges[1:].tolist())):
+                if c:
+                    rows.append({"start": a, "end": b, "lo": int(base[i]), "hi": int(base[i] + c), "items": c, "side": side})
+            base += counts
     present = {r["side"] for r in rows}
     sides = {k: v for k, v in {"flagged": FATE_COLORS["dropped"], "passes": "#5c7cfa", "all": "#5c7cfa"}.items()
-             if k in present}
-    base = alt.Chart(_df(rows)).mark_bar(binSpacing=0).encode(
+             if k in present} or {"all": "#5c7cfa"}
+    bars = alt.Chart(_df(rows) if rows else _df([{"start": 0, "end": 0, "lo": 0, "hi": 0, "items": 0, "side": "all"}])).mark_bar(
+        binSpacing=0).encode(
         x=alt.X("start:Q", title=score, scale=alt.Scale(zero=False, nice=False)),
         x2="end:Q",
-        y=alt.Y("items:Q", title="items"),
-        y2=alt.datum(0),
+        y=alt.Y("hi:Q", title="items"),
+        y2="lo:Q",
         color=alt.Color("side:N", scale=alt.Scale(domain=list(sides), range=list(sides.values())),
-                        legend=alt.Legend(orient="top", title=None) if cuts else None),
-        tooltip=[alt.Tooltip("start:Q", format=".4g", title="from"), alt.Tooltip("end:Q", format=".4g", title="to"),
-                 alt.Tooltip("items:Q", format=",")],
+                        legend=alt.Legend(orient="top", title=None) if flagged is not None else None),
+        tooltip=[alt.Tooltip("side:N", title="items that"), alt.Tooltip("start:Q", format=".4g", title="from"),
+                 alt.Tooltip("end:Q", format=".4g", title="to"), alt.Tooltip("items:Q", format=",")],
     )
-    layers = [base]
+    layers = [bars]
     if cuts:
-        labels = []
-        for i, (t, cut) in enumerate(zip(ts, cuts)):
-            labels.append({"t": t, "pos": 2 + 14 * i,
-                           "label": f"{cut['flag']}: {cut['flags_when']} {t:.4g} → {cut['flagged']:,} flagged"})
-        if passed is not None:
-            labels[-1]["label"] += f"; {passed:,} pass"
+        labels = [{"t": t, "pos": 2 + 14 * i, "label": f"{c['flag']}: {c['flags_when']} {t:.4g} → {c['flagged']:,} flagged"}
+                  for i, (t, c) in enumerate(zip(ts, cuts))]
         t = _df(labels)
         layers.append(alt.Chart(t).mark_rule(color="#222", strokeDash=[4, 3], strokeWidth=2).encode(
             x="t:Q", tooltip=[alt.Tooltip("label:N", title="threshold")]))
@@ -183,7 +187,7 @@ def grouped_bars(rows: Sequence[dict], *, category: str, series: str, value: str
     """Bars of ``value`` per ``category``, one colour per ``series`` (e.g. eval arms), optional error bars."""
     alt = _alt()
     df = _df(rows)
-    base = alt.Chart(df).encode(y=alt.Y(f"{series}:N", title=None), )
+    base = alt.Chart(df).encode(y=alt.Y(f"{series}:N", title=None, sort=list(dict.fromkeys(df[series])) if len(df) else None))
     layers = [base.mark_bar().encode(x=alt.X(f"{value}:Q", title=value, scale=alt.Scale(zero=False)),
                                      color=alt.Color(f"{series}:N", legend=None),
                                      tooltip=[f"{series}:N", f"{category}:N", alt.Tooltip(f"{value}:Q", format=".4g")])]

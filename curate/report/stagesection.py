@@ -32,29 +32,30 @@ def score_charts(stage: StageData) -> list[dict]:
         finite = np.isfinite(values)
         if not finite.any():
             continue
-        cuts, flagged_any = [], np.zeros(len(values), dtype=bool)
-        off = []
+        flagged = np.isin(flags, [s.flag for s in specs]) if specs else None
+        cuts, notes = [], []
         for spec in specs:
             t = stage.threshold(spec)
-            if t is None:
-                off.append(spec.flag)
-                continue
-            hit = finite & ((values < t) if spec.flags_when == "below" else (values > t))
-            flagged_any |= hit
-            cuts.append({"threshold": t, "flags_when": spec.flags_when, "flag": spec.flag, "flagged": int(hit.sum())})
+            n_flag = int((flags == spec.flag).sum())
+            if t is not None:
+                hit = finite & ((values < t) if spec.flags_when == "below" else (values > t))
+                cuts.append({"threshold": t, "flags_when": spec.flags_when, "flag": spec.flag, "flagged": int(hit.sum())})
+            elif spec.param and spec.param in stage.entry.params:
+                notes.append(f"{spec.flag}: off ({spec.param} is not set)")
+            else:
+                notes.append(f"{spec.flag}: {n_flag:,} flagged by the stage's own rule (no fixed threshold)")
         label = next((s.label for s in specs if s.label), "") or column
         desc = next((c.description for c in out.columns if c.name == column), "")
         title = f"{label} ({column})" if label != column else column
+        n_flagged = int((flagged & finite).sum()) if flagged is not None else None
         note = f"{int(finite.sum()):,} items with a value"
-        if off:
-            note += f"; no threshold set for {', '.join(off)} (the check is off)"
-        charts.append({"spec": plots.score_histogram(values, title=title, score=column, cuts=cuts,
-                                                     passed=int((finite & ~flagged_any).sum()) if cuts else None),
-                       "note": note, "description": desc,
-                       "sides": [{"flag": c["flag"], "flagged": c["flagged"], "threshold": c["threshold"],
-                                  "flags_when": c["flags_when"]} for c in cuts],
-                       "passed": int((finite & ~flagged_any).sum()) if cuts else None,
-                       "flag_counts": {s.flag: int((flags == s.flag).sum()) for s in specs}})
+        if n_flagged is not None:
+            note += f": {n_flagged:,} flagged, {int(finite.sum()) - n_flagged:,} pass"
+        if notes:
+            note += "; " + "; ".join(notes)
+        charts.append({"spec": plots.score_histogram(values, flagged, title=title, score=column, cuts=cuts),
+                       "note": note, "description": desc, "column": column,
+                       "sides": cuts, "flagged": n_flagged, "with_value": int(finite.sum())})
     return charts
 
 

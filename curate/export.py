@@ -207,11 +207,16 @@ class _HFWriter(_Writer):
                 if self.annotations:
                     empty = self._annotation_columns(0, empty)
                 self.features = self._features(empty.schema)
-                ds = datasets.Dataset.from_dict({k: [] for k in self.features}, features=self.features)
+                if "image" not in self.features and "image" in empty.column_names:
+                    empty = empty.drop_columns(["image"])
+                from datasets.table import table_cast
+
+                ds = datasets.Dataset(table_cast(empty, self.features.arrow_schema))
             else:
                 ds = datasets.Dataset.from_parquet([str(f) for f in self.files], features=self.features, split="train",
                                                    cache_dir=str(self.spool / "cache"), keep_in_memory=False)
-            ds.save_to_disk(str(self.out))
+            # one shard at least: an empty dataset saved with none cannot be loaded back
+            ds.save_to_disk(str(self.out), num_shards=1 if len(ds) == 0 else None)
             del ds
         finally:
             shutil.rmtree(self.spool, ignore_errors=True)

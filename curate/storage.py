@@ -296,11 +296,21 @@ def atomic_path(final: Location | str) -> Iterator[Location]:
             tmp_path.unlink()
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: not image bytes, not fixed-size vectors (signatures,
+    embeddings), whose values almost never repeat (trying costs a write and a read twice as long)."""
+    def dense(t: pa.DataType) -> bool:
+        return (pa.types.is_fixed_size_list(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                or ((pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_floating(t.value_type)))
+    return [f.name for f in schema if not dense(f.type)]
+
+
 def write_table(table: pa.Table, p: Location | str, *, compression: str = "zstd") -> None:
     """Write a Parquet file so that it appears whole or not at all."""
     with atomic_path(p) as tmp:
         fs, path = arrow_source(tmp)
-        pq.write_table(table, path, compression=compression, filesystem=fs)
+        pq.write_table(table, path, compression=compression, filesystem=fs,
+                       use_dictionary=_dictionary_columns(table.schema))
 
 
 def write_bytes(p: Location | str, data: bytes) -> None:

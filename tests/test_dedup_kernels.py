@@ -87,3 +87,22 @@ def test_large_buckets_give_neighbour_pairs_not_all_pairs():
     a, b, _, stats = similar_pairs(sig, np.ones(300, bool), threshold=0.1, bands=2, rows=8, verify=False)
     assert stats.large_buckets == 1
     assert 0 < len(a) < 300 * 9  # a window of neighbours, not 300*299/2 pairs
+
+
+def test_banding_is_datasketchs_choice():
+    datasketch = pytest.importorskip("datasketch")
+    for threshold, num_perm, w in [(0.8, 128, 0.9), (0.5, 64, 0.5), (0.3, 256, 0.9), (0.7, 32, 0.9)]:
+        ds = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(round(1 - w, 6), w))
+        assert banding(threshold, num_perm, false_negative_weight=w) == (ds.b, ds.r)
+
+
+@needs_numba
+def test_compiled_band_keys_equal_numpy_ones(monkeypatch):
+    from curate.dedup import lsh
+
+    rng = np.random.default_rng(4)
+    sig = rng.integers(0, 2**32, size=(300, 64), dtype=np.uint32)
+    idx = np.flatnonzero(rng.random(300) > 0.3)
+    compiled = lsh.band_key(sig, idx, 3, 7)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    np.testing.assert_array_equal(compiled, lsh.band_key(sig, idx, 3, 7))

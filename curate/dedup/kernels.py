@@ -250,15 +250,12 @@ if numba is not None:
             _finish(work, sig[d], seed_mix, k)
 
     @_jit
-    def band_hashes(sig, rows_idx, bands, rows):
-        """64-bit key of every band of every listed row: ``(len(rows_idx), bands)`` uint64 (as
-        ``lsh.band_keys``)."""
-        out = np.empty((len(rows_idx), bands), dtype=np.uint64)
-        for r in range(len(rows_idx)):
-            row = rows_idx[r]
-            for band in range(bands):
-                h = np.uint64(0)
-                for c in range(band * rows, (band + 1) * rows):
-                    h = _mix((h * np.uint64(0x100000001B3)) ^ np.uint64(sig[row, c]))
-                out[r, band] = h
+    def band_key(sig, idx, band, rows):
+        """64-bit key of band ``band`` of the rows ``idx`` (as :func:`curate.dedup.lsh.band_key`)."""
+        out = np.empty(len(idx), dtype=np.uint64)
+        for i in range(len(idx)):
+            h = np.uint64(0)
+            for c in range(band * rows, (band + 1) * rows):
+                h = _mix((h * np.uint64(0x100000001B3)) ^ np.uint64(sig[idx[i], c]))
+            out[i] = h
         return out

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from curate.dedup.hashing import mix64
 from curate.dedup.minhash import pair_jaccard
-from curate.errors import require
+from curate.errors import CurateError
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +50,46 @@ class PairStats:
 
 def banding(threshold: float, num_perm: int, bands: int | None = None, rows: int | None = None,
             false_negative_weight: float = DEFAULT_FN_WEIGHT) -> tuple[int, int]:
-    """``(bands, rows)`` for ``threshold``: given explicitly, or derived by datasketch so as to minimise
-    ``w * (missed pairs) + (1 - w) * (false candidates)`` with ``w = false_negative_weight`` (the default
-    0.9 favours recall: verification removes the extra candidates; at threshold 0.8 and 128
-    permutations that is 14 bands of 9 rows)."""
+    """``(bands, rows)`` for ``threshold``: given explicitly, or the banding that minimises
+    ``w * (missed pairs) + (1 - w) * (false candidates)`` with ``w = false_negative_weight``, as
+    datasketch's ``MinHashLSH`` derives it (the default 0.9 favours recall: verification removes the
+    extra candidates; at threshold 0.8 and 128 permutations that is 14 bands of 9 rows)."""
     if bands is not None and rows is not None:
         return int(bands), int(rows)
-    datasketch = require("datasketch", "dedup", "minhash_dedup")
-    w = float(false_negative_weight)
-    lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(round(1.0 - w, 6), round(w, 6)))
-    return lsh.b, lsh.r
+    b, r = _optimal_banding(float(threshold), int(num_perm), round(float(false_negative_weight), 6))
+    if b < 2:
+        raise CurateError(f"minhash LSH: threshold {threshold} with num_perm {num_perm} gives a single band; "
+                          "lower the threshold, raise num_perm or lower false_negative_weight, or set bands and rows")
+    return b, r
+
+
+@lru_cache(maxsize=64)
+def _optimal_banding(threshold: float, num_perm: int, w: float) -> tuple[int, int]:
+    """datasketch's ``_optimal_param`` (the same areas under the false-positive and false-negative
+    curves, the same first minimum in (bands, rows) order), vectorised: Gauss-Legendre quadrature with
+    ``num_perm // 2 + 2`` nodes is exact for these polynomials of degree ``bands * rows <= num_perm``."""
+    b, r = zip(*[(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)])
+    b = np.array(b, dtype=np.float64)[:, None]
+    r = np.array(r, dtype=np.float64)[:, None]
+    x, wts = np.polynomial.legendre.leggauss(num_perm // 2 + 2)
+
+    def area(lo: float, hi: float, candidate: bool) -> np.ndarray:
+        s = (hi - lo) / 2 * x[None, :] + (hi + lo) / 2
+        p = 1 - (1 - s ** r) ** b  # probability that a pair of similarity s becomes a candidate
+        return ((p if candidate else 1 - p) * wts[None, :]).sum(axis=1) * (hi - lo) / 2
+
+    error = area(0.0, threshold, True) * round(1.0 - w, 6) + area(threshold, 1.0, False) * w
+    best = int(np.argmin(error))
+    return int(b[best, 0]), int(r[best, 0])
 
 
 def band_key(sig: np.ndarray, idx: np.ndarray, band: int, rows: int) -> np.ndarray:
     """64-bit key of band ``band`` (columns ``band*rows .. (band+1)*rows - 1``) of the rows ``idx``.
-    Equal band values give equal keys in any process."""
+    Equal band values give equal keys in any process (compiled kernel when numba is there, same keys)."""
+    from curate.dedup import kernels
+
+    if kernels.available():
+        return kernels.band_key(np.ascontiguousarray(sig), np.asarray(idx, dtype=np.int64), int(band), int(rows))
     h = np.zeros(len(idx), dtype=np.uint64)
     for c in range(band * rows, (band + 1) * rows):
         with np.errstate(over="ignore"):

@@ -474,3 +474,21 @@ def test_repeats_rule_leaves_these_alone(text):
         assert RuleSet(["repeats"]).apply("on a a road").text == "on a road"
         return
     assert RuleSet(["repeats"]).apply(text).text == text
+
+
+@pytest.mark.slow
+def test_imdb_file_list_repeats_get_unique_ids(shared_data, tmp_path):
+    """The IMDB test file list in ../shared/data repeats 201 names with identical texts (issue 14)."""
+    import gzip
+
+    src = shared_data / "imdb-test" / "imdb_test.jsonl.gz"
+    if not src.is_file():
+        pytest.skip(f"{src} not found")
+    (tmp_path / "imdb.jsonl").write_bytes(gzip.decompress(src.read_bytes()))
+    p = tmp_path / "p.yaml"
+    p.write_text("name: imdb\ninput: {format: jsonl, path: imdb.jsonl, shard_size: 5000,\n"
+                 "        columns: {source: file, text: text, label: label}}\noutput: run\nstages: []\n")
+    m = Runner(load_pipeline(p), quiet=True).execute()
+    assert (m.input.rows, m.input.repeated_ids) == (25_000, 201)
+    ids = [i for f in sorted((tmp_path / "run" / "data").glob("*.parquet")) for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+    assert len(set(ids)) == 25_000

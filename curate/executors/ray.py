@@ -1,22 +1,77 @@
-"""The Ray executor: the same per-shard task functions as the local executor, run as Ray tasks.
+"""The Ray executor: the runner's shard tasks as a Ray Dataset, run with ``map_batches``.
 
 ``executor: ray`` with ``address:`` (e.g. ``ray://head:10001`` or ``auto``) runs on a cluster; without an
-address a local Ray instance is started with ``workers`` CPUs. The run directory must be on a filesystem
-every node can read and write (NFS, a mounted bucket): tasks read their input shards and write their
-output shards there, exactly as local workers do, so both executors produce the same shards. Global
-stages' reduce steps run on the driver (see each stage's docstring for its memory per million rows).
+address a local Ray instance is started with ``workers`` CPUs.
+
+Each step of a run (ingest, a map stage, a global stage's map, a distributed reduce phase) is a list
+of shard tasks: small picklable descriptions ("read shard 17's text column, run ``text_quality``,
+write ``stages/01-text_quality/part-00017.parquet``"). The executor turns the list into a Ray Dataset
+of one row per task and runs it with ``map_batches(batch_size=1)``:
+
+* CPU stages run as Ray Data tasks (Ray worker processes are reused, so a stage object is set up
+  once per worker process and kept for the following shards);
+* model stages (the stages that run in the main process under the local executor, e.g. ``embed``)
+  run in a stateful **actor pool**: the model loads once per actor, and each actor gets
+  ``num_gpus=1`` when the cluster has GPUs (one actor per GPU), else one CPU actor.
+
+Results (a few numbers per shard) stream back to the driver as tasks finish; the shards themselves
+never pass through the driver. A task whose worker dies (node lost, OOM kill) is retried by Ray; the
+shard files are written atomically, so a retried task simply writes its shard again.
+
+The run directory must be reachable from every node: a shared filesystem (NFS, a mounted bucket) or
+an object-storage URL (``output: s3://bucket/runs/x``, see :mod:`curate.storage`). Global stages that
+have a distributed scheme (:mod:`curate.distributed`) run their reduce as further shard tasks; the
+others reduce on the driver (see each stage's docstring for its memory per million rows).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import logging
+import pickle
+from typing import Any, Callable, Iterable, Iterator
 
-from curate.errors import require
+from curate.errors import CurateError, require
 from curate.executors.base import Executor
+
+log = logging.getLogger(__name__)
+
+
+class _RunTasks:
+    """The ``map_batches`` callable: unpickle each task, run it, pickle its result.
+
+    Used as a class (an actor pool: set-up once per actor) or through :func:`_run_tasks` (tasks)."""
+
+    def __init__(self, fn: Callable[[Any], dict]):
+        self.fn = fn
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        out = [pickle.dumps(self.fn(pickle.loads(b))) for b in batch.column("task").to_pylist()]
+        return pa.table({"result": pa.array(out, pa.binary())})
+
+
+def _run_tasks(batch, fn):
+    return _RunTasks(fn)(batch)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The user's exception inside Ray's wrappers (so a CurateError keeps its one-line message)."""
+    seen = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, CurateError):
+            return cur
+        cur = getattr(cur, "cause", None) or cur.__cause__
+    return exc
 
 
 class RayExecutor(Executor):
-    """Runs shard tasks as Ray remote functions, with a bounded number in flight."""
+    """Runs shard tasks as a Ray Dataset (``map_batches``; actor pools for model stages)."""
+
+    #: global stages with a distributed scheme run their reduce as shard tasks here
+    distributed_reduce = True
 
     def __init__(self, address: str | None = None, workers: int = 2, quiet: bool = False):
         self.ray = require("ray", "ray", "The ray executor")
@@ -31,33 +86,50 @@ class RayExecutor(Executor):
                 kwargs["num_cpus"] = self.workers
             self.ray.init(**kwargs)
             self._started_here = True
-        self._remote: dict[Callable, Any] = {}
+        ctx = self.ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # curate draws its own bar per step
+        ctx.print_on_execution_start = False
+        if hasattr(ctx, "enable_operator_progress_bars"):
+            ctx.enable_operator_progress_bars = False
 
-    def _remote_fn(self, fn: Callable):
-        if fn not in self._remote:
-            self._remote[fn] = self.ray.remote(fn)
-        return self._remote[fn]
+    def resources(self) -> tuple[int, int]:
+        """(CPUs, GPUs) of the cluster."""
+        res = self.ray.cluster_resources()
+        return max(1, int(res.get("CPU", self.workers))), int(res.get("GPU", 0))
 
-    def serial(self) -> bool:
-        return False
+    def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
+                      total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
+        """Run ``fn`` over ``tasks`` as a Ray Dataset; ``parallel=False`` marks a model stage (an actor
+        pool, GPUs when there are any)."""
+        import pyarrow as pa
 
-    def slots(self) -> int:
-        cpus = int(self.ray.cluster_resources().get("CPU", self.workers))
-        return max(2, 2 * cpus)
-
-    def submit(self, fn: Callable[[Any], dict], task: Any):
-        return self._remote_fn(fn).remote(task)
-
-    def wait(self, handles: set) -> tuple[set, set]:
-        done, pending = self.ray.wait(list(handles), num_returns=1)
-        return set(done), set(pending)
-
-    def result(self, handle) -> dict:
-        return self.ray.get(handle)
-
-    def cancel(self, handles: set) -> None:
-        for ref in handles:
-            self.ray.cancel(ref, force=True)
+        items = [pickle.dumps(t) for t in tasks]
+        bar = self.progress(desc, total_rows)
+        try:
+            if not items:
+                return
+            ds = self.ray.data.from_arrow(pa.table({"task": pa.array(items, pa.binary())}))
+            ds = ds.repartition(len(items))  # one block per task: tasks spread over the cluster
+            cpus, gpus = self.resources()
+            if parallel:
+                ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
+                                    num_cpus=1, concurrency=min(len(items), cpus))
+            else:
+                n_actors = max(1, min(len(items), gpus)) if gpus else 1
+                ds = ds.map_batches(_RunTasks, fn_constructor_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
+                                    num_gpus=1 if gpus else 0, num_cpus=1, concurrency=n_actors)
+            try:
+                for row in ds.iter_rows():
+                    result = pickle.loads(row["result"])
+                    bar.update(result.get("rows", 0))
+                    yield result
+            except Exception as exc:
+                inner = _unwrap(exc)
+                if inner is not exc:
+                    raise inner from None
+                raise
+        finally:
+            bar.close()
 
     def close(self) -> None:
         if self._started_here and self.ray.is_initialized():

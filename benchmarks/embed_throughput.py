@@ -4,13 +4,18 @@
     python benchmarks/embed_throughput.py --device cuda --model ViT-L-14 --batch-size 256 --n 20000 \\
         --images ../shared/data/cifar10-jpg/train.zip
 
-Weights are random (``--pretrained none``, the default): speed does not depend on them. Three figures,
-measured in the same run on the same images:
+    python benchmarks/embed_throughput.py --backend timm --device cpu --model tf_efficientnet_lite0 \
+        --pretrained packaged --image-size 160 --n 2000 --repeat 3
+
+Weights are random (``--pretrained none``, the default for open_clip): speed does not depend on them. With
+``--backend timm`` the default is the packaged EfficientNet-Lite0 weights and the runtime is the stage's
+(``--runtime auto``: onnxruntime on the CPU). Three figures, measured in the same run on the same images:
 
 * stage path: ``Embed.process`` on a table of encoded images, exactly what ``curate run`` calls per
   shard (decoding in worker processes, uint8 pixels, normalisation on the device, cache off);
-* naive loop: open, preprocess (open_clip's transform), encode one image at a time;
-* ceiling: the model's forward pass alone on random tensors of the same batch size (no decoding).
+* naive loop: open, preprocess (open_clip's / timm's own transform), encode one image at a time in PyTorch;
+* ceiling: the model's forward pass alone on random inputs of the same batch size (no decoding), with the
+  stage's runtime (for timm on the CPU: the same onnxruntime session, fed uint8 pixels).
 """
 
 from __future__ import annotations
@@ -62,9 +67,13 @@ def sync(device: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="open_clip", choices=["open_clip", "timm"])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--model", default="ViT-B-32")
-    ap.add_argument("--pretrained", default="none", help="tag, checkpoint file or none (random weights)")
+    ap.add_argument("--model", default=None, help="default ViT-B-32 (open_clip), tf_efficientnet_lite0 (timm)")
+    ap.add_argument("--pretrained", default=None,
+                    help="tag, checkpoint file or none (random weights; the open_clip default); timm default: packaged")
+    ap.add_argument("--runtime", default="auto", help="timm backend: auto, torch or onnx")
+    ap.add_argument("--image-size", type=int, default=None, help="timm backend: input side")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="a zip or a folder of images")
@@ -88,17 +97,24 @@ def main() -> None:
 
     blobs = load_images(args.images, args.n)
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
-    params = EmbedParams(model=args.model, pretrained=args.pretrained, device=args.device, precision=args.precision,
-                         batch_size=args.batch_size, num_workers=workers, text=False, cache=False,
-                         fast_jpeg=args.fast_jpeg)
+    timm_backend = args.backend == "timm"
+    common = dict(device=args.device, precision=args.precision, batch_size=args.batch_size, num_workers=workers,
+                  cache=False, fast_jpeg=args.fast_jpeg)
+    if timm_backend:
+        params = EmbedParams(backend="timm", model=args.model or "tf_efficientnet_lite0",
+                             pretrained=args.pretrained or "packaged", runtime=args.runtime,
+                             image_size=args.image_size, **common)
+    else:
+        params = EmbedParams(model=args.model or "ViT-B-32", pretrained=args.pretrained or "none", text=False, **common)
     stage = Embed(params, None)
     t0 = time.perf_counter()
     stage.setup()
     clip = stage.encoder
     dev = clip.device
-    print(f"model {args.model} ({clip.source.kind} weights) on {dev}, {clip.precision}, batch {args.batch_size}, "
-          f"input {clip.image_size}, decode workers {stage.decoder.num_workers}, torch threads {torch.get_num_threads()}, "
-          f"setup {time.perf_counter() - t0:.1f}s", flush=True)
+    runtime = getattr(clip, "runtime", "torch")
+    print(f"model {params.model} ({clip.source.kind} weights) on {dev} via {runtime}, {clip.precision}, batch "
+          f"{args.batch_size}, input {clip.image_size}, decode workers {stage.decoder.num_workers}, torch threads "
+          f"{torch.get_num_threads()}, setup {time.perf_counter() - t0:.1f}s", flush=True)
     if dev.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(0)}", flush=True)
     print(f"images: {args.images} ({len(blobs)} images, mean {np.mean([len(b) for b in blobs]) / 1024:.1f} KiB)", flush=True)
@@ -118,10 +134,24 @@ def main() -> None:
         return time.perf_counter() - t0
 
     h, w = clip.image_size
-    x = torch.randn(args.batch_size, 3, h, w, device=dev, dtype=clip.dtype)
     n_batches = max(1, len(blobs) // args.batch_size)
 
-    def ceiling() -> float:
+    def ceiling_timm() -> float:
+        """The encoder's own forward (same runtime as the stage) on random uint8 pixels already in memory."""
+        px = np.random.default_rng(0).integers(0, 255, (args.batch_size, h, w, 3), dtype=np.uint8)
+        if runtime == "torch":
+            px = torch.as_tensor(px).to(dev)
+        for _ in range(2):
+            clip.encode_pixels(px, to_numpy=False)
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            clip.encode_pixels(px, to_numpy=False)
+        sync(dev)
+        return time.perf_counter() - t0
+
+    def ceiling_clip() -> float:
+        x = torch.randn(args.batch_size, 3, h, w, device=dev, dtype=clip.dtype)
         with torch.inference_mode():
             for _ in range(2):
                 clip.model.encode_image(x)
@@ -132,6 +162,8 @@ def main() -> None:
                 torch.nn.functional.normalize(f.float(), dim=-1)
             sync(dev)
             return time.perf_counter() - t0
+
+    ceiling = ceiling_timm if timm_backend else ceiling_clip
 
     # 1. stage path and 3. forward-only ceiling (random tensors already on the device, same batch size),
     # interleaved when repeated
@@ -152,16 +184,34 @@ def main() -> None:
     decode_s = time.perf_counter() - t0
     print(f"decode only: {len(blobs) / decode_s:10.1f} img/s  ({stage.decoder.num_workers} workers, no model)", flush=True)
 
-    # 2. naive loop: one image at a time, open_clip's own preprocess
+    # 2. naive loop: one image at a time, the library's own preprocess, eager PyTorch
     naive_n = args.naive_n or min(len(blobs), 256)
+    if timm_backend:
+        import timm.data
+
+        cfg = timm.data.resolve_data_config({}, model=clip.net)
+        cfg["input_size"] = (3, h, w)
+        cfg["mean"] = tuple(m / 255 for m in clip.mean)
+        cfg["std"] = tuple(s / 255 for s in clip.std)
+        preprocess = timm.data.create_transform(**cfg)
+        net = clip.net.to(dev)
+
+        def encode_one(one):
+            return net.forward_head(net.forward_features(one), pre_logits=True)
+        dtype = torch.float32
+    else:
+        preprocess, dtype = clip.preprocess, clip.dtype
+
+        def encode_one(one):
+            return clip.model.encode_image(one)
     with torch.inference_mode():
         for b in blobs[:4]:
-            clip.model.encode_image(clip.preprocess(Image.open(io.BytesIO(b)).convert("RGB")).unsqueeze(0).to(dev, clip.dtype))
+            encode_one(preprocess(Image.open(io.BytesIO(b)).convert("RGB")).unsqueeze(0).to(dev, dtype))
         sync(dev)
         t0 = time.perf_counter()
         for b in blobs[:naive_n]:
-            one = clip.preprocess(Image.open(io.BytesIO(b)).convert("RGB")).unsqueeze(0).to(dev, clip.dtype)
-            f = clip.model.encode_image(one)
+            one = preprocess(Image.open(io.BytesIO(b)).convert("RGB")).unsqueeze(0).to(dev, dtype)
+            f = encode_one(one)
             (f / f.norm(dim=-1, keepdim=True)).float().cpu()
         naive_s = time.perf_counter() - t0
     naive_ips = naive_n / naive_s

@@ -23,9 +23,10 @@ HashName = Literal["phash", "dhash", "whash", "ahash"]
 _PAIR_CHUNK = 1 << 20
 
 
-def image_hash_bits(data: bytes, *, method: HashName = "phash", hash_size: int = 8) -> np.ndarray | None:
+def image_hash_bits(data: bytes, *, method: HashName = "phash", hash_size: int = 8,
+                    mirror: bool = False) -> np.ndarray | None:
     """The perceptual hash of encoded image bytes as a packed uint8 array (``hash_size**2`` bits), or
-    ``None`` if the bytes do not decode."""
+    ``None`` if the bytes do not decode. ``mirror``: the hash of the left-right mirrored image."""
     imagehash = require("imagehash", "dedup", "image_dedup")
     from PIL import Image, UnidentifiedImageError
 
@@ -34,7 +35,8 @@ def image_hash_bits(data: bytes, *, method: HashName = "phash", hash_size: int =
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("L", (max(64, hash_size * 4), max(64, hash_size * 4)))  # JPEG: decode at reduced size
-            h = fn(img.convert("L"), hash_size=hash_size)
+            grey = img.convert("L")
+            h = fn(grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirror else grey, hash_size=hash_size)
     except (UnidentifiedImageError, OSError, ValueError):
         return None
     return np.packbits(np.asarray(h.hash, dtype=bool).reshape(-1))

@@ -24,6 +24,7 @@ import pyarrow as pa
 import curate
 from curate import storage
 from curate.config import Pipeline, StageSpec
+from curate.distributed import distributed_reduce
 from curate.errors import CurateError, InputError
 from curate.executors import make_executor
 from curate.manifest import InputEntry, Manifest, StageEntry, StageStats
@@ -357,7 +358,10 @@ class Runner:
             stage_task, jobs(), desc=desc, total_rows=manifest.input.rows, parallel=stage.parallel)]
         if is_global:
             stage.summary = {}
-            self._reduce(stage, spec, sdir, map_dir, n_shards)
+            if not distributed_reduce(stage, executor, run_root=str(self.run.root), map_dir=map_dir, stage_dir=sdir,
+                                      n_shards=n_shards, stage_module=cls.__module__, params=params_json, ctx=ctx,
+                                      key=key):
+                self._reduce(stage, spec, sdir, map_dir, n_shards)
             parts.append(stage.summary)
         seconds = time.perf_counter() - t0
         stats = stage_stats(read_stage(self.run, spec.dirname, ["flag", "action"]))

@@ -1,0 +1,78 @@
+"""Distributed global stages give the local reduce's results: the same shards, flags, clusters, summary.
+
+The scheme's phases are shard tasks, so they are first checked on the local executor (fast), then on
+a Ray cluster of a head and two worker nodes on loopback (Ray's ``cluster_utils``), where the
+shuffle files cross node boundaries, including a worker process killed mid-stage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.config import load_pipeline
+from curate.distributed import minhash
+from curate.executors.local import LocalExecutor
+from curate.rundir import RunDir
+from curate.runner import Runner
+from curate.shards import read_stage
+
+
+def synthetic_texts(n_base: int = 500, seed: int = 0) -> list[str | None]:
+    """Random texts, near-duplicate copies (a word or two changed), a boilerplate text repeated 70
+    times (a bucket larger than 64 rows), copies of copies (chains), and empty texts."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(5000)]
+    base = [" ".join(rng.choice(vocab, size=int(rng.integers(20, 60)))) for _ in range(n_base)]
+    rows: list[str | None] = list(base)
+    for i in rng.choice(n_base, size=60, replace=False).tolist():
+        words = base[i].split()
+        words[int(rng.integers(len(words)))] = "zz" + str(rng.integers(1 << 30))
+        rows.append(" ".join(words))
+        if i % 3 == 0:  # a copy of the copy
+            words[int(rng.integers(len(words)))] = "yy" + str(rng.integers(1 << 30))
+            rows.append(" ".join(words))
+    boiler = " ".join(rng.choice(vocab, size=40))
+    rows += [boiler + (" extra" if j % 2 else "") for j in range(70)]
+    rows += [None, "", "!!!"]
+    order = rng.permutation(len(rows))
+    return [rows[i] for i in order]
+
+
+def write_texts(tmp_path, texts) -> str:
+    path = tmp_path / "texts.parquet"
+    pq.write_table(pa.table({"text": texts, "key": list(range(len(texts)))}), path)
+    return str(path)
+
+
+STAGES = [{"minhash_dedup": {"threshold": 0.7, "ngram": 3, "keep": "longest_text"}}]
+
+
+def run_both(make_pipeline, tmp_path, monkeypatch, stages=STAGES, shard_size=60):
+    cfg = {"format": "parquet", "path": write_texts(tmp_path, synthetic_texts()), "shard_size": shard_size}
+    pipeline = load_pipeline(make_pipeline(cfg, stages, workers=2))
+    local = Runner(pipeline, output=str(tmp_path / "local"), quiet=True).execute()
+    monkeypatch.setattr(LocalExecutor, "distributed_reduce", True, raising=False)
+    calls = []
+    real = minhash.reduce
+    monkeypatch.setattr(minhash, "reduce", lambda *a: calls.append(1) or real(*a))
+    dist = Runner(pipeline, output=str(tmp_path / "dist"), quiet=True).execute()
+    assert calls, "the distributed scheme did not run"
+    return local, dist
+
+
+def assert_same(tmp_path, local, dist, a="local", b="dist"):
+    for s_local, s_dist in zip(local.stages, dist.stages):
+        assert s_local.summary == s_dist.summary
+        assert s_local.stats == s_dist.stats
+        assert read_stage(RunDir(tmp_path / a), s_local.dir).equals(read_stage(RunDir(tmp_path / b), s_dist.dir))
+
+
+def test_distributed_minhash_reduce_equals_the_local_one(make_pipeline, tmp_path, monkeypatch):
+    local, dist = run_both(make_pipeline, tmp_path, monkeypatch)
+    summary = local.stages[0].summary
+    assert summary["near_duplicates"] > 60 and summary["largest_cluster"] >= 35 and summary["empty_texts"] >= 2
+    assert_same(tmp_path, local, dist)
+    assert not (RunDir(tmp_path / "dist").stage_dir(dist.stages[0].dir) / "_map").exists()

@@ -76,6 +76,9 @@ def run(pipeline_file, output, workers, force, from_stage, quiet):
     if inp.quarantined:
         click.echo(f"\n{inp.quarantined} input item(s) quarantined ({', '.join(f'{k}: {v}' for k, v in inp.quarantine_reasons.items())}); "
                    f"see {runner.run.quarantine_dir}")
+    if inp.repeated_ids:
+        click.echo(f"\n{inp.repeated_ids} input item(s) repeat an earlier item's source and content; their ids are "
+                   "numbered <id>-2, <id>-3, ... (see docs/safety.md)")
     click.echo(f"\nrun directory: {runner.run.root}   next: curate status {runner.run.root}")
 
 
@@ -146,6 +149,8 @@ def status(run_dir, as_json):
                f"{fmt_num(inp.quarantined)} quarantined")
     for reason, n in inp.quarantine_reasons.items():
         click.echo(f"  quarantined {reason}: {n}")
+    if inp.repeated_ids:
+        click.echo(f"  repeated source and content (ids numbered <id>-2, ...): {inp.repeated_ids}")
     rows = []
     for s in manifest.stages:
         st = s.stats

@@ -431,6 +431,8 @@ def test_repeated_sources_get_unique_ids_stable_across_shard_sizes(tmp_path):
     assert ids1 == ids2
     assert inp1["repeated_ids"] == inp2["repeated_ids"] == 3
     assert ids1[2:7] == [ids1[0] + "-2", ids1[3], ids1[0] + "-3", ids1[1] + "-2", ids1[6]]
+    r = CliRunner().invoke(main, ["status", str(tmp_path / "small")])
+    assert r.exit_code == 0 and "repeated source and content (ids numbered <id>-2, ...): 3" in r.output
 
 
 # -- caption rules: boilerplate extend vs replace, repeated phrases and punctuation ------------------------

@@ -46,10 +46,11 @@ class _Charts:
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, *, top: int = 24, sample: int = 24,
-                 seed: int = 0, pending: str = "drop", quiet: bool = False) -> Path:
+                 seed: int = 0, page_size: int = 24, pending: str = "drop", quiet: bool = False) -> Path:
     """Write the report of a finished run to ``out`` (default ``RUN/report/index.html``); returns the path.
 
-    ``top``/``sample``: per gallery, the most extreme items by score and a seeded random sample of the rest.
+    ``top``/``sample``: per gallery, the most extreme items by score and a seeded random sample of the rest;
+    ``page_size``: cards per gallery page (duplicate clusters: half as many).
     ``pending``: the export rule for undecided review items, used for the outcome counts."""
     t0 = time.perf_counter()
     out = Path(out) if out is not None else default_output(run_dir)
@@ -91,7 +92,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, *, top: int
             "quarantine": _quarantine(data),
             "review": review_summary(data, outcomes),
             "evaluation": _evaluation(data, charts),
-            "selection": {"top": top, "sample": sample, "seed": seed, "thumb_px": SIZE},
+            "selection": {"top": top, "sample": sample, "seed": seed, "thumb_px": SIZE, "page_size": max(1, page_size)},
             "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "curate_version": __version__,
             "libraries": vega.versions(),

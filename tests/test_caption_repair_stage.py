@@ -126,37 +126,48 @@ def test_generated_candidates_without_an_embed_stage_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_uses_the_chosen_caption_and_can_keep_the_original(demo_run, tmp_path):
+def test_export_applies_accepted_repairs_and_can_keep_the_original(demo_run, tmp_path):
     from click.testing import CliRunner
 
     from curate.cli import main
+    from curate.decisions import DecisionStore
 
     run_dir, rows = demo_run
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["export", str(run_dir), "--format", "jsonl", "--out", str(out), "--pending", "keep",
-                                    "--keep-original-caption", "-q"])
-    assert res.exit_code == 0, res.output
-    exported = {}
-    for line in (out / "data.jsonl").read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        exported[r["source"]] = r
     broken = {p["file_name"]: p for p in _planted() if p["problem"] == "broken_caption"}
-    assert set(broken) <= set(exported)
-    for src, r in exported.items():
-        assert r["text"] == rows[src]["caption"]
-        assert r["caption_original"] == rows[src]["caption_original"]
-        if src in broken:
-            assert r["caption_original"] == broken[src]["caption"] != r["text"]
-        else:
-            assert r["text"] == r["caption_original"]
 
-    # without the option: no caption_original column, still the chosen caption
-    from curate.export import export_run
+    def export(out, *extra):
+        res = CliRunner().invoke(main, ["export", str(run_dir), "--format", "jsonl", "--out", str(out), "--pending",
+                                        "keep", *extra, "-q"])
+        assert res.exit_code == 0, res.output
+        return {r["source"]: r for r in map(json.loads, (out / "data.jsonl").read_text(encoding="utf-8").splitlines())}
 
-    export_run(run_dir, tmp_path / "pq", fmt="parquet", pending="keep", quiet=True)
-    import pyarrow.parquet as pq
+    # a repair is a proposed edit: unreviewed, the item goes out with its original caption
+    before = export(tmp_path / "before", "--keep-original-caption")
+    assert set(broken) <= set(before)
+    assert all(r["text"] == r["caption_original"] == rows[src]["caption_original"] for src, r in before.items())
+    # accepted, the repaired caption replaces it
+    repaired = [rows[src]["id"] for src in broken]
+    store = DecisionStore(RunDir(run_dir).review_db)
+    rows_written = store.decide(repaired, "accepted", reviewer="test")
+    try:
+        exported = export(tmp_path / "out", "--keep-original-caption")
+        for src, r in exported.items():
+            assert r["text"] == rows[src]["caption"]
+            assert r["caption_original"] == rows[src]["caption_original"]
+            if src in broken:
+                assert r["caption_original"] == broken[src]["caption"] != r["text"]
+            else:
+                assert r["text"] == r["caption_original"]
 
-    t = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "pq").glob("part-*.parquet"))])
-    assert "caption_original" not in t.column_names
-    got = dict(zip(t.column("source").to_pylist(), t.column("text").to_pylist()))
-    assert got["000000234748.jpg"] == "A man talking on a phone standing behind a blue car."
+        # without the option: no caption_original column, still the accepted caption
+        from curate.export import export_run
+
+        export_run(run_dir, tmp_path / "pq", fmt="parquet", pending="keep", quiet=True)
+        import pyarrow.parquet as pq
+
+        t = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "pq").glob("part-*.parquet"))])
+        assert "caption_original" not in t.column_names
+        got = dict(zip(t.column("source").to_pylist(), t.column("text").to_pylist()))
+        assert got["000000234748.jpg"] == "A man talking on a phone standing behind a blue car."
+    finally:  # the run is shared by this module's tests: take the decisions back
+        store.undo(rows_written)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,11 +70,28 @@ def confine(root: Path | None, name: str) -> Path | str:
     unified = _check_name(name)
     if root is None:
         return unified
+    return Path(_real_path(root, unified, name))
+
+
+def _real_path(root: Path, unified: str, name: str) -> str:
     real_root = _real_root(str(root))
+    # fast path: no link among the components below the (already real) root -> the path is real
+    cur = str(real_root)
+    for part in unified.split("/"):
+        if part in ("", "."):
+            continue
+        cur = f"{cur}/{part}" if cur != "/" else f"/{part}"
+        try:
+            if stat.S_ISLNK(os.lstat(cur).st_mode):
+                break
+        except OSError:  # missing (or unreadable): nothing to follow; the read reports it
+            return cur
+    else:
+        return cur
     real = (real_root / unified).resolve()
     if not inside(real, real_root):
         raise OutsideRoot(f"{name!r} resolves to {real}, outside the dataset root {real_root}")
-    return real
+    return str(real)
 
 
 def read_inside(root: Path, name: str, *, max_bytes: int) -> bytes:
@@ -82,13 +100,15 @@ def read_inside(root: Path, name: str, *, max_bytes: int) -> bytes:
     Raises :class:`~curate.imageinfo.BadImage` with reason ``outside_root``, ``bad_path``,
     ``missing_file``, ``file_too_large`` or ``unreadable_file``.
     """
-    path = confine(root, name)
+    path = _real_path(root, _check_name(name), name)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
             if size > max_bytes:
                 raise TooLarge(f"{name}: {size:,} bytes is over the limit of {max_bytes:,} (input.max_file_bytes)")
-            data = f.read(max_bytes + 1)
+            data = f.read((max_bytes if size == 0 else size) + 1)  # size 0: empty, or a pipe or /proc-like file
+            if len(data) > size:  # it grew while we read: read on, up to the limit
+                data += f.read(max_bytes + 1 - len(data)) or b""
     except FileNotFoundError:
         raise BadImage("missing_file", f"{name} not found under {root}") from None
     except IsADirectoryError:

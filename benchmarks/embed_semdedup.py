@@ -36,7 +36,7 @@ def peak_rss_gib() -> float:
 def coco(args) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from curate.embeddings.semdedup import semantic_dedup
+    from curate.embeddings.semantic_dedup import semantic_dedup
     from curate.models import load_text_encoder
 
     if not COCO.is_dir():
@@ -79,7 +79,7 @@ def coco(args) -> None:
 
 def scale(args) -> None:
     from curate.embeddings.neighbors import have_faiss, knn, normalise
-    from curate.embeddings.semdedup import semantic_dedup
+    from curate.embeddings.semantic_dedup import semantic_dedup
 
     rng = np.random.default_rng(0)
     n, d = args.n, args.dim

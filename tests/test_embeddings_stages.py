@@ -172,7 +172,7 @@ def planted(n=400, d=64, seed=0):
 def test_semantic_dedup_finds_planted_duplicates(backend):
     if backend == "faiss":
         pytest.importorskip("faiss")
-    from curate.embeddings.semdedup import semantic_dedup
+    from curate.embeddings.semantic_dedup import semantic_dedup
 
     x = planted()
     res = semantic_dedup(x, eps=0.02, clusters=8, backend=backend)
@@ -187,7 +187,7 @@ def test_semantic_dedup_finds_planted_duplicates(backend):
 
 
 def test_semantic_dedup_blocks_give_the_same_answer_and_skip_missing_rows():
-    from curate.embeddings.semdedup import semantic_dedup
+    from curate.embeddings.semantic_dedup import semantic_dedup
 
     x = planted()
     valid = np.ones(len(x), dtype=bool)

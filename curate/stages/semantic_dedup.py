@@ -63,7 +63,7 @@ class SemanticDedup(GlobalStage):
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
         from curate.embeddings.neighbors import normalise
-        from curate.embeddings.semdedup import semantic_dedup
+        from curate.embeddings.semantic_dedup import semantic_dedup
 
         p: SemanticDedupParams = self.params
         x, valid = embedding_matrix(mapped, p.embedding_column())

@@ -6,12 +6,14 @@ For each label set (``worse``: 40.2% wrong, ``aggre``: 9.0% wrong) the script
 
 1. writes Parquet manifests of the JPEG bytes (train: the noisy label, ``clean_label`` in meta; test: the
    10,000 clean test labels) into ``benchmarks/.cache/eval/`` (once);
-2. runs the pipeline ``embed`` (EfficientNet-Lite0, packaged offline weights, 160 px, timm backend) ->
+2. runs the pipeline ``embed`` (EfficientNet-Lite0, packaged offline weights, 64 px (to fit the shared 2-core CPU), timm backend) ->
    ``image_dedup`` (drop) -> ``label_noise`` (logistic on the embeddings, drop) with ``curate run``; the
    ``aggre`` run's embedding cache is seeded from the ``worse`` run's (same images; only the content ids,
    which include the label, differ), so the images are embedded once;
 3. runs ``curate eval RUN --test test.parquet --clean-labels meta.clean_label`` with each model (every arm),
-   and compares the leakage check with ciFAIR's list of test/train duplicates.
+   and compares the leakage check with ciFAIR's list of test/train duplicates. On a small CPU the CNN can
+   be trained on the same pipeline over the first N items (``--cnn-subset N``; same content ids, so the
+   embedding cache is copied), smaller (``--cnn-size``, ``--cnn-width``) and shorter (``--cnn-epochs``).
 
 Figures go to stdout and ``benchmarks/.cache/eval/results-<labels>-<model>.json``.
 """
@@ -42,7 +44,7 @@ input: {{format: parquet, path: {manifest}, columns: {{image: image, label: labe
 output: {run}
 workers: 2
 stages:
-  - embed: {{backend: timm, model: tf_efficientnet_lite0, pretrained: packaged, image_size: 160}}
+  - embed: {{backend: timm, model: tf_efficientnet_lite0, pretrained: packaged, image_size: 64}}
   - image_dedup: {{action: drop}}
   - label_noise: {{features: embed.image_embedding, classifier: logistic, action: drop}}
 """
@@ -116,7 +118,10 @@ def main() -> None:
     ap.add_argument("--models", default="linear,cnn")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cnn-seeds", type=int, default=None, help="seeds for the CNN (default: --seeds)")
-    ap.add_argument("--cnn-epochs", type=int, default=None)
+    ap.add_argument("--cnn-epochs", type=int, default=10)
+    ap.add_argument("--cnn-size", type=int, default=32, help="CNN input side in pixels")
+    ap.add_argument("--cnn-width", type=int, default=32, help="CNN channels of the first block")
+    ap.add_argument("--cnn-subset", type=int, default=0, help="train the CNN on a run over the first N items (0: all)")
     ap.add_argument("--cnn-arms", default=None, help="arms for the CNN (default: all)")
     args = ap.parse_args()
     if not SHARED.is_dir():
@@ -136,30 +141,43 @@ def main() -> None:
             n = seed_cache(first_run[0], run, first_run[1], train)
             print(f"[{labels}] seeded {n:,} embeddings from {first_run[0].name}")
         secs, out = curate("run", str(pipe), "-q")
-        print(f"\n[{labels}] curate run: {secs:.0f} s\n{out}")
+        print(f"\n[{labels}] curate run: {secs:.0f} s\n{out}", flush=True)
         first_run = first_run or (run, train)
         for model in args.models.split(","):
-            extra = []
+            eval_run = run
+            extra = ["--seeds", str(args.seeds)]
             if model == "cnn":
-                extra += ["--seeds", str(args.cnn_seeds or args.seeds)]
-                if args.cnn_epochs:
-                    extra += ["--epochs", str(args.cnn_epochs)]
+                eval_run = cnn_subset_run(labels, train, run, args.cnn_subset) if args.cnn_subset else run
+                extra = ["--seeds", str(args.cnn_seeds or args.seeds), "--image-size", str(args.cnn_size),
+                         "--width", str(args.cnn_width), "--epochs", str(args.cnn_epochs)]
                 if args.cnn_arms:
                     extra += ["--arms", args.cnn_arms]
-            else:
-                extra += ["--seeds", str(args.seeds)]
-            secs, out = curate("eval", str(run), "--test", str(test), "--model", model, "--clean-labels",
+            secs, out = curate("eval", str(eval_run), "--test", str(test), "--model", model, "--clean-labels",
                                "meta.clean_label", *extra, "-q")
-            print(f"[{labels}] curate eval --model {model}: {secs:.0f} s\n{out}")
-            result = json.loads((run / "eval" / f"eval-{model}.json").read_text())
+            print(f"[{labels}] curate eval {eval_run.name} --model {model} {' '.join(extra)}: {secs:.0f} s\n{out}")
+            result = json.loads((eval_run / "eval" / f"eval-{model}.json").read_text())
             leak = result["leakage"]
             if leak:
                 pairs = cifair_pairs()
                 ours = {int(s.rsplit("row", 1)[1]) for s in leak["leaked_sources"]}
                 theirs = {t for t, _ in pairs}
                 print(f"[{labels}] leakage vs ciFAIR: {len(ours & theirs)} of ciFAIR's {len(theirs)} test items with a "
-                      f"train duplicate found; {len(ours - theirs)} others flagged")
-            (WORK / f"results-{labels}-{model}.json").write_text(json.dumps(result, indent=2))
+                      f"train duplicate found; {len(ours - theirs)} others flagged", flush=True)
+            (WORK / f"results-{labels}-{eval_run.name}-{model}.json").write_text(json.dumps(result, indent=2))
+
+
+def cnn_subset_run(labels: str, train: Path, full_run: Path, n: int) -> Path:
+    """The same pipeline on the first ``n`` training items (``input.limit``): same items, same content ids,
+    so the full run's embedding cache is copied and nothing is embedded again."""
+    run = WORK / "runs" / f"cifar10n_{labels}_first{n}"
+    pipe = WORK / f"cifar10n_{labels}_first{n}.yaml"
+    text = PIPELINE.format(labels=f"{labels}-first{n}", manifest=train, run=run)
+    pipe.write_text(text.replace("shard_size: 5000}", f"shard_size: 5000, limit: {n}}}"))
+    if not (run / "cache").exists() and (full_run / "cache").exists():
+        shutil.copytree(full_run / "cache", run / "cache")
+    secs, out = curate("run", str(pipe), "-q")
+    print(f"\n[{labels}] curate run (first {n:,} items): {secs:.0f} s\n{out}", flush=True)
+    return run
 
 
 if __name__ == "__main__":

@@ -71,11 +71,12 @@ def noisy_run(tmp_path_factory):
 
 def _opts(**kw) -> EvalOptions:
     # cosine 0.999: 8-dimensional blobs are close in angle without being copies
-    base = dict(seeds=2, epochs=40, quiet=True, model="linear", features="meta.emb", cosine=0.999)
+    base = dict(seeds=2, epochs=20, quiet=True, model="linear", features="meta.emb", cosine=0.999)
     base.update(kw)
     return EvalOptions(**base)
 
 
+@pytest.mark.slow
 def test_planted_noise_curated_beats_raw_and_random(noisy_run):
     tmp, flip = noisy_run
     result = evaluate(tmp / "run", _opts(test=str(tmp / "test.parquet"), clean_labels="meta.clean"))
@@ -96,6 +97,7 @@ def test_planted_noise_curated_beats_raw_and_random(noisy_run):
     assert saved["format"] == 1 and saved["leakage"]["leaked_test_items"] == 0
 
 
+@pytest.mark.slow
 def test_curated_arm_is_exactly_the_export(noisy_run, tmp_path):
     from curate.decisions import DecisionStore
 
@@ -145,6 +147,7 @@ def _pattern(cls: int, rng) -> np.ndarray:
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_leakage_finds_planted_test_copies_with_a_cnn(tmp_path):
     rng = np.random.default_rng(0)
     train = tmp_path / "train"
@@ -171,8 +174,8 @@ def test_leakage_finds_planted_test_copies_with_a_cnn(tmp_path):
     p = write_pipeline(tmp_path, {"format": "imagefolder", "path": str(train)},
                        [{"image_dedup": {"max_distance": 8, "action": "drop"}}])
     _run(p)
-    result = evaluate(tmp_path / "run", EvalOptions(test=str(test), model="cnn", epochs=2, seeds=1, image_size=16,
-                                                    quiet=True, arms=("raw", "curated")))
+    result = evaluate(tmp_path / "run", EvalOptions(test=str(test), model="cnn", epochs=1, seeds=1, image_size=16,
+                                                    width=8, threads=1, quiet=True, arms=("raw", "curated")))
     leak = result["leakage"]
     found = {e["test"].rsplit(".", 1)[0] for m in leak["examples"].values() for e in m}
     assert found == planted
@@ -183,6 +186,7 @@ def test_leakage_finds_planted_test_copies_with_a_cnn(tmp_path):
     assert result["test"]["items"] == 38
 
 
+@pytest.mark.slow
 def test_text_leakage_and_tfidf_model(tmp_path):
     rng = np.random.default_rng(0)
     words = {"pos": ["great", "wonderful", "superb", "lovely", "brilliant"],
@@ -224,6 +228,7 @@ def test_run_without_labels_says_what_eval_needs(tmp_path):
     assert "no item has a label" in r.output and "class sub-folders" in r.output and "label column" in r.output
 
 
+@pytest.mark.slow
 def test_cli_table_and_errors(noisy_run):
     tmp, _ = noisy_run
     r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test", str(tmp / "test.parquet"), "--features", "meta.emb",

@@ -38,13 +38,14 @@ def register(main: click.Group) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default per model: linear/mlp 30, cnn 10).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Training batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
+@click.option("--width", type=click.IntRange(min=4), help="cnn: channels of the first conv block (default 32; 2x and 4x after).")
 @click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True, help="cnn: images resized to this square.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads while training (default: 1 for linear/mlp, "
               "torch's default for cnn).")
 @click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of the table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(run_dir, test, test_format, test_columns, test_root, test_split, model, features, seeds, pending, arms,
-                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, image_size, threads, as_json, quiet):
+                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, as_json, quiet):
     """Does curation pay? Train the same small model on the raw, curated, random-same-size and per-stage sets
     of RUN_DIR and score each on a trusted test set (writes RUN_DIR/eval/eval.json)."""
     import json
@@ -58,7 +59,7 @@ def eval_command(run_dir, test, test_format, test_columns, test_root, test_split
                        test_split=test_split, model=model, features=features, seeds=seeds, pending=pending,
                        arms=tuple(a.strip() for a in arms.split(",") if a.strip()), clean_labels=clean_labels,
                        leakage=not no_leakage_check, cosine=cosine, epochs=epochs, batch_size=batch_size, lr=lr,
-                       image_size=image_size, threads=threads, quiet=quiet)
+                       width=width, image_size=image_size, threads=threads, quiet=quiet)
     result = evaluate(run_dir, opts)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -58,12 +58,15 @@ class EvalOptions:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    width: int | None = None
     image_size: int = 32
     threads: int | None = None
     quiet: bool = False
 
 
 def _records_have(run: RunDir, column: str) -> bool:
+    """Whether any record has a value in ``column`` (images are checked by their width: no bytes are read)."""
+    column = "width" if column == "image" else column
     for p in run.data_shards():
         if pq.read_table(p, columns=[column]).column(column).null_count < pq.ParquetFile(p).metadata.num_rows:
             return True
@@ -169,7 +172,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         raise CurateError(NO_LABELS.format(root=run.root))
 
     model_name = choose_model(run, manifest, opts.model)
-    model = make_model(model_name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, threads=opts.threads)
+    model = make_model(model_name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, threads=opts.threads,
+                       width=opts.width)
     has_images = _records_have(run, "image")
     has_texts = _records_have(run, "text")
     feats: Features

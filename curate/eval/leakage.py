@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from curate.dedup.shingles import normalize_exact
+from curate.errors import MissingDependencyError
 from curate.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Leakage:
     params: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     test_sources: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)   # method -> why it could not run
 
     @property
     def leaked(self) -> np.ndarray:
@@ -54,7 +56,7 @@ class Leakage:
         return {"checked": list(self.by_method), "leaked_test_items": int(self.leaked.sum()),
                 "test_items": self.n_test,
                 "by_method": {k: int(v.sum()) for k, v in self.by_method.items()},
-                "params": self.params, "examples": self.examples, "seconds": round(self.seconds, 2),
+                "params": self.params, "skipped": self.skipped, "examples": self.examples, "seconds": round(self.seconds, 2),
                 "leaked_sources": [self.test_sources[j] for j in np.flatnonzero(self.leaked).tolist()]}
 
 
@@ -105,6 +107,9 @@ class LeakageCheck:
         self.text = {"threshold": float(txt.get("threshold", 0.8)), "num_perm": int(txt.get("num_perm", 128)),
                      "ngram": int(txt.get("ngram", 5)), "tokens": txt.get("tokens", "word")}
         self.cosine = cosine
+        import importlib.util
+
+        self.can_hash = importlib.util.find_spec("imagehash") is not None
 
     @property
     def hash_bytes(self) -> int:
@@ -120,6 +125,8 @@ class LeakageCheck:
         digests = []
         for i, data in enumerate(images):
             digests.append(hashlib.blake2b(data, digest_size=16).digest() if data else None)
+            if not self.can_hash:
+                continue
             bits = image_hash_bits(data, method=p["hash"], hash_size=p["hash_size"]) if data else None
             if bits is not None:
                 packed[i], valid[i] = bits, True
@@ -135,14 +142,20 @@ class LeakageCheck:
         self._sources = (train_sources, test_sources)
         if train_images is not None and test_images is not None:
             self._add(out, "exact", *_first_match(train_images.digests, test_images.digests))
-            self._image_hash(out, train_images, test_images)
-            out.params["image_hash"] = self.image
+            if train_images.valid.any():
+                self._image_hash(out, train_images, test_images)
+                out.params["image_hash"] = self.image
+            else:
+                out.skipped["image_hash"] = "no image could be hashed (pip install 'curate[dedup]' for imagehash)"
         if train_texts is not None and test_texts is not None:
             t_rows, partners = _first_match([normalize_exact(t) or None for t in train_texts],
                                             [normalize_exact(t) or None for t in test_texts])
             self._add(out, "exact", t_rows, partners)
-            self._text_minhash(out, train_texts, test_texts)
-            out.params["text_minhash"] = self.text
+            try:
+                self._text_minhash(out, train_texts, test_texts)
+                out.params["text_minhash"] = self.text
+            except MissingDependencyError as exc:
+                out.skipped["text_minhash"] = str(exc)
         if train_vectors is not None and test_vectors is not None and train_vectors.shape[1]:
             self._embedding(out, train_vectors, test_vectors)
             out.params["embedding"] = {"cosine": self.cosine}

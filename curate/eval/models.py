@@ -5,7 +5,7 @@ model      features    what it is
 =========  ==========  ==========================================================================
 linear     vectors     linear probe: one linear layer (softmax regression) on standardised vectors
 mlp        vectors     one hidden layer (512, ReLU, dropout 0.2) on standardised vectors
-cnn        pixels      small CNN from scratch (3 conv blocks 32-64-128, batch norm, max pool), flips and
+cnn        pixels      small CNN from scratch (3 conv blocks of width 32-64-128, batch norm, max pool), flips and
                        shifted crops as augmentation
 tfidf      text        logistic regression (scikit-learn) on TF-IDF of word 1-2 grams
 =========  ==========  ==========================================================================
@@ -40,6 +40,7 @@ class ModelConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     hidden: int = 512
+    width: int = 32  # cnn: channels of the first block (the others: 2x, 4x)
     threads: int | None = None  # torch threads while training (None: torch's default)
 
 
@@ -81,7 +82,7 @@ class EvalModel:
 
 # -- torch models ---------------------------------------------------------------------------------
 def _torch():
-    return require("torch", "clip", "eval's linear, mlp and cnn models")
+    return require("torch", "eval", "eval's linear, mlp and cnn models")
 
 
 class _TorchModel(EvalModel):
@@ -186,7 +187,9 @@ class MLP(_TorchModel):
 
 
 class SmallCNN(_TorchModel):
-    """Three conv blocks (32, 64, 128 channels; conv-BN-ReLU, max pool), global average pool, linear."""
+    """Three conv blocks (``width``, 2x, 4x channels; conv-BN-ReLU, max pool), global average pool, linear.
+
+    About 10 M multiply-adds per 32x32 image at width 32 (forward)."""
 
     name = "cnn"
     features = "pixels"
@@ -198,8 +201,9 @@ class SmallCNN(_TorchModel):
         def block(i, o):
             return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
 
-        return nn.Sequential(*block(3, 32), *block(32, 64), *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(128, n_classes))
+        w = self.config.width
+        return nn.Sequential(*block(3, w), *block(w, 2 * w), *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4 * w, n_classes))
 
     def _input(self, xb):
         # uint8 NHWC -> float NCHW in [-1, 1]
@@ -226,7 +230,7 @@ class TfidfLogistic(EvalModel):
         return 1
 
     def prepare(self, train_x, test_x):
-        text = require("sklearn.feature_extraction.text", "labels", "eval's tfidf model")
+        text = require("sklearn.feature_extraction.text", "eval", "eval's tfidf model")
         vec = text.TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True, max_features=200_000,
                                    dtype=np.float32)
         fill = lambda xs: [t or "" for t in xs]  # noqa: E731

@@ -1,0 +1,113 @@
+"""The Ray executor on a three-node cluster on loopback (Ray's ``cluster_utils``: a head and two worker
+nodes with one CPU each): the distributed minhash reduce gives the local results with its shuffle
+files crossing nodes, and a run whose worker process is killed mid-stage finishes with the same result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from curate.config import load_pipeline
+from curate.fate import iter_fates
+from curate.rundir import RunDir
+from curate.runner import Runner
+from curate.shards import read_stage
+from tests.conftest import EXAMPLES, REPO
+from tests.test_ray_dedup import STAGES, synthetic_texts, write_texts
+
+import tests.slow_stage  # noqa: F401,E402  (registers slow_copy; imported before any thread starts)
+
+ray = pytest.importorskip("ray", reason="the ray executor needs 'pip install curate[ray]'")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *([saved] if saved else [])])  # workers import tests.*
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for _ in range(2):
+        c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _run(pipeline_path, out, **kw):
+    return Runner(load_pipeline(pipeline_path), output=str(out), quiet=True, **kw).execute()
+
+
+@pytest.mark.slow
+def test_map_stages_on_ray_data_give_the_local_annotations_and_fates(cluster, make_pipeline, tmp_path):
+    stages = [{"image_quality": {"min_side": 64}}, {"text_quality": {"min_words": 2}}]
+    cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 8}
+    local = _run(make_pipeline(cfg, stages, workers=2), tmp_path / "local")
+    m = _run(make_pipeline(cfg, stages, workers=2, executor="ray"), tmp_path / "ray")
+    assert m.config["executor"] == "ray"
+    for s in local.stages:
+        assert read_stage(RunDir(tmp_path / "local"), s.dir).equals(read_stage(RunDir(tmp_path / "ray"), s.dir))
+    kept = lambda run: sorted(i for f in iter_fates(RunDir(run)) for i, k in zip(f.ids, f.kept) if k)
+    assert kept(tmp_path / "local") == kept(tmp_path / "ray")
+
+
+@pytest.mark.slow
+def test_distributed_minhash_on_three_nodes_equals_local(cluster, make_pipeline, tmp_path):
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+    cfg = {"format": "parquet", "path": write_texts(tmp_path, synthetic_texts()), "shard_size": 60}
+    local = _run(make_pipeline(cfg, STAGES, workers=2), tmp_path / "local")
+    dist = _run(make_pipeline(cfg, STAGES, workers=2, executor="ray"), tmp_path / "ray")
+    assert local.stages[0].summary == dist.stages[0].summary
+    d = local.stages[0].dir
+    assert read_stage(RunDir(tmp_path / "local"), d).equals(read_stage(RunDir(tmp_path / "ray"), d))
+
+
+def _ray_task_workers() -> list:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if cmd.startswith("ray::") and "MapBatches" in cmd:
+            out.append(p)
+    return out
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_stage_is_retried_and_the_result_is_unchanged(cluster, make_pipeline, tmp_path):
+    cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 2}
+    stages = [{"slow_copy": {"seconds": 0.6}}, {"text_quality": {}}]
+    ref = _run(make_pipeline(cfg, stages, workers=1), tmp_path / "ref")
+    out = tmp_path / "ray"
+    pipeline = make_pipeline(cfg, stages, workers=2, executor="ray")
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(m=_run(pipeline, out)), daemon=True)
+    thread.start()
+    slow = out / "stages" / "00-slow_copy"
+    killed = None
+    deadline = time.time() + 120
+    while killed is None and time.time() < deadline and thread.is_alive():
+        if len(list(slow.glob("part-*.parquet"))) >= 1:
+            workers = _ray_task_workers()
+            if workers:
+                killed = workers[0].pid
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    thread.join(timeout=300)
+    assert killed is not None, "no Ray worker was running the stage when the test looked"
+    assert "m" in result, "the run did not finish after its worker was killed"
+    n = ref.input.shards
+    assert len(list(slow.glob("part-*.parquet"))) == n
+    for s in ref.stages:
+        assert read_stage(RunDir(tmp_path / "ref"), s.dir).equals(read_stage(RunDir(out), s.dir)), s.dir

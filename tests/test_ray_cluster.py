@@ -65,14 +65,14 @@ def test_map_stages_on_ray_data_give_the_local_annotations_and_fates(cluster, ma
 
 
 @pytest.mark.slow
-def test_distributed_minhash_on_three_nodes_equals_local(cluster, make_pipeline, tmp_path):
+def test_distributed_dedup_on_three_nodes_equals_local(cluster, make_pipeline, tmp_path):
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
     cfg = {"format": "parquet", "path": write_texts(tmp_path, synthetic_texts()), "shard_size": 60}
     local = _run(make_pipeline(cfg, STAGES, workers=2), tmp_path / "local")
     dist = _run(make_pipeline(cfg, STAGES, workers=2, executor="ray"), tmp_path / "ray")
-    assert local.stages[0].summary == dist.stages[0].summary
-    d = local.stages[0].dir
-    assert read_stage(RunDir(tmp_path / "local"), d).equals(read_stage(RunDir(tmp_path / "ray"), d))
+    for s_local, s_ray in zip(local.stages, dist.stages):
+        assert s_local.summary == s_ray.summary
+        assert read_stage(RunDir(tmp_path / "local"), s_local.dir).equals(read_stage(RunDir(tmp_path / "ray"), s_ray.dir))
 
 
 def _ray_task_workers() -> list:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.config import load_pipeline
-from curate.distributed import minhash
+from curate.distributed import exact, minhash
 from curate.executors.local import LocalExecutor
 from curate.rundir import RunDir
 from curate.runner import Runner
@@ -47,7 +47,8 @@ def write_texts(tmp_path, texts) -> str:
     return str(path)
 
 
-STAGES = [{"minhash_dedup": {"threshold": 0.7, "ngram": 3, "keep": "longest_text"}}]
+STAGES = [{"exact_dedup": {"on": ["text"], "keep": "first"}},
+          {"minhash_dedup": {"threshold": 0.7, "ngram": 3, "keep": "longest_text"}}]
 
 
 def run_both(make_pipeline, tmp_path, monkeypatch, stages=STAGES, shard_size=60):
@@ -56,10 +57,10 @@ def run_both(make_pipeline, tmp_path, monkeypatch, stages=STAGES, shard_size=60)
     local = Runner(pipeline, output=str(tmp_path / "local"), quiet=True).execute()
     monkeypatch.setattr(LocalExecutor, "distributed_reduce", True, raising=False)
     calls = []
-    real = minhash.reduce
-    monkeypatch.setattr(minhash, "reduce", lambda *a: calls.append(1) or real(*a))
+    for module in (exact, minhash):
+        monkeypatch.setattr(module, "reduce", lambda *a, real=module.reduce: calls.append(1) or real(*a))
     dist = Runner(pipeline, output=str(tmp_path / "dist"), quiet=True).execute()
-    assert calls, "the distributed scheme did not run"
+    assert len(calls) == 2, "the distributed schemes did not run"
     return local, dist
 
 
@@ -70,9 +71,10 @@ def assert_same(tmp_path, local, dist, a="local", b="dist"):
         assert read_stage(RunDir(tmp_path / a), s_local.dir).equals(read_stage(RunDir(tmp_path / b), s_dist.dir))
 
 
-def test_distributed_minhash_reduce_equals_the_local_one(make_pipeline, tmp_path, monkeypatch):
+def test_distributed_exact_and_minhash_reduces_equal_the_local_ones(make_pipeline, tmp_path, monkeypatch):
     local, dist = run_both(make_pipeline, tmp_path, monkeypatch)
-    summary = local.stages[0].summary
+    assert local.stages[0].summary["duplicates"] >= 34
+    summary = local.stages[1].summary
     assert summary["near_duplicates"] > 60 and summary["largest_cluster"] >= 35 and summary["empty_texts"] >= 2
     assert_same(tmp_path, local, dist)
-    assert not (RunDir(tmp_path / "dist").stage_dir(dist.stages[0].dir) / "_map").exists()
+    assert not (RunDir(tmp_path / "dist").stage_dir(dist.stages[1].dir) / "_map").exists()

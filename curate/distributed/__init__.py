@@ -6,7 +6,8 @@ partition files under the stage's ``_map/_dist/`` folder (a shared filesystem or
 :mod:`curate.storage`). The driver plans the phases and reads a few numbers back per task, plus what
 each scheme's docstring lists: the driver's memory does not hold the rows.
 
-Schemes: :mod:`curate.distributed.minhash` (``minhash_dedup``). Others reduce on the driver.
+Schemes: :mod:`curate.distributed.minhash` (``minhash_dedup``), :mod:`curate.distributed.exact`
+(``exact_dedup``). Other global stages reduce on the driver.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def _schemes() -> dict[str, Callable]:
-    from curate.distributed import minhash
+    from curate.distributed import exact, minhash
 
-    return {"minhash_dedup": minhash.reduce}
+    return {"minhash_dedup": minhash.reduce, "exact_dedup": exact.reduce}
 
 
 def has_scheme(stage_name: str) -> bool:

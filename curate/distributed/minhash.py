@@ -39,7 +39,7 @@ from curate import storage
 from curate.dedup.keep import SCORE_COLUMN, representatives, short_id
 from curate.dedup.lsh import band_key, banding, bucket_pairs
 from curate.dedup.unionfind import components
-from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_partitions
+from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_cluster_shard, write_partitions
 from curate.rundir import shard_name
 
 log = logging.getLogger(__name__)
@@ -204,40 +204,13 @@ def _clusters(job: ReduceJob, k: int) -> dict:
 
 def _assemble_task(arg) -> dict:
     job, s = arg
-    from curate.runner import _instantiate, empty_output, finalize
-
-    stage = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
     t = _map_shard(job, s, ["id", "shingles"])
-    ids = t.column("id")
-    out_path = storage.join(job.stage_dir, shard_name(s))
-    n = t.num_rows
-    if n == 0:
-        storage.write_table(empty_output(stage, ids), out_path)
-        return {"rows": 0}
-    cluster_id = np.asarray(ids.to_pylist(), dtype=object)
-    size = np.ones(n, dtype=np.int32)
-    is_rep = np.ones(n, dtype=bool)
-    jac = np.full(n, np.nan, dtype=np.float32)
-    detail = np.full(n, None, dtype=object)
     info = read_partition(storage.join(job.work, "E"), s)
+    jac = np.full(t.num_rows, np.nan, dtype=np.float32)
     if info is not None:
-        local = info.column("row").to_numpy() - job.offsets[s]
-        cluster_id[local] = info.column("cluster_id").to_pylist()
-        size[local] = info.column("cluster_size").to_numpy()
-        is_rep[local] = info.column("is_representative").to_numpy(zero_copy_only=False)
-        jac[local] = info.column("jaccard").to_numpy(zero_copy_only=False)
-        detail[local] = info.column("detail").to_pylist()
-    flags = [None if r else "near_duplicate" for r in is_rep.tolist()]
-    columns = {"cluster_id": pa.array(cluster_id.tolist(), pa.string()), "cluster_size": size,
-               "is_representative": is_rep, "jaccard": pa.array(jac, pa.float32(), mask=np.isnan(jac)),
-               "shingles": t.column("shingles").cast(pa.int32())}
-    schema = stage.output_schema()
-    arrays = [columns[f.name] if isinstance(columns[f.name], (pa.Array, pa.ChunkedArray)) else pa.array(columns[f.name], f.type)
-              for f in schema]
-    result = pa.Table.from_arrays([*arrays, pa.array(flags, pa.string()), pa.array(detail.tolist(), pa.string())],
-                                  names=[*schema.names, "flag", "detail"])
-    storage.write_table(finalize(stage, ids, result), out_path)
-    return {"rows": n}
+        jac[info.column("row").to_numpy() - job.offsets[s]] = info.column("jaccard").to_numpy(zero_copy_only=False)
+    extra = {"jaccard": pa.array(jac, pa.float32(), mask=np.isnan(jac)), "shingles": t.column("shingles").cast(pa.int32())}
+    return write_cluster_shard(job, s, t.column("id"), info, "near_duplicate", extra)
 
 
 def reduce(stage, job: ReduceJob, executor) -> None:

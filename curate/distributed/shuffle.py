@@ -75,3 +75,38 @@ def read_partition(phase_dir, p: int, columns: list[str] | None = None) -> pa.Ta
     tables = [storage.read_table(f, columns=columns) for f in files]
     tables = [t for t in tables if t.num_rows]
     return pa.concat_tables(tables) if tables else None
+
+
+def write_cluster_shard(job: ReduceJob, s: int, ids: pa.ChunkedArray, info: pa.Table | None, flag: str,
+                        extra: dict[str, pa.Array]) -> dict:
+    """Write a dedup stage's output shard ``s``: every row is its own cluster except the rows listed in
+    ``info`` (``row`` global, ``cluster_id``, ``cluster_size``, ``is_representative``, ``detail``);
+    ``extra`` holds the stage's other columns, full length. Non-representatives get ``flag``."""
+    from curate.rundir import shard_name
+    from curate.runner import _instantiate, empty_output, finalize
+
+    stage = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
+    out_path = storage.join(job.stage_dir, shard_name(s))
+    n = len(ids)
+    if n == 0:
+        storage.write_table(empty_output(stage, ids), out_path)
+        return {"rows": 0}
+    cluster_id = np.asarray(ids.to_pylist(), dtype=object)
+    size = np.ones(n, dtype=np.int32)
+    is_rep = np.ones(n, dtype=bool)
+    detail = np.full(n, None, dtype=object)
+    if info is not None:
+        local = info.column("row").to_numpy() - job.offsets[s]
+        cluster_id[local] = info.column("cluster_id").to_pylist()
+        size[local] = info.column("cluster_size").to_numpy()
+        is_rep[local] = info.column("is_representative").to_numpy(zero_copy_only=False)
+        detail[local] = info.column("detail").to_pylist()
+    columns = {"cluster_id": pa.array(cluster_id.tolist(), pa.string()), "cluster_size": pa.array(size, pa.int32()),
+               "is_representative": pa.array(is_rep, pa.bool_()), **extra}
+    schema = stage.output_schema()
+    arrays = [columns[f.name] for f in schema]
+    flags = pa.array([None if r else flag for r in is_rep.tolist()], pa.string())
+    result = pa.Table.from_arrays([*arrays, flags, pa.array(detail.tolist(), pa.string())],
+                                  names=[*schema.names, "flag", "detail"])
+    storage.write_table(finalize(stage, ids, result), out_path)
+    return {"rows": n}

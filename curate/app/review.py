@@ -512,7 +512,7 @@ def thresholds_view(st, queue) -> None:
         st.success(f"Suggested threshold: {fmt_number(sug['threshold'])} flags {sug['flagged_items']:,} items at an "
                    f"estimated precision of {sug['precision']:.2f} (90% interval {sug['low']:.2f}–{sug['high']:.2f}); "
                    f"target {target:.2f}.")
-    elif not curve.empty:
+    elif not curve.empty and dec["rejected"] + dec["accepted"]:
         st.warning(f"No threshold reaches precision {target:.2f} on the evidence so far (or its bins lack decisions).")
     st.caption(f"Evidence and suggestion written to {path.relative_to(queue.run.root)}")
     with st.expander("Bins"):
@@ -523,7 +523,7 @@ def thresholds_view(st, queue) -> None:
             value = st.number_input(f"{spec.param} to save", value=start, key=f"t_value_{reason}_{start}", width=220)
             values = queue.index[f"{stage}.{spec.column}"].to_numpy()
             n = th.would_flag(values, value, above=spec.flags_when == "above")
-            st.text(f"flags {n:,} of {len(values):,} items")
+            st.text(f"{n:,} of {len(values):,} items have {ev['score_label']} {spec.flags_when} it")
             if st.button("Save as pipeline", key="t_save"):
                 try:
                     out = th.save_pipeline(queue.run, sv.entry.index, sv.entry.name, spec.param, round(value, 6))

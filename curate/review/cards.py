@@ -126,18 +126,18 @@ def _status(rec: dict) -> str:
 
 def _body(rec: dict, stages: list[StageView], *, full: bool) -> str:
     parts = []
+    prop = proposals(rec, stages)
     for f in flag_lines(rec, stages):
         line = f'<span class="cr-chip">{esc(f["title"])}</span><span class="cr-why">{esc(f["words"])}</span>'
         if f["score"]:
             line += f' <span class="cr-score">{esc(f["score"])}</span>'
-        detail = f["detail"]
+        detail = None if f["edit"] and prop["caption"] is not None else f["detail"]  # the diff says it better
         if detail and (full or not f["score"]) and detail != f["score"]:
             line += f'<div class="cr-detail">{esc(detail)}</div>'
         parts.append(f'<div class="cr-flag">{line}</div>')
     if rec.get("manual"):
         parts.append(f'<div class="cr-flag"><span class="cr-chip cr-manual">Reviewer</span>'
                      f'<span class="cr-why">flagged by hand</span><div class="cr-detail">{esc(rec["manual"])}</div></div>')
-    prop = proposals(rec, stages)
     text = rec.get("text")
     if prop["caption"] is not None:
         parts.append(f'<div class="cr-diff">{diff_html(text or "", prop["caption"][1])}</div>')

@@ -49,7 +49,7 @@ def _check_name(name: str) -> str:
     unified = name.replace("\\", "/")
     if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":" and unified[0].isalpha()):
         raise OutsideRoot(f"{name!r} is an absolute path; names must be relative to the dataset root")
-    if ".." in unified.split("/"):
+    if ".." in unified and ".." in unified.split("/"):
         raise OutsideRoot(f"{name!r} contains '..'; names must stay inside the dataset root")
     return unified
 

@@ -72,6 +72,10 @@ def _list_with_zipfile(path: Path) -> list[Member]:
         return [(i.filename, -1, i.compress_size, i.compress_type) for i in zf.infolist() if not i.is_dir()]
 
 
+def _too_large(name: str, max_bytes: int) -> TooLarge:
+    return TooLarge(f"{name}: more than {max_bytes:,} bytes uncompressed (input.max_file_bytes)")
+
+
 class MemberReader:
     """Reads members listed by :func:`list_members` (open once per task)."""
 
@@ -84,17 +88,16 @@ class MemberReader:
         """The member's bytes; :class:`~curate.readers.confine.TooLarge` past ``max_bytes`` (zip bombs
         stop there: decompression is capped, whatever the archive declares)."""
         name, offset, csize, method = member
-        too_large = TooLarge(f"{name}: more than {max_bytes:,} bytes uncompressed (input.max_file_bytes)")
         if offset < 0:  # listed by zipfile (ZIP64 or unusual archive)
             if self._zf is None:
                 self._zf = zipfile.ZipFile(self.path)
             with self._zf.open(name) as f:
                 data = f.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise too_large
+                raise _too_large(name, max_bytes)
             return data
         if csize > max_bytes + (max_bytes >> 6) + 1024:  # deflate never expands data more than this
-            raise too_large
+            raise _too_large(name, max_bytes)
         header = os.pread(self.fd, 30, offset)
         sig, _, _, _, _, _, _, _, _, nlen, elen = _LFH.unpack(header)
         if sig != b"PK\x03\x04":
@@ -109,7 +112,7 @@ class MemberReader:
         except zlib.error as exc:
             raise OSError(f"{name}: corrupt compressed data ({exc})") from None
         if len(out) > max_bytes:
-            raise too_large
+            raise _too_large(name, max_bytes)
         return out
 
     def close(self) -> None:

@@ -370,7 +370,7 @@ def review_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
 def test_review_server_does_not_outlive_curate_review(review_run, tmp_path, sig):
     psutil = pytest.importorskip("psutil")
     port = _free_port()
@@ -398,7 +398,8 @@ def test_review_server_does_not_outlive_curate_review(review_run, tmp_path, sig)
         assert not alive, f"the review server outlived 'curate review' ({sig.name}): {alive}"
         assert not _port_open(port)
         if sig != signal.SIGKILL:
-            assert proc.returncode == 128 + sig and "stopped the review server" in log.read_text()
+            assert proc.returncode == (0 if sig == signal.SIGINT else 128 + sig)
+            assert "stopped the review server" in log.read_text()
     finally:
         for c in children:
             try:
@@ -494,3 +495,43 @@ def test_imdb_file_list_repeats_get_unique_ids(shared_data, tmp_path):
     assert (m.input.rows, m.input.repeated_ids) == (25_000, 201)
     ids = [i for f in sorted((tmp_path / "run" / "data").glob("*.parquet")) for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
     assert len(set(ids)) == 25_000
+
+
+def test_saved_threshold_pipeline_keeps_paths_and_keys_valid(tmp_path):
+    """The review app's 'Save as pipeline' copy lives in the run: relative paths made absolute, 'on:' kept."""
+    from curate.review.thresholds import save_pipeline
+    from curate.rundir import RunDir
+
+    (tmp_path / "data").symlink_to(EXAMPLES / "coco", target_is_directory=True)
+    p = tmp_path / "p.yaml"
+    p.write_text("name: thr\ninput: {format: coco, path: data}\noutput: run\n"
+                 "stages:\n  - text_quality: {min_words: 2, action: review}\n  - exact_dedup: {on: [image]}\n")
+    Runner(load_pipeline(p), quiet=True).execute()
+    out = save_pipeline(RunDir(tmp_path / "run"), 0, "text_quality", "min_words", 3)
+    copy = load_pipeline(out)
+    assert copy.config.input.path == str(tmp_path / "data") and copy.config.output_dir() == tmp_path / "run"
+    assert copy.stages[0].params.min_words == 3 and copy.stages[1].name == "exact_dedup"
+
+
+def test_lock_without_flock_falls_back_to_pid_liveness(tmp_path, monkeypatch, caplog):
+    from curate.runlock import LOCK_NAME, RunLock, RunLocked
+
+    monkeypatch.setattr(RunLock, "_flock", staticmethod(lambda fd: None))  # a filesystem without flock
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (run_dir / LOCK_NAME).write_text(json.dumps({"pid": live.pid, "host": socket.gethostname(), "command": "curate run"}))
+        with pytest.raises(RunLocked, match=f"pid {live.pid}"):
+            RunLock(run_dir, "test").acquire()
+    finally:
+        live.kill()
+        live.wait()
+    with caplog.at_level("WARNING"), RunLock(run_dir, "test") as lock:  # now its holder is dead
+        assert lock.took_over["pid"] == live.pid
+        with pytest.raises(RunLocked):
+            RunLock(run_dir, "second").acquire()
+    assert "taking over a stale lock" in caplog.text and not (run_dir / LOCK_NAME).exists()
+    (run_dir / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "another-host", "command": "curate run"}))
+    with pytest.raises(RunLocked, match="another-host"):  # another host: cannot tell, refuse
+        RunLock(run_dir, "test").acquire()

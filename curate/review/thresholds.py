@@ -43,10 +43,11 @@ def save_pipeline(run: RunDir, stage_index: int, stage_name: str, param: str, va
     src = manifest.pipeline_file
     doc = None
     if src and Path(src).is_file():
-        from curate.config import resolve_relative_paths
+        from curate.config import load_yaml, resolve_relative_paths
 
-        # the copy lives elsewhere: its relative paths are made absolute against the original's folder
-        doc = resolve_relative_paths(yaml.safe_load(Path(src).read_text(encoding="utf-8")), Path(src).resolve().parent)
+        # the copy lives elsewhere: its relative paths are made absolute against the original's folder;
+        # read with the pipeline loader, so that a key like 'on:' stays the string "on" (not true)
+        doc = resolve_relative_paths(load_yaml(Path(src).read_text(encoding="utf-8"), src), Path(src).resolve().parent)
     if not isinstance(doc, dict) or not isinstance(doc.get("stages"), list):
         doc = dict(manifest.config or {})
     stages = doc.get("stages") or []

@@ -15,7 +15,7 @@
    stage's seconds from the manifest, peak RSS of the whole process tree, and precision/recall of
    the planted near duplicates.
 
-    nice -n 10 /work/venv/bin/python benchmarks/dedup_speed.py [--rows 1000000] [--skip-stage]
+    nice -n 10 python benchmarks/dedup_speed.py [--rows 1000000] [--skip-stage] [--executors local,ray]
 """
 
 from __future__ import annotations
@@ -213,44 +213,47 @@ def planted_jaccard(rows, dup_of):
     return copies, out
 
 
-def tree_peak_rss(proc, interval: float = 0.1) -> int:
-    """Peak resident memory of a running subprocess and its children (sampled until it exits)."""
+def tree_peak_rss(proc, interval: float = 0.1) -> tuple[int, int, int]:
+    """Peak resident memory of a running subprocess (the driver), of its children (workers, Ray's
+    processes) and of both together, sampled until it exits."""
     import psutil
 
     root = psutil.Process(proc.pid)
-    peak = 0
+    peak = main_peak = child_peak = 0
     while proc.poll() is None:
-        total = 0
+        main = children = 0
         try:
-            for p in [root, *root.children(recursive=True)]:
+            main = root.memory_info().rss
+            for p in root.children(recursive=True):
                 try:
-                    total += p.memory_info().rss
+                    children += p.memory_info().rss
                 except psutil.Error:
                     pass
         except psutil.Error:
             break
-        peak = max(peak, total)
+        main_peak, child_peak, peak = max(main_peak, main), max(child_peak, children), max(peak, main + children)
         time.sleep(interval)
-    return peak
+    return main_peak, child_peak, peak
 
 
-def stage_end_to_end(rows, dup_of, workdir: Path):
+def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "rows.parquet"
-    pq.write_table(pa.table({"text": rows, "key": list(range(len(rows)))}), data, row_group_size=50_000)
-    run_dir = workdir / "run"
-    pipeline = workdir / "pipeline.yaml"
+    if not data.exists():
+        pq.write_table(pa.table({"text": rows, "key": list(range(len(rows)))}), data, row_group_size=50_000)
+    run_dir = workdir / f"run-{executor}"
+    pipeline = workdir / f"pipeline-{executor}.yaml"
     pipeline.write_text(
         f"name: dedup-bench\ninput: {{format: parquet, path: {data}, shard_size: 20000}}\noutput: {run_dir}\n"
-        "workers: 2\nstages:\n  - minhash_dedup: {field: text, threshold: 0.8, num_perm: 128, ngram: 5, "
+        f"workers: 2\nexecutor: {executor}\nstages:\n  - minhash_dedup: {field: text, threshold: 0.8, num_perm: 128, ngram: 5, "
         "tokens: word, verify: true, keep: first, action: review}\n")
     cmd = [str(Path(sys.executable).parent / "curate"), "run", str(pipeline), "--force"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = tree_peak_rss(proc)
+    main_peak, child_peak, peak = tree_peak_rss(proc)
     out_text = proc.stdout.read()
     wall = time.perf_counter() - t0
     if proc.wait():
@@ -274,9 +277,11 @@ def stage_end_to_end(rows, dup_of, workdir: Path):
     planted_copies[row_of[copies]] = True
     planted_rows = planted_copies.copy()
     planted_rows[row_of[np.array([dup_of[c] for c in copies.tolist()])]] = True
-    print(f"\nminhash_dedup stage end to end on {len(rows):,} rows (curate run, 2 workers, ingest included):")
+    print(f"\nminhash_dedup stage end to end on {len(rows):,} rows (curate run, executor {executor}, 2 workers, "
+          f"ingest included; load average {os.getloadavg()[0]:.1f}):")
     print(f"  wall {wall:.0f} s; ingest {manifest['input']['seconds']:.0f} s; stage {stage['seconds']:.0f} s "
-          f"({len(rows) / stage['seconds']:,.0f} rows/s); peak RSS of curate's process tree (main + workers) {peak / 2**30:.2f} GiB")
+          f"({len(rows) / stage['seconds']:,.0f} rows/s); peak RSS: driver {main_peak / 2**30:.2f} GiB, "
+          f"workers {child_peak / 2**30:.2f} GiB, all {peak / 2**30:.2f} GiB")
     print(f"  summary: {json.dumps(stage['summary'])}")
     hi = jac >= 0.8
     print(f"  planted pairs: {len(copies):,}; exact Jaccard >= 0.8: {int(hi.sum()):,} (median Jaccard {np.median(jac):.2f})")
@@ -292,17 +297,23 @@ def main():
     ap.add_argument("--workdir", default="/tmp/curate-dedup-bench")
     ap.add_argument("--skip-stage", action="store_true")
     ap.add_argument("--skip-1m-throughput", action="store_true")
+    ap.add_argument("--skip-sample", action="store_true")
+    ap.add_argument("--executors", default="local", help="comma-separated: local,ray")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     rng = np.random.default_rng(0)
     texts = reviews()
-    engines_on_sample(texts[:args.sample], rng)
+    if not args.skip_sample:
+        engines_on_sample(texts[:args.sample], rng)
+    else:
+        edited_pairs(texts[:1000], rng)  # the same random draws, so the 1M rows are the same
     rows, dup_of, n_sent = build_rows(texts, args.rows, rng)
     print(f"\nbuilt {len(rows):,} rows from {n_sent:,} IMDB sentences ({len(dup_of):,} planted near duplicates)")
     if not args.skip_1m_throughput:
         throughput_1m(rows)
     if not args.skip_stage:
-        stage_end_to_end(rows, dup_of, Path(args.workdir))
+        for executor in args.executors.split(","):
+            stage_end_to_end(rows, dup_of, Path(args.workdir), executor)
 
 
 if __name__ == "__main__":

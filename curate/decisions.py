@@ -334,8 +334,18 @@ def _chunks(seq: list, n: int):
 
 
 def open_decisions(run_root: str | Path, *, create: bool = False) -> DecisionStore | None:
-    """The run's decision store, or ``None`` if nobody reviewed yet (and ``create`` is False)."""
-    path = Path(run_root) / "review.db"
+    """The run's decision store, or ``None`` if nobody reviewed yet (and ``create`` is False).
+
+    A run directory on object storage has no review database (SQLite needs a local filesystem):
+    ``None``, or a clear error when one is asked for."""
+    from curate.storage import RemotePath, local_only, location
+
+    root = location(run_root)
+    if isinstance(root, RemotePath):
+        if create or (root / "review.db").exists():
+            local_only(root, "reviewing (the SQLite decisions database)")
+        return None
+    path = Path(root) / "review.db"
     if not path.exists() and not create:
         return None
     return DecisionStore(path)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from curate.errors import CurateError
 from curate.fate import PENDING_RULES, iter_fates
 from curate.imageinfo import BadImage, probe_image
+from curate import storage
 from curate.rundir import RunDir, atomic_path, write_json, write_table
 from curate.shards import read_data_shard
 
@@ -283,11 +284,14 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "parquet", pe
         raise CurateError(f"--pending: expected keep or drop, got {pending!r}")
     run = RunDir(run_dir)
     manifest = run.require_finished("export")
-    out = Path(out)
+    out = storage.location(out)
+    if isinstance(out, storage.RemotePath) and fmt != "parquet":
+        raise CurateError(f"--out: {out}: only --format parquet writes to object storage; export {fmt} to a local "
+                          "folder and upload it (e.g. 'aws s3 sync')")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise CurateError(f"--out: {out} exists and is not empty; choose another folder or pass --overwrite")
-        shutil.rmtree(out)
+        storage.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     writer = _HFWriter(out, annotations=annotations, quiet=quiet) if fmt == "hf" else _WRITERS[fmt](out)
     writer.begin(run)

@@ -165,8 +165,20 @@ class RemotePath:
     def is_dir(self) -> bool:
         return self._info().type == pafs.FileType.Directory
 
-    def stat_size(self) -> int:
-        return int(self._info().size or 0)
+    def stat(self):
+        """Size and modification time (``st_size``, ``st_mtime_ns``), as ``os.stat`` gives them."""
+        from types import SimpleNamespace
+
+        info = self._info()
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(str(self))
+        return SimpleNamespace(st_size=int(info.size or 0), st_mtime_ns=int(info.mtime_ns or 0))
+
+    def relative_to(self, other: "RemotePath") -> str:
+        prefix = str(other).rstrip("/") + "/"
+        if not str(self).startswith(prefix):
+            raise ValueError(f"{self} is not below {other}")
+        return str(self)[len(prefix):]
 
     def iterdir(self) -> Iterator["RemotePath"]:
         """Direct children (files and prefixes), temporary keys left out."""

@@ -138,3 +138,37 @@ def test_run_directory_on_s3_resumes_after_sigkill_and_equals_a_local_run(s3, ma
     for s in RunDir(local).finished_stages():
         assert read_stage(run, s.dir).equals(read_stage(RunDir(local), s.dir)), s.dir
     assert not [k for k in _all_keys("runs/coco") if k.endswith(".tmp")]
+
+
+def test_input_run_directory_and_export_all_on_s3(s3, make_pipeline, tmp_path):
+    from curate.config import load_pipeline
+    from curate.export import export_run
+    from curate.fate import summarize_fates
+    from curate.runner import Runner
+
+    texts = [f"caption number {i % 40} of a small test set" + (" again" if i % 7 == 0 else "") for i in range(120)]
+    table = pa.table({"text": texts, "label": [str(i % 3) for i in range(120)]})
+    storage.write_table(table, f"s3://{BUCKET}/inputs/captions.parquet")
+    local_input = tmp_path / "captions.parquet"
+    storage.write_table(table, local_input)
+    stages = [{"text_quality": {}}, {"exact_dedup": {"on": ["text"]}}]
+    runs = {}
+    for where, path, out in (("s3", f"s3://{BUCKET}/inputs/captions.parquet", f"s3://{BUCKET}/runs/captions"),
+                             ("local", str(local_input), str(tmp_path / "run-local"))):
+        cfg = {"format": "parquet", "path": path, "shard_size": 50}
+        Runner(load_pipeline(make_pipeline(cfg, stages, workers=1)), output=out, quiet=True).execute()
+        runs[where] = RunDir(out)
+    assert runs["s3"].manifest().input.rows == 120 and len(runs["s3"].data_shards()) == 3
+    for s in runs["local"].finished_stages():
+        assert read_stage(runs["s3"], s.dir).equals(read_stage(runs["local"], s.dir))
+    assert summarize_fates(runs["s3"]) == summarize_fates(runs["local"])
+    export_run(f"s3://{BUCKET}/runs/captions", f"s3://{BUCKET}/exports/captions", fmt="parquet", quiet=True)
+    export_run(str(tmp_path / "run-local"), tmp_path / "export-local", fmt="parquet", quiet=True)
+    remote = storage.location(f"s3://{BUCKET}/exports/captions")
+    names = sorted(p.name for p in remote.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "export-local").iterdir())
+    for name in names:
+        if name.endswith(".parquet"):
+            assert storage.read_table(remote / name).equals(storage.read_table(tmp_path / "export-local" / name))
+    with pytest.raises(Exception, match="only --format parquet"):
+        export_run(f"s3://{BUCKET}/runs/captions", f"s3://{BUCKET}/exports/wds", fmt="webdataset", quiet=True)

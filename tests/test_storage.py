@@ -162,6 +162,12 @@ def test_input_run_directory_and_export_all_on_s3(s3, make_pipeline, tmp_path):
     for s in runs["local"].finished_stages():
         assert read_stage(runs["s3"], s.dir).equals(read_stage(runs["local"], s.dir))
     assert summarize_fates(runs["s3"]) == summarize_fates(runs["local"])
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    status = CliRunner().invoke(main, ["status", f"s3://{BUCKET}/runs/captions", "--json"])
+    assert status.exit_code == 0, status.output
     export_run(f"s3://{BUCKET}/runs/captions", f"s3://{BUCKET}/exports/captions", fmt="parquet", quiet=True)
     export_run(str(tmp_path / "run-local"), tmp_path / "export-local", fmt="parquet", quiet=True)
     remote = storage.location(f"s3://{BUCKET}/exports/captions")

@@ -86,6 +86,7 @@ class RayExecutor(Executor):
                 kwargs["num_cpus"] = self.workers
             self.ray.init(**kwargs)
             self._started_here = True
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # one INFO line per step otherwise
         ctx = self.ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # curate draws its own bar per step
         ctx.print_on_execution_start = False
@@ -112,12 +113,13 @@ class RayExecutor(Executor):
             ds = ds.repartition(len(items))  # one block per task: tasks spread over the cluster
             cpus, gpus = self.resources()
             if parallel:
-                ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
-                                    num_cpus=1, concurrency=min(len(items), cpus))
+                ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow", num_cpus=1,
+                                    compute=self.ray.data.TaskPoolStrategy(size=min(len(items), cpus)))
             else:
                 n_actors = max(1, min(len(items), gpus)) if gpus else 1
                 ds = ds.map_batches(_RunTasks, fn_constructor_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
-                                    num_gpus=1 if gpus else 0, num_cpus=1, concurrency=n_actors)
+                                    num_gpus=1 if gpus else 0, num_cpus=1,
+                                    compute=self.ray.data.ActorPoolStrategy(size=n_actors))
             try:
                 for row in ds.iter_rows():
                     result = pickle.loads(row["result"])

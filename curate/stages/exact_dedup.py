@@ -72,7 +72,9 @@ class ExactDedup(GlobalStage):
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
         """Group rows by key. Memory: about 100 bytes per row (ids, keys, a dictionary of keys),
-        i.e. ~0.1 GB per million rows. Distributed: the key is the shuffle key."""
+        i.e. ~0.1 GB per million rows. Distributed (Ray executor, :mod:`curate.distributed.exact`): the
+        key is the shuffle key, groups and representatives are found in partition tasks; the driver
+        holds nothing per row."""
         n = mapped.num_rows
         ids = mapped.column("id").to_pylist()
         enc = mapped.column("key").combine_chunks().dictionary_encode()

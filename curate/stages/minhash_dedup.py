@@ -77,8 +77,11 @@ class MinhashDedup(GlobalStage):
         Memory per million rows at ``num_perm=128``, threshold 0.8: ~1 GB of signatures (the
         concatenated shards and their numpy view), ~0.1 GB of ids, one band's keys and sort order at a
         time (16 bytes per row), 16 bytes per candidate pair (figures: docs/benchmarks/dedup.md).
-        Distributed: the map already produced the signatures; band keys are the shuffle keys, buckets
-        yield verified pairs, and union-find runs on the pairs only (see ``curate.dedup.lsh``)."""
+        Distributed (Ray executor, :mod:`curate.distributed.minhash`): the map already produced the
+        signatures; band keys are the shuffle keys, buckets yield candidate pairs in partition tasks,
+        each pair's signatures are fetched from their shards and verified in partition tasks, and
+        union-find runs on the driver over the verified edges only (0.6 KB per row that has a near
+        duplicate)."""
         p = self.params
         n = mapped.num_rows
         ids = mapped.column("id").to_pylist()

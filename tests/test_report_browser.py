@@ -127,7 +127,7 @@ def test_every_stage_report_pages_turn(browser, tmp_path_factory, tiny_clip_dir)
         assert int(g.get_attribute("data-shown")) > 6 and g.locator(".cards > *:visible").count() == 6
         before = g.locator(".cards > *:visible").first.get_attribute("data-id")
         g.locator(".pager button", has_text="next").click()
-        assert g.locator(".cards > *:visible").count() == 6
+        assert g.locator(".cards > *:visible").count() == min(6, int(g.get_attribute("data-shown")) - 6)
         after = g.locator(".cards > *:visible").first.get_attribute("data-id")
         assert g.locator(".cards > *:visible img[data-t]").first.get_attribute("src").startswith("data:image/")
         assert before != after

@@ -62,7 +62,6 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, *, top: int
         bar.update()
         charts = _Charts()
         sel = Selection(top=top, sample=sample, seed=seed)
-        m = data.manifest
         stages = []
         for si, stage in enumerate(data.stages):
             bar.set_postfix_str(stage.entry.dir)

@@ -32,7 +32,7 @@ def evaluation_section(ev: dict | None) -> dict | None:
                            "value": _mean(nl), "low": float(nl.get("min", _mean(nl))), "high": float(nl.get("max", _mean(nl)))})
     model = ev.get("model") or {}
     chart = plots.grouped_bars(points, category="metric", series="arm", value="value", error_low="low", error_high="high",
-                               title=f"Test accuracy per arm (mean over seeds; bars: min to max)") if points else None
+                               title="Test accuracy per arm (mean over seeds; bars: min to max)") if points else None
     leak = ev.get("leakage")
     return {"rows": rows, "chart": chart, "model": model, "features": ev.get("features"), "test": ev.get("test") or {},
             "classes": ev.get("classes") or [], "seeds": ev.get("seeds") or [], "pending": ev.get("pending"),

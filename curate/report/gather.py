@@ -95,9 +95,6 @@ class RunData:
     def n(self) -> int:
         return self.records.num_rows
 
-    def has_images(self) -> bool:
-        return any(s.name == "image" for s in pq.read_schema(self.run.data_shard(0))) if self.n else False
-
     def locate(self, rows: np.ndarray) -> list[tuple[int, int]]:
         """Global row numbers -> (shard, row in shard)."""
         shards = np.searchsorted(self.shard_starts, rows, side="right") - 1

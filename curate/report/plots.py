@@ -6,7 +6,6 @@ spec stays a few kilobytes whatever the size of the run, and returns the spec as
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -144,11 +143,16 @@ def score_histogram(values: np.ndarray, flagged: np.ndarray | None, *, title: st
     present = {r["side"] for r in rows}
     sides = {k: v for k, v in {"flagged": FATE_COLORS["dropped"], "passes": "#5c7cfa", "all": "#5c7cfa"}.items()
              if k in present} or {"all": "#5c7cfa"}
+    tops = [r["hi"] for r in rows]
+    # one bin holding most items would flatten the rest (the flagged tail): a symmetric log scale then
+    skewed = len(tops) >= 2 and max(tops) > 0.5 * int(finite.sum())
     bars = alt.Chart(_df(rows) if rows else _df([{"start": 0, "end": 0, "lo": 0, "hi": 0, "items": 0, "side": "all"}])).mark_bar(
         binSpacing=0).encode(
         x=alt.X("start:Q", title=score, scale=alt.Scale(zero=False, nice=False)),
         x2="end:Q",
-        y=alt.Y("hi:Q", title="items"),
+        y=alt.Y("hi:Q", title="items (log scale)" if skewed else "items",
+                scale=alt.Scale(type="symlog") if skewed else alt.Undefined,
+                axis=alt.Axis(values=[0] + [10 ** k for k in range(len(str(max(tops))))]) if skewed else alt.Undefined),
         y2="lo:Q",
         color=alt.Color("side:N", scale=alt.Scale(domain=list(sides), range=list(sides.values())),
                         legend=alt.Legend(orient="top", title=None) if flagged is not None else None),
@@ -157,13 +161,17 @@ def score_histogram(values: np.ndarray, flagged: np.ndarray | None, *, title: st
     )
     layers = [bars]
     if cuts:
-        labels = [{"t": t, "pos": 2 + 14 * i, "label": f"{c['flag']}: {c['flags_when']} {t:.4g} → {c['flagged']:,} flagged"}
-                  for i, (t, c) in enumerate(zip(ts, cuts))]
-        t = _df(labels)
-        layers.append(alt.Chart(t).mark_rule(color="#222", strokeDash=[4, 3], strokeWidth=2).encode(
+        lo, hi = float(edges[0]), float(edges[-1])
+        labels = [{"t": t, "pos": 2 + 14 * i, "label": f"{c['flag']}: {c['flags_when']} {t:.4g} → {c['flagged']:,} flagged",
+                   "right": t > lo + 0.6 * (hi - lo)} for i, (t, c) in enumerate(zip(ts, cuts))]
+        layers.append(alt.Chart(_df(labels)).mark_rule(color="#222", strokeDash=[4, 3], strokeWidth=2).encode(
             x="t:Q", tooltip=[alt.Tooltip("label:N", title="threshold")]))
-        layers.append(alt.Chart(t).mark_text(align="left", dx=4, baseline="top", fontSize=11, color="#222").encode(
-            x="t:Q", y=alt.Y("pos:Q", scale=None), text="label:N"))
+        for right in (False, True):  # labels near the right edge are written to the left of their line
+            part = [d for d in labels if d["right"] == right]
+            if part:
+                layers.append(alt.Chart(_df(part)).mark_text(
+                    align="right" if right else "left", dx=-4 if right else 4, baseline="top", fontSize=11,
+                    color="#222").encode(x="t:Q", y=alt.Y("pos:Q", scale=None), text="label:N"))
     chart = alt.layer(*layers).properties(width=WIDTH, height=170, title=title)
     return _spec(chart)
 

@@ -33,8 +33,7 @@ from curate.readers.base import file_fingerprint
 from curate.readers.ids import make_ids_unique
 from curate.runlock import run_lock
 from curate.rundir import RunDir, shard_name, write_table
-from curate.shards import (ColumnRef, count_rows, read_column, read_shard_columns, read_stage, read_stage_shard,
-                           resolve_column)
+from curate.shards import ColumnRef, count_rows, read_column, read_shard_columns, read_stage_shard, resolve_column
 from curate.stages.base import GlobalStage, Stage, StageContext, get_stage_class
 
 log = logging.getLogger(__name__)
@@ -189,6 +188,19 @@ def stage_stats(table: pa.Table) -> StageStats:
     act = Counter(table.column("action").to_pylist())
     return StageStats(rows=table.num_rows, flagged=sum(f is not None for f in flags), review=act.get("review", 0),
                       dropped=act.get("drop", 0), reasons=dict(Counter(f for f in flags if f is not None)))
+
+
+def shards_stats(paths: list) -> StageStats:
+    """:func:`stage_stats` summed over shard files read one at a time (the driver never holds a
+    column of the whole dataset)."""
+    total = StageStats()
+    reasons: Counter = Counter()
+    for p in paths:
+        s = stage_stats(read_stage_shard(p, ["flag", "action"]))
+        total = StageStats(rows=total.rows + s.rows, flagged=total.flagged + s.flagged, review=total.review + s.review,
+                           dropped=total.dropped + s.dropped)
+        reasons.update(s.reasons)
+    return total.model_copy(update={"reasons": dict(reasons)})
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -364,7 +376,7 @@ class Runner:
                 self._reduce(stage, spec, sdir, map_dir, n_shards)
             parts.append(stage.summary)
         seconds = time.perf_counter() - t0
-        stats = stage_stats(read_stage(self.run, spec.dirname, ["flag", "action"]))
+        stats = shards_stats([sdir / shard_name(i) for i in range(n_shards)])
         entry = entry.model_copy(update={"status": "done", "stats": stats, "summary": cls.merge_summaries(parts),
                                          "seconds": round(seconds, 3), "finished": _now()})
         if is_global:

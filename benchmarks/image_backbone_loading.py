@@ -45,12 +45,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
+    import timm  # noqa: F401  (imported before timing: both loaders then pay only for building and weights)
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
     from curate.models.vision import load_image_encoder, packaged_checkpoint
 
-    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     path = packaged_checkpoint(args.model)
     t0 = time.perf_counter()
     theirs = EfficientNet.from_pretrained(PACKAGE_NAMES[args.model], weights_path=path).eval()
@@ -58,7 +59,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ours = load_image_encoder(args.model, "packaged", "cpu", runtime="torch")
     t_ours = time.perf_counter() - t0
-    print(f"load: package class {t_theirs:.2f}s, timm + key conversion {t_ours:.2f}s")
+    print(f"load: package class {t_theirs:.2f}s, timm + key conversion {t_ours:.2f}s", flush=True)
     x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         diff = (ours.net(x) - theirs(x)).abs().max().item()
@@ -74,7 +75,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{'size':>5s} {'package eager':>14s} {'timm eager':>11s} {'timm onnxruntime':>17s} {'onnx export s':>14s}")
-        for size in map(int, args.sizes.split(",")):
+        for size in [int(v) for v in args.sizes.split(",") if v]:
             x = torch.randn(args.batch_size, 3, size, size)
             px = np.random.default_rng(0).integers(0, 255, (args.batch_size, size, size, 3), dtype=np.uint8)
             t0 = time.perf_counter()

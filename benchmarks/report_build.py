@@ -145,8 +145,12 @@ def browser_draw(path: Path) -> dict | None:
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         t = time.perf_counter()
-        page.goto(path.resolve().as_uri())
-        page.wait_for_function("document.body.dataset.chartsDrawn !== undefined", timeout=300_000)
+        try:
+            page.goto(path.resolve().as_uri(), timeout=300_000)
+            page.wait_for_function("document.body.dataset.chartsDrawn !== undefined", timeout=300_000)
+        except Exception as exc:  # noqa: BLE001 - a page too big to load is a result, not a crash
+            b.close()
+            return {"seconds": None, "error": str(exc).splitlines()[0][:120]}
         secs = time.perf_counter() - t
         charts = page.evaluate("document.body.dataset.chartsDrawn")
         cards = page.locator(".card").count()
@@ -178,11 +182,14 @@ def main() -> None:
         manifest = json.loads((run / "manifest.json").read_text())
         flagged = {s["dir"]: s["stats"]["flagged"] for s in manifest["stages"]}
         row = {"items": n, "planted": planted, "run_seconds_if_not_cached": round(run_secs, 1), "flagged": flagged}
-        row["report_first"] = report_once(run, work / f"report-{n}.html", [])
-        row["report"] = report_once(run, work / f"report-{n}.html", [])
-        row["browser"] = browser_draw(work / f"report-{n}.html")
-        row["everything"] = report_once(run, work / f"report-all-{n}.html", ["--top", "100000000", "--sample", "0"])
-        row["everything_browser"] = browser_draw(work / f"report-all-{n}.html")
+        for key, fn in (("report_first", lambda: report_once(run, work / f"report-{n}.html", [])),
+                        ("report", lambda: report_once(run, work / f"report-{n}.html", [])),
+                        ("browser", lambda: browser_draw(work / f"report-{n}.html")),
+                        ("everything", lambda: report_once(run, work / f"report-all-{n}.html",
+                                                           ["--top", "100000000", "--sample", "0"])),
+                        ("everything_browser", lambda: browser_draw(work / f"report-all-{n}.html"))):
+            row[key] = fn()
+            print(key, json.dumps(row[key]), flush=True)
         results.append(row)
         print(json.dumps(row), flush=True)
     print("\n| items | flagged (sum over stages) | report build s | file MB | peak MB | Chromium: charts drawn s | "
@@ -191,7 +198,8 @@ def main() -> None:
     for r in results:
         b, e, eb = r["browser"] or {}, r["everything"], r["everything_browser"] or {}
         print(f"| {r['items']:,} | {sum(r['flagged'].values()):,} | {r['report']['seconds']} | {r['report']['mb']} | "
-              f"{r['report']['peak_mb']} | {b.get('seconds', '-')} | {e['seconds']} | {e['mb']} | {eb.get('seconds', '-')} |")
+              f"{r['report']['peak_mb']} | {b.get('seconds', '-')} | {e['seconds']} | {e['mb']} | "
+              f"{eb.get('seconds') or eb.get('error', '-')} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

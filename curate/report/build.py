@@ -19,7 +19,7 @@ from curate.report.gather import load_run
 from curate.report.outcome import collect_outcomes
 from curate.report.render import render_report
 from curate.report.review import review_summary
-from curate.report.stagesection import stage_figures
+from curate.report.stagesection import source_groups, stage_figures
 from curate.report.thumbs import SIZE, thumbnail
 from curate.rundir import RunDir, atomic_path
 
@@ -53,6 +53,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, *, top: int
     ``page_size``: cards per gallery page (duplicate clusters: half as many).
     ``pending``: the export rule for undecided review items, used for the outcome counts."""
     t0 = time.perf_counter()
+    vega.require_extra()
     out = Path(out) if out is not None else default_output(run_dir)
     data = load_run(run_dir)
     bar = tqdm(total=3 + len(data.stages), desc="report", unit="step", file=sys.stderr, disable=quiet)
@@ -63,9 +64,10 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, *, top: int
         charts = _Charts()
         sel = Selection(top=top, sample=sample, seed=seed)
         stages = []
+        groups = source_groups(data.sources)
         for si, stage in enumerate(data.stages):
             bar.set_postfix_str(stage.entry.dir)
-            fig = stage_figures(stage)
+            fig = stage_figures(stage, groups, data.labels)
             for c in fig["charts"]:
                 c["id"] = charts.add(c.pop("spec"))
             fig["galleries"] = stage_galleries(data, stage, sel, f"s{si}")
@@ -115,7 +117,7 @@ def _run_context(data, outcomes, charts: _Charts) -> dict:
         timings.append({"step": s.dir, "rows": s.stats.rows, "seconds": s.seconds})
     stage_rows = []
     for s in data.stages:
-        acts = Counter(a for f, a in zip(s.column("flag"), s.column("action")) if f is not None)
+        acts = Counter(s.flagged_columns("action")[0])
         for a in ("keep", "review", "drop"):
             if acts.get(a):
                 stage_rows.append({"stage": s.entry.dir, "action": a, "items": acts[a]})

@@ -135,34 +135,28 @@ def duplicate_gallery(data: RunData, stage: StageData, sel: Selection, key: str)
     group_col = stage.outputs.column_with_role("duplicate_group")
     if not group_col or group_col not in stage.table.column_names:
         return None
-    groups = stage.table.column(group_col).to_pylist()
+    values, sizes, order, starts = stage.clusters(group_col)
     rep_col = stage.outputs.column_with_role("representative")
     reps = stage.column(rep_col) if rep_col else None
-    members: dict[Any, list[int]] = {}
-    for r, g in enumerate(groups):
-        if g is not None:
-            members.setdefault(g, []).append(r)
-    clusters = [(g, m) for g, m in members.items() if len(m) > 1]
-    if not clusters:
+    if not len(values):
         return Gallery(key, f"{stage.entry.dir}: duplicate clusters", 0, "none found", kind="clusters",
                        stage=stage.entry.dir)
-    sizes = np.array([len(m) for _, m in clusters], dtype=np.float64)
-    top, sample = sel.pick(np.arange(len(clusters)), sizes, descending=True)
+    top, sample = sel.pick(np.arange(len(values)), sizes.astype(np.float64), descending=True)
     flags = stage.column("flag")
     details = stage.column("detail")
     cards = []
     for part, chosen in (("top", top), ("sample", sample)):
         for ci in chosen.tolist():
-            g, rows = clusters[ci]
+            rows = order[starts[ci]:starts[ci] + sizes[ci]].tolist()
             rows = sorted(rows, key=lambda r: (not (reps and reps[r]), r))
             shown = []
             for r in rows[:MAX_MEMBERS]:
                 c = base_card(data, r)
                 c.update(representative=bool(reps and reps[r]), flag=flags[r], detail=details[r])
                 shown.append(c)
-            cards.append({"group": _fmt(g), "size": len(rows), "members": shown, "more": max(0, len(rows) - MAX_MEMBERS),
-                          "part": part, "row": rows[0]})
-    total = len(clusters)
+            cards.append({"group": _fmt(values[ci]), "size": len(rows), "members": shown,
+                          "more": max(0, len(rows) - MAX_MEMBERS), "part": part, "row": rows[0]})
+    total = len(values)
     rule = sel.rule(total, len(top), len(sample), "largest clusters") + \
         f"; up to {MAX_MEMBERS} members each, the representative first"
     return Gallery(key, f"{stage.entry.dir}: duplicate clusters", total, rule, kind="clusters", cards=cards,

@@ -48,10 +48,38 @@ class StageData:
             return None
         return self.table.column(name).to_pylist()
 
+    def flagged_columns(self, *names: str) -> list[list]:
+        """The given columns of the flagged rows only (a few of many), as lists."""
+        import pyarrow.compute as pc
+
+        t = self.table.filter(pc.is_valid(self.table.column("flag"))).select(list(names))
+        return [t.column(n).to_pylist() for n in names]
+
     def numbers(self, name: str) -> np.ndarray:
         """A numeric column as float64 (NaN for nulls)."""
         col = self.table.column(name)
         return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    def group_codes(self, name: str) -> tuple[np.ndarray, list]:
+        """A grouping column as integer codes per row (-1 where null) and the group values, vectorised."""
+        import pyarrow.compute as pc
+
+        enc = pc.dictionary_encode(self.table.column(name)).combine_chunks()
+        codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return codes, enc.dictionary.to_pylist()
+
+    def clusters(self, name: str) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+        """Groups of two or more rows in column ``name``: (values, sizes, order, starts): the rows of
+        cluster ``k`` are ``order[starts[k]:starts[k] + sizes[k]]`` (ascending)."""
+        codes, values = self.group_codes(name)
+        counts = np.bincount(codes[codes >= 0], minlength=len(values))
+        multi = np.flatnonzero(counts > 1)
+        keep = codes >= 0
+        keep[keep] = counts[codes[keep]] > 1
+        rows = np.flatnonzero(keep)
+        order = rows[np.argsort(codes[rows], kind="stable")]
+        starts = np.concatenate([[0], np.cumsum(counts[multi])[:-1]]).astype(np.int64) if len(multi) else np.zeros(0, np.int64)
+        return [values[k] for k in multi.tolist()], counts[multi], order, starts
 
     def flags(self) -> np.ndarray:
         return np.asarray(self.table.column("flag").to_pylist(), dtype=object)

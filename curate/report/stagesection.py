@@ -59,13 +59,50 @@ def score_charts(stage: StageData) -> list[dict]:
     return charts
 
 
+def _source_group(source: str | None) -> str | None:
+    """The first component of a source path (``train/cat/1.jpg`` -> ``train``; a tar shard, a manifest)."""
+    if not source:
+        return None
+    for sep in ("/", "::", ":", "#"):
+        if sep in source:
+            return source.split(sep, 1)[0]
+    return None
+
+
+def source_groups(sources: list) -> list:
+    """The source group of every item (see :func:`_source_group`)."""
+    return [_source_group(x) for x in sources]
+
+
+def score_by_group(stage: StageData, groups: list, labels: list, max_groups: int = 20) -> list[dict]:
+    """For a stage with one scored column: its mean per source group and per label, where there are 2 to
+    ``max_groups`` of them (e.g. CLIP score by the shard or folder items came from)."""
+    columns = list(dict.fromkeys(s.column for s in stage.outputs.scores if s.column in stage.table.column_names))
+    if len(columns) != 1:
+        return []
+    column = columns[0]
+    values = stage.numbers(column)
+    out = []
+    for what, keys in (("source", groups), ("label", labels)):
+        sums: dict[str, list[float]] = {}
+        for k, v in zip(keys, values.tolist()):
+            if k is not None and v == v:  # not NaN
+                sums.setdefault(str(k), []).append(v)
+        if 2 <= len(sums) <= max_groups:
+            means = {k: float(np.mean(v)) for k, v in sorted(sums.items())}
+            out.append({"spec": plots.bar(means, title=f"Mean {column} by {what}", x=f"mean {column}", y=what,
+                                          fmt=".4g", sort=False),
+                        "note": ", ".join(f"{k}: {len(v):,}" for k, v in sorted(sums.items())) + " items"})
+    return out
+
+
 def cluster_sizes(stage: StageData) -> dict | None:
     """The distribution of duplicate-cluster sizes (clusters of two or more)."""
     col = stage.outputs.column_with_role("duplicate_group")
     if not col or col not in stage.table.column_names:
         return None
-    sizes = Counter(Counter(g for g in stage.table.column(col).to_pylist() if g is not None).values())
-    sizes.pop(1, None)
+    _, counts, _, _ = stage.clusters(col)
+    sizes = Counter(counts.tolist())
     if not sizes:
         return None
     rows = []
@@ -115,11 +152,12 @@ def summary_table(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def stage_figures(stage: StageData) -> dict:
-    """Everything of one stage except its galleries."""
+def stage_figures(stage: StageData, groups: list | None = None, labels: list | None = None) -> dict:
+    """Everything of one stage except its galleries (``groups``/``labels``: per record, its source group and
+    label, for the scores by group)."""
     e = stage.entry
     reasons = dict(sorted(e.stats.reasons.items(), key=lambda kv: -kv[1]))
-    actions = Counter((f, a) for f, a in zip(stage.column("flag"), stage.column("action")) if f is not None)
+    actions = Counter(zip(*stage.flagged_columns("flag", "action")))
     reason_rows = [{"reason": r, "items": n, **{a: actions.get((r, a), 0) for a in ("keep", "review", "drop")},
                     "edit": r in e.outputs.edit_flags} for r, n in reasons.items()]
     charts = []
@@ -129,6 +167,8 @@ def stage_figures(stage: StageData) -> dict:
     sizes = cluster_sizes(stage)
     if sizes:
         charts.append(sizes)
+    if groups is not None and labels is not None:
+        charts += score_by_group(stage, groups, labels)
     for key, fn in SUMMARY_CHARTS.items():
         if key in (e.summary or {}):
             charts += fn(e.summary)

@@ -36,7 +36,7 @@ def thumbnail(data: bytes | None, size: int = SIZE, quality: int = 70) -> str | 
             if fmt == "JPEG" and im.mode == "RGBA":
                 im = im.convert("RGB")
             buf = io.BytesIO()
-            im.save(buf, fmt, quality=quality, **({"method": 4} if fmt == "WEBP" else {}))
+            im.save(buf, fmt, quality=quality, **({"method": 1} if fmt == "WEBP" else {}))
     except Exception as exc:  # noqa: BLE001 - any undecodable image becomes a placeholder in the page
         log.debug("thumbnail failed: %s", exc)
         return None

@@ -21,14 +21,13 @@ def _cache_dir() -> Path:
 
 def versions() -> dict[str, str]:
     """Versions of the inlined libraries (shown in the report's footer)."""
-    vlc = _import()
-    from altair.utils._importers import vl_version_for_vl_convert
-
-    return {"vega": vlc.get_vega_version(), "vega-lite": vl_version_for_vl_convert().replace("_", ".").lstrip("v"),
+    vlc = require_extra()
+    return {"vega": vlc.get_vega_version(), "vega-lite": _vegalite_version(vlc),
             "vega-embed": vlc.get_vega_embed_version(), "vl-convert": getattr(vlc, "__version__", "?")}
 
 
-def _import():
+def require_extra():
+    """The ``vl_convert`` module, or a clear error naming the ``report`` extra (checked before any work)."""
     try:
         import altair  # noqa: F401
         import vl_convert
@@ -38,13 +37,21 @@ def _import():
     return vl_convert
 
 
+def _vegalite_version(vlc) -> str:
+    """The Vega-Lite version Altair writes specs for, as vl-convert names it (``6.4``)."""
+    import altair
+
+    major, minor = altair.SCHEMA_VERSION.lstrip("v").split(".")[:2]
+    wanted = f"{major}.{minor}"
+    known = list(vlc.get_vegalite_versions())
+    return wanted if wanted in known else known[-1]
+
+
 @functools.lru_cache(maxsize=1)
 def runtime_js() -> str:
     """One script defining the global ``vegaEmbed`` (Vega + Vega-Lite + vega-embed), about 0.9 MB."""
-    vlc = _import()
-    from altair.utils._importers import vl_version_for_vl_convert
-
-    vl_version = vl_version_for_vl_convert()
+    vlc = require_extra()
+    vl_version = _vegalite_version(vlc)
     key = f"vega-bundle-{getattr(vlc, '__version__', 'x')}-{vl_version}.js"
     path = _cache_dir() / key
     try:

@@ -162,3 +162,26 @@ def test_planted_edits_cluster_with_their_originals_and_look_alikes_stay_apart(t
     assert s["verified_pairs"] <= s["candidate_pairs"] and s["near_duplicates"] >= len(flagged)
     roles = {c.name: c.role for c in m.stages[2].outputs.columns}
     assert roles["cluster_id"] == "duplicate_group" and roles["is_representative"] == "representative"
+
+
+def test_reduce_handles_missing_embeddings_and_hashes():
+    import pyarrow as pa
+
+    from curate.embeddings.cache import embedding_array
+    from curate.stages.embedding_dedup import EmbeddingDedup, EmbeddingDedupParams
+
+    x = unit([[1, 0, 0], [0.999, 0.04, 0], [0, 1, 0], [0, 0, 1]])
+    ok = np.array([True, True, True, False])
+    table = pa.table({"id": ["a", "b", "c", "d"], "embedding": embedding_array(x, ok),
+                      "image_hash": pa.array(["00" * 8, "00" * 8, None, "ff" * 8]),
+                      "keep_score": pa.array([0.0, 1.0, 0.0, 0.0])})
+    stage = EmbeddingDedup(EmbeddingDedupParams(keep="first", k=2, min_margin=0.0))
+    out = stage.reduce(table)
+    assert out.column("cluster_id").to_pylist() == ["b", "b", "c", "d"]  # keep_score picks b
+    assert out.column("flag").to_pylist() == ["near_duplicate", None, None, None]
+    assert out.column("hamming").to_pylist() == [0, None, None, None]
+    assert stage.summary["embedded"] == 3 and stage.summary["unhashed"] == 1
+    empty = EmbeddingDedup(EmbeddingDedupParams(keep="first")).reduce(
+        pa.table({"id": ["a"], "embedding": pa.array([None], pa.list_(pa.float32())), "image_hash": pa.array([None], pa.string()),
+                  "keep_score": pa.array([0.0])}))
+    assert empty.column("flag").to_pylist() == [None] and empty.column("cluster_size").to_pylist() == [1]

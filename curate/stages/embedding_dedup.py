@@ -28,7 +28,7 @@ class EmbeddingDedupParams(EmbeddingFieldParams):
                                                              "similarity by this much (stands out from look-alikes)")
     verify: Literal["phash", "none"] = Field(
         "phash", description="phash: a candidate below accept_similarity must also be within max_distance phash bits "
-                             "(same pixel layout, not only the same content); none: cosine alone")
+                             "(same pixel layout, not only the same content); none: the embedding alone (cosine and margin)")
     max_distance: int = Field(18, ge=0, lt=HASH_BITS, description="verify: phash: largest Hamming distance (of 64 bits)")
     accept_similarity: float = Field(0.90, ge=-1, le=1, description="candidates (with the margin) at or above this "
                                                                      "cosine need no phash verification")
@@ -52,7 +52,7 @@ class EmbeddingDedupParams(EmbeddingFieldParams):
 
 @register_stage
 class EmbeddingDedup(GlobalStage):
-    """Near-duplicate images: embedding nearest neighbours, verified by phash distance (union-find)."""
+    """Near-duplicate images: embedding neighbours that stand out from the crowd, verified by phash (union-find)."""
 
     name = "embedding_dedup"
     Params = EmbeddingDedupParams

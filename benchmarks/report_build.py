@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -122,14 +124,19 @@ stages:
 
 def report_once(run: Path, out: Path, extra: list[str]) -> dict:
     cmd = [sys.executable, "-m", "curate", "report", str(run), "--out", str(out), "-q", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with PeakRSS() as mem:
         t = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _, err = p.communicate()
         secs = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode:
         raise SystemExit(f"report failed: {err}")
-    return {"seconds": round(secs, 1), "mb": round(out.stat().st_size / 1e6, 2), "peak_mb": round(mem.peak / 1e6)}
+    # CPU seconds (user + sys) of the report process: what the wall time would be on an idle core
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": round(secs, 1), "cpu_seconds": round(cpu, 1), "mb": round(out.stat().st_size / 1e6, 2),
+            "peak_mb": round(mem.peak / 1e6)}
 
 
 def browser_draw(path: Path) -> dict | None:
@@ -163,6 +170,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--work", default="/tmp/curate-report-bench", help="where inputs and runs go (kept for reuse)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--everything-max", type=int, default=100_000,
+                    help="build the every-flagged-item alternative only up to this many items (it is slow)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -182,24 +191,29 @@ def main() -> None:
         manifest = json.loads((run / "manifest.json").read_text())
         flagged = {s["dir"]: s["stats"]["flagged"] for s in manifest["stages"]}
         row = {"items": n, "planted": planted, "run_seconds_if_not_cached": round(run_secs, 1), "flagged": flagged}
-        for key, fn in (("report_first", lambda: report_once(run, work / f"report-{n}.html", [])),
-                        ("report", lambda: report_once(run, work / f"report-{n}.html", [])),
-                        ("browser", lambda: browser_draw(work / f"report-{n}.html")),
-                        ("everything", lambda: report_once(run, work / f"report-all-{n}.html",
-                                                           ["--top", "100000000", "--sample", "0"])),
-                        ("everything_browser", lambda: browser_draw(work / f"report-all-{n}.html"))):
+        steps = [("report_first", lambda: report_once(run, work / f"report-{n}.html", [])),
+                 ("report", lambda: report_once(run, work / f"report-{n}.html", [])),
+                 ("browser", lambda: browser_draw(work / f"report-{n}.html")),
+                 ("everything", lambda: report_once(run, work / f"report-all-{n}.html",
+                                                    ["--top", "100000000", "--sample", "0"])),
+                 ("everything_browser", lambda: browser_draw(work / f"report-all-{n}.html"))]
+        for key, fn in steps if n <= args.everything_max else steps[:3]:
+            load = os.getloadavg()[0]
             row[key] = fn()
+            if row[key] is not None:
+                row[key]["load_avg_1min"] = round((load + os.getloadavg()[0]) / 2, 1)
             print(key, json.dumps(row[key]), flush=True)
         results.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| items | flagged (sum over stages) | report build s | file MB | peak MB | Chromium: charts drawn s | "
-          "every flagged item: build s | MB | Chromium s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| items | flagged (sum over stages) | report build: wall s | CPU s | file MB | peak MB | "
+          "Chromium: charts drawn s | every flagged item: build wall s | CPU s | MB | Chromium s | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        b, e, eb = r["browser"] or {}, r["everything"], r["everything_browser"] or {}
-        print(f"| {r['items']:,} | {sum(r['flagged'].values()):,} | {r['report']['seconds']} | {r['report']['mb']} | "
-              f"{r['report']['peak_mb']} | {b.get('seconds', '-')} | {e['seconds']} | {e['mb']} | "
-              f"{eb.get('seconds') or eb.get('error', '-')} |")
+        b, e, eb = r["browser"] or {}, r.get("everything") or {"seconds": "-", "mb": "-"}, r.get("everything_browser") or {}
+        print(f"| {r['items']:,} | {sum(r['flagged'].values()):,} | {r['report']['seconds']} | {r['report']['cpu_seconds']} | "
+              f"{r['report']['mb']} | {r['report']['peak_mb']} | {b.get('seconds', '-')} | {e['seconds']} | "
+              f"{e.get('cpu_seconds', '-')} | {e['mb']} | "
+              f"{eb.get('seconds') or eb.get('error', '-')} | {r['report'].get('load_avg_1min')} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -28,8 +28,10 @@ def report(run_dir, out, top, sample, seed, page_size, pending, quiet):
 
     It opens from disk in any browser with no network: charts, scripts and thumbnails are inside it."""
     from curate.report import build_report
+    from curate.runlock import run_lock
 
-    path = build_report(run_dir, out, top=top, sample=sample, seed=seed, page_size=page_size, pending=pending,
-                        quiet=quiet)
+    with run_lock(run_dir, "curate report"):  # no 'curate run' rewrites the shards while they are read
+        path = build_report(run_dir, out, top=top, sample=sample, seed=seed, page_size=page_size,
+                            pending=pending, quiet=quiet)
     size = path.stat().st_size / 1e6
     click.echo(f"wrote {path} ({size:.1f} MB); open it in a browser: file://{path.resolve()}")

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.manifest import Manifest, ScoreSpec, StageEntry
 from curate.rundir import RunDir
-from curate.shards import read_data_shard, read_stage
+from curate.shards import read_data_shard, read_stage, read_stage_shard
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,10 @@ class RunData:
         for g, (s, r) in zip(rows, self.locate(np.asarray(rows, dtype=np.int64))):
             by_shard.setdefault(s, []).append((r, g))
         for s, items in sorted(by_shard.items()):
-            path = self.run.data_shard(s)
-            if "image" not in pq.read_schema(path).names:
+            t = read_data_shard(self.run, s, ["image"])
+            if "image" not in t.column_names:
                 continue
-            col = pq.read_table(path, columns=["image"]).column("image")
+            col = t.column("image")
             taken = col.take(pa.array([r for r, _ in items], pa.int64())).to_pylist()
             for (_, g), data in zip(items, taken):
                 out[g] = data
@@ -188,9 +187,7 @@ def _read_quarantine(run: RunDir) -> pa.Table:
     cols = ["source", "reason", "detail"]
     tables = []
     for p in run.quarantine_shards():
-        names = pq.read_schema(p).names
-        t = pq.read_table(p, columns=[c for c in cols if c in names])
-        tables.append(t)
+        tables.append(read_stage_shard(p, cols))  # projected: the raw bytes are never read
     if not tables:
         return pa.table({c: pa.array([], pa.string()) for c in cols})
     return pa.concat_tables(tables, promote_options="default")

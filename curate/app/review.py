@@ -218,39 +218,59 @@ def _sidebar(st, queue, run_dir: str) -> None:
             return
         if ss.view not in ("review", "audit", "all"):
             return
-        st.subheader("Filters")
-        view = "flagged" if ss.view == "all" else ss.view
-        st.multiselect("Stage", queue.stages_with_flags(view), key="f_stages", on_change=_reset_page, args=(st,))
-        reasons = dict(queue.reasons(view))
-        if queue.manual.any():
-            reasons["reviewer:flag"] = int(queue.manual.sum())
-        options = [r for r in reasons if not ss.f_stages or r.split(":", 1)[0] in ss.f_stages]
-        ss.f_reasons = [r for r in ss.f_reasons if r in options]
-        st.multiselect("Reason", options, format_func=lambda r: f"{r} ({reasons.get(r, 0)})", key="f_reasons",
-                       on_change=_reset_page, args=(st,))
-        st.multiselect("Status", ["pending", "accepted", "rejected"], key="f_status", on_change=_reset_page, args=(st,))
         st.text_input("Search text, label, id, reason", key="f_search", on_change=_reset_page, args=(st,))
-        scores = queue.score_columns()
-        with st.expander("Score, sort, page size"):
-            st.selectbox("Score filter", [None, *scores], format_func=lambda c: "(none)" if c is None else c,
-                         key="f_score", on_change=_reset_page, args=(st,))
-            if ss.f_score:
-                v = queue.index[ss.f_score].dropna()
-                if len(v):
-                    lo, hi = float(v.min()), float(v.max())
-                    if lo == hi:
-                        hi = lo + 1e-6
-                    if ss.get("f_range_for") != ss.f_score:
-                        ss.f_range = (lo, hi)
-                        ss.f_range_for = ss.f_score
-                    st.slider("Score range", lo, hi, key="f_range", on_change=_reset_page, args=(st,))
-            st.selectbox("Sort by", [None, *scores], format_func=lambda c: "run order" if c is None else c,
-                         key="f_sort", on_change=_reset_page, args=(st,))
-            st.checkbox("Descending", key="f_desc", on_change=_reset_page, args=(st,))
-            st.selectbox("Items per page", PAGE_SIZES, key="page_size", on_change=_reset_page, args=(st,))
+        with st.popover("Filters and sorting", width="stretch"):
+            _filters(st, queue)
+        active = _active_filters(ss)
+        if active:
+            st.text("Filtered by: " + "; ".join(active))
         if ss.reviewer in load_roster(queue.run)["reviewers"]:
             st.toggle("Only my share of the queue", key="mine_only", on_change=_reset_page, args=(st,))
         st.caption("Keys: A accept · X reject · J/K next/previous item · N/P next/previous page · U undo")
+
+
+def _filters(st, queue) -> None:
+    ss = st.session_state
+    view = "flagged" if ss.view == "all" else ss.view
+    st.multiselect("Stage", queue.stages_with_flags(view), key="f_stages", on_change=_reset_page, args=(st,))
+    reasons = dict(queue.reasons(view))
+    if queue.manual.any():
+        reasons["reviewer:flag"] = int(queue.manual.sum())
+    options = [r for r in reasons if not ss.f_stages or r.split(":", 1)[0] in ss.f_stages]
+    ss.f_reasons = [r for r in ss.f_reasons if r in options]
+    st.multiselect("Reason", options, format_func=lambda r: f"{r} ({reasons.get(r, 0)})", key="f_reasons",
+                   on_change=_reset_page, args=(st,))
+    st.multiselect("Status", ["pending", "accepted", "rejected"], key="f_status", on_change=_reset_page, args=(st,))
+    scores = queue.score_columns()
+    st.selectbox("Score filter", [None, *scores], format_func=lambda c: "(none)" if c is None else c,
+                 key="f_score", on_change=_reset_page, args=(st,))
+    if ss.f_score:
+        v = queue.index[ss.f_score].dropna()
+        if len(v):
+            lo, hi = float(v.min()), float(v.max())
+            if lo == hi:
+                hi = lo + 1e-6
+            if ss.get("f_range_for") != ss.f_score:
+                ss.f_range = (lo, hi)
+                ss.f_range_for = ss.f_score
+            st.slider("Score range", lo, hi, key="f_range", on_change=_reset_page, args=(st,))
+    st.selectbox("Sort by", [None, *scores], format_func=lambda c: "run order" if c is None else c,
+                 key="f_sort", on_change=_reset_page, args=(st,))
+    st.checkbox("Descending", key="f_desc", on_change=_reset_page, args=(st,))
+    st.selectbox("Items per page", PAGE_SIZES, key="page_size", on_change=_reset_page, args=(st,))
+
+
+def _active_filters(ss) -> list[str]:
+    """The filters in force, in words (for the line under the Filters button)."""
+    out = []
+    for key, name in (("f_stages", "stage"), ("f_reasons", "reason"), ("f_status", "status")):
+        if ss.get(key):
+            out.append(f"{name} {', '.join(ss[key])}")
+    if ss.get("f_score") and ss.get("f_range_for") == ss.f_score and ss.get("f_range") is not None:
+        out.append(f"{ss.f_score} in [{ss.f_range[0]:.4g}, {ss.f_range[1]:.4g}]")
+    if ss.get("f_sort"):
+        out.append(f"sorted by {ss.f_sort}" + (" (descending)" if ss.get("f_desc") else ""))
+    return out
 
 
 # -- the item views (a fragment) --------------------------------------------------------------------------

@@ -176,6 +176,7 @@ class ReviewQueue:
         self._searches: OrderedDict[str, np.ndarray] = OrderedDict()
         self._details: OrderedDict[int, dict] = OrderedDict()
         self._groups: dict[str, pd.DataFrame] = {}
+        self._columns: dict[str, np.ndarray] | None = None
         self.action = self.index["action"].to_numpy()
         self._flag_cols = {d: _none_for_nan(self.index[f"{d}:flag"].to_numpy()) for d in self.stage_dirs}
         self.refresh()
@@ -360,10 +361,14 @@ class ReviewQueue:
     def rows(self, positions: np.ndarray) -> list[dict]:
         """Index rows of ``positions`` as dicts, with ``pos``, ``status``, ``decision`` (latest row or
         None) and ``manual`` (the reason of a manual flag, or None)."""
-        sub = self.index.iloc[np.asarray(positions, dtype=np.int64)]
+        if self._columns is None:  # plain arrays: a page's rows without pandas' per-row overhead
+            self._columns = {c: self.index[c].to_numpy() for c in self.index.columns}
         out = []
-        for p, rec in zip(positions, sub.to_dict("records")):
-            rec = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
+        for p in positions:
+            rec = {}
+            for k, col in self._columns.items():
+                v = col[p]
+                rec[k] = None if (v is None or (isinstance(v, float) and v != v)) else (v.item() if isinstance(v, np.generic) else v)
             rec["pos"] = int(p)
             rec["status"] = STATUSES[self.status[p]]
             rec["decision"] = self.latest.get(rec["id"])

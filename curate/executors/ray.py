@@ -35,6 +35,9 @@ from curate.executors.base import Executor
 
 log = logging.getLogger(__name__)
 
+#: Most bytes of pickled tasks the driver holds at once (see :meth:`RayExecutor.map_unordered`).
+WINDOW_BYTES = 64 << 20
+
 
 class _RunTasks:
     """The ``map_batches`` callable: unpickle each task, run it, pickle its result.
@@ -100,38 +103,54 @@ class RayExecutor(Executor):
 
     def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
                       total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
-        """Run ``fn`` over ``tasks`` as a Ray Dataset; ``parallel=False`` marks a model stage (an actor
-        pool, GPUs when there are any)."""
-        import pyarrow as pa
+        """Run ``fn`` over ``tasks`` as Ray Datasets; ``parallel=False`` marks a model stage (an actor
+        pool, GPUs when there are any).
 
-        items = [pickle.dumps(t) for t in tasks]
+        Tasks are taken from the (lazy) iterator in windows of at most ``4 x CPUs`` tasks or
+        :data:`WINDOW_BYTES` of pickled tasks, one Dataset per window: a task may carry its input rows
+        (manifest readers plan ingest that way), and the driver never holds more than a window."""
         bar = self.progress(desc, total_rows)
         try:
-            if not items:
-                return
-            ds = self.ray.data.from_arrow(pa.table({"task": pa.array(items, pa.binary())}))
-            ds = ds.repartition(len(items))  # one block per task: tasks spread over the cluster
             cpus, gpus = self.resources()
-            if parallel:
-                ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow", num_cpus=1,
-                                    compute=self.ray.data.TaskPoolStrategy(size=min(len(items), cpus)))
-            else:
-                n_actors = max(1, min(len(items), gpus)) if gpus else 1
-                ds = ds.map_batches(_RunTasks, fn_constructor_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
-                                    num_gpus=1 if gpus else 0, num_cpus=1,
-                                    compute=self.ray.data.ActorPoolStrategy(size=n_actors))
-            try:
-                for row in ds.iter_rows():
-                    result = pickle.loads(row["result"])
-                    bar.update(result.get("rows", 0))
-                    yield result
-            except Exception as exc:
-                inner = _unwrap(exc)
-                if inner is not exc:
-                    raise inner from None
-                raise
+            it = iter(tasks)
+            while True:
+                items, size = [], 0
+                for task in it:
+                    items.append(pickle.dumps(task))
+                    size += len(items[-1])
+                    if len(items) >= 4 * cpus or size >= WINDOW_BYTES:
+                        break
+                if not items:
+                    return
+                yield from self._run_window(fn, items, parallel, cpus, gpus, bar)
         finally:
             bar.close()
+
+    def _run_window(self, fn, items: list[bytes], parallel: bool, cpus: int, gpus: int, bar) -> Iterator[dict]:
+        import pyarrow as pa
+
+        n = len(items)
+        ds = self.ray.data.from_arrow(pa.table({"task": pa.array(items, pa.binary())}))
+        del items[:]  # the Dataset holds them now (in the object store)
+        ds = ds.repartition(n)  # one block per task: tasks spread over the cluster
+        if parallel:
+            ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow", num_cpus=1,
+                                compute=self.ray.data.TaskPoolStrategy(size=min(n, cpus)))
+        else:
+            n_actors = max(1, min(n, gpus)) if gpus else 1
+            ds = ds.map_batches(_RunTasks, fn_constructor_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
+                                num_gpus=1 if gpus else 0, num_cpus=1,
+                                compute=self.ray.data.ActorPoolStrategy(size=n_actors))
+        try:
+            for row in ds.iter_rows():
+                result = pickle.loads(row["result"])
+                bar.update(result.get("rows", 0))
+                yield result
+        except Exception as exc:
+            inner = _unwrap(exc)
+            if inner is not exc:
+                raise inner from None
+            raise
 
     def close(self) -> None:
         if self._started_here and self.ray.is_initialized():

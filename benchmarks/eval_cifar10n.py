@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--cnn-epochs", type=int, default=10)
     ap.add_argument("--cnn-size", type=int, default=32, help="CNN input side in pixels")
     ap.add_argument("--cnn-width", type=int, default=32, help="CNN channels of the first block")
+    ap.add_argument("--linear-epochs", type=int, default=10, help="linear probe epochs (eval's default: 30)")
+    ap.add_argument("--linear-batch", type=int, default=1024, help="linear probe batch size (eval's default: 512)")
+    ap.add_argument("--cnn-threads", type=int, default=1, help="torch threads for the CNN (1 was fastest on the busy VM)")
     ap.add_argument("--cnn-subset", type=int, default=0, help="train the CNN on a run over the first N items (0: all)")
     ap.add_argument("--cnn-arms", default=None, help="arms for the CNN (default: all)")
     args = ap.parse_args()
@@ -144,10 +147,12 @@ def main() -> None:
         for model in args.models.split(","):
             eval_run = run
             extra = ["--seeds", str(args.seeds)]
+            if model in ("linear", "mlp"):
+                extra += ["--epochs", str(args.linear_epochs), "--batch-size", str(args.linear_batch)]
             if model == "cnn":
                 eval_run = cnn_subset_run(labels, train, run, args.cnn_subset) if args.cnn_subset else run
                 extra = ["--seeds", str(args.cnn_seeds or args.seeds), "--image-size", str(args.cnn_size),
-                         "--width", str(args.cnn_width), "--epochs", str(args.cnn_epochs)]
+                         "--width", str(args.cnn_width), "--epochs", str(args.cnn_epochs), "--threads", str(args.cnn_threads)]
                 if args.cnn_arms:
                     extra += ["--arms", args.cnn_arms]
             secs, out = curate("eval", str(eval_run), "--test", str(test), "--model", model, "--clean-labels",

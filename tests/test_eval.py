@@ -90,6 +90,8 @@ def test_planted_noise_curated_beats_raw_and_random(noisy_run):
     assert arms["ceiling"]["info"]["given_label_wrong"] == 35
     # a single stage: leaving it out gives back the raw set
     assert arms["without:00-label_noise"]["train_items"] == 300
+    assert arms["without:00-label_noise"]["info"]["same_as"] == "raw"  # not trained twice
+    assert arms["without:00-label_noise"]["accuracy"] == arms["raw"]["accuracy"]
     assert arms["relabelled:00-label_noise"]["info"]["relabelled"] > 0
     assert all(len(a["runs"]) == 2 for a in result["arms"])
     saved = json.loads((tmp / "run" / "eval" / "eval.json").read_text())

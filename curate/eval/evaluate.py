@@ -251,9 +251,20 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
 
     prep_train, prep_test = model.prepare(train_x, test_x)
     results = []
+    trained: dict[tuple, dict[str, Any]] = {}  # an arm with the same items and labels as an earlier one is not retrained
     for arm in arms:
-        results.append(_train_arm(arm, model, prep_train, train_ok, prep_test, test_ok, y_test, scan.labels, code,
-                                  leaked, opts, notes))
+        key = _arm_key(arm, scan.labels)
+        if key is not None and key in trained and trained[key] is not None:
+            same = trained[key]
+            res = arm_result(arm, [{**r, "seconds": 0.0} for r in same["runs"]])
+            res["info"] = {**res["info"], "same_as": same["name"]}
+            results.append(res)
+            continue
+        res = _train_arm(arm, model, prep_train, train_ok, prep_test, test_ok, y_test, scan.labels, code, leaked, opts,
+                         notes)
+        if key is not None:
+            trained[key] = res
+        results.append(res)
     results = [r for r in results if r is not None]
     add_deltas(results)
     test_desc = dict(test.description)
@@ -298,6 +309,14 @@ def _features(run, manifest, feats: Features, scan: _TrainScan, test: TestSet, *
         test.records.column("text").to_pylist() if "text" in test.records.column_names else [None] * test.records.num_rows)
     return (np.array(texts, dtype=object), np.array(te, dtype=object),
             np.array([bool(t) for t in texts]), np.array([bool(t) for t in te]))
+
+
+def _arm_key(arm: Arm, given: list[str | None]) -> tuple | None:
+    """Identity of an arm's training set (None for random arms: a new draw per seed)."""
+    if arm.random_pool is not None:
+        return None
+    labels = tuple(arm.labels) if arm.labels is not None else tuple(given[r] for r in arm.rows)
+    return (arm.rows.tobytes(), hash(labels))
 
 
 def _train_arm(arm: Arm, model, train_x, train_ok, test_x, test_ok, y_test, given, code, leaked, opts: EvalOptions,

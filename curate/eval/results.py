@@ -27,7 +27,9 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
       "notes": ["relabelled: no stage of this run suggests labels ..."]
     }
 
-``std`` is the sample standard deviation over seeds (0 for one seed). ``accuracy_no_leak`` scores the test
+``std`` is the sample standard deviation over seeds (0 for one seed). An arm whose items and labels are
+exactly an earlier arm's is not trained again: its ``runs`` are copied (``seconds`` 0) and
+``info.same_as`` names that arm. ``accuracy_no_leak`` scores the test
 items that are not leaked (null when the check was skipped). The same object is also written to
 ``RUN/eval/eval-<model>.json``, so evals with several models sit side by side.
 """
@@ -79,7 +81,8 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for a in result["arms"]:
         d = a.get("delta_vs_raw")
-        rows.append([a["name"], a["train_items"], _pm(a["accuracy"]),
+        name = a["name"] + (f" (= {a['info']['same_as']})" if a.get("info", {}).get("same_as") else "")
+        rows.append([name, a["train_items"], _pm(a["accuracy"]),
                      "-" if d is None or a["kind"] == "raw" else f"{d:+.4f}",
                      _pm(a["accuracy_no_leak"]) if leak else "-", a["seconds"]])
     seeds = len(result["seeds"])

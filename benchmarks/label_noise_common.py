@@ -76,6 +76,9 @@ def run_stage(table: pa.Table, shard_size: int = 1000, **params) -> tuple[pa.Tab
     stage = LabelNoise(LabelNoise.Params.model_validate(params), StageContext(stage_index=0, cache_dir=CACHE))
     t0 = time.perf_counter()
     cols = ["id", *stage.input_columns()]
+    for name, typ in (("image", pa.binary()), ("text", pa.string())):  # record columns a dataset may leave empty
+        if name in cols and name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, typ))
     maps = [stage.map(table.slice(i, shard_size).select(cols)) for i in range(0, table.num_rows, shard_size)]
     mapped = pa.concat_tables(maps)
     t1 = time.perf_counter()

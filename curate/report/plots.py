@@ -95,7 +95,7 @@ def columns_chart(rows: Sequence[dict], *, x: str, y: str, title: str, x_title: 
     """Vertical bars over an ordinal x (e.g. the cluster-size distribution)."""
     alt = _alt()
     chart = alt.Chart(_df(rows)).mark_bar(color="#5c7cfa").encode(
-        x=alt.X(f"{x}:O", title=x_title or x, sort=None),
+        x=alt.X(f"{x}:O", title=x_title or x, sort=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(type="symlog") if log_y else alt.Undefined),
         tooltip=[f"{x}:O", alt.Tooltip(f"{y}:Q", format=",")],
     ).properties(width=WIDTH, height=180, title=title)

@@ -78,8 +78,8 @@ def score_by_group(stage: StageData, groups: list, labels: list, max_groups: int
     """For a stage with one scored column: its mean per source group and per label, where there are 2 to
     ``max_groups`` of them (e.g. CLIP score by the shard or folder items came from)."""
     columns = list(dict.fromkeys(s.column for s in stage.outputs.scores if s.column in stage.table.column_names))
-    if len(columns) != 1:
-        return []
+    if len(columns) != 1 or stage.outputs.column_with_role("duplicate_group"):
+        return []  # (a duplicate stage's score is a distance to the group's representative: not per group)
     column = columns[0]
     values = stage.numbers(column)
     out = []

@@ -535,3 +535,12 @@ def test_lock_without_flock_falls_back_to_pid_liveness(tmp_path, monkeypatch, ca
     (run_dir / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "another-host", "command": "curate run"}))
     with pytest.raises(RunLocked, match="another-host"):  # another host: cannot tell, refuse
         RunLock(run_dir, "test").acquire()
+
+
+def test_a_named_pipe_in_the_folder_does_not_hang_the_ingest(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "ok.jpg").write_bytes(image_bytes(seed=1))
+    os.mkfifo(root / "pipe.jpg")
+    recs, q = read_all({"format": "imagefolder", "path": str(root)})
+    assert recs.column("source").to_pylist() == ["ok.jpg"] and reasons(q) == {"pipe.jpg": "unreadable_file"}

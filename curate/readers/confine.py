@@ -102,11 +102,15 @@ def read_inside(root: Path, name: str, *, max_bytes: int) -> bytes:
     """
     path = _real_path(root, _check_name(name), name)
     try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
+        # O_NONBLOCK: a named pipe in the folder must not hang the ingest (regular files ignore the flag)
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise BadImage("unreadable_file", f"{name} is not a regular file (a pipe, socket or device)")
+            size = st.st_size
             if size > max_bytes:
                 raise TooLarge(f"{name}: {size:,} bytes is over the limit of {max_bytes:,} (input.max_file_bytes)")
-            data = f.read((max_bytes if size == 0 else size) + 1)  # size 0: empty, or a pipe or /proc-like file
+            data = f.read((max_bytes if size == 0 else size) + 1)  # size 0: empty, or a /proc-like file
             if len(data) > size:  # it grew while we read: read on, up to the limit
                 data += f.read(max_bytes + 1 - len(data)) or b""
     except FileNotFoundError:

@@ -185,9 +185,9 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
             size = {"width": 1280, "height": 800}
 
             def wait(page, text: str, images: bool = False) -> None:
-                # polls on every animation frame; done when the text is there, no script run is in progress
+                # polls on every animation frame; done when the text (a regex) is there, no script run is in progress
                 # and (images) every card thumbnail is decoded
-                js = ("([t, img]) => document.body.innerText.includes(t) && "
+                js = ("([t, img]) => new RegExp(t).test(document.body.innerText) && "
                       "!document.querySelector('[data-testid=stStatusWidget]') && "
                       "(!img || (document.querySelectorAll('img.cr-thumb').length > 0 && "
                       "[...document.querySelectorAll('img.cr-thumb')].every(i => i.complete && i.naturalWidth > 0)))")
@@ -220,7 +220,7 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
             hp.wait_for_timeout(1500)  # let the frontends register their shortcuts (not timed)
             for k in range(reps):  # reruns on a key, interleaved
                 out["hello_rerun"].append(timed(hp, lambda: hp.keyboard.press("n"), f"clicks {k + 1}"))
-                out["page_turn"].append(timed(ap, lambda: ap.keyboard.press("n"), f"page {k + 2} of", images=True))
+                out["page_turn"].append(timed(ap, lambda: ap.keyboard.press("n"), f"page {k + 2:,} of", images=True))
                 ap.wait_for_timeout(300)
             for k in range(reps):  # A accepts the current item and moves to the next one
                 out["decision"].append(timed(ap, lambda: ap.keyboard.press("a"), f"current: {k + 2} of 24"))
@@ -228,7 +228,7 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
             side = ap.locator("[data-testid=stSidebar]")
             for k in range(reps):
                 out["cluster_view"].append(timed(ap, lambda: side.get_by_text("Duplicate groups", exact=True).click(),
-                                                 "Keep #2 instead"))
+                                                 r"of [\d,]+ · [\d,]+ groups"))  # the group view's own page line
                 out["thresholds_view"].append(timed(ap, lambda: side.get_by_text("Thresholds", exact=True).click(),
                                                     "Evidence and suggestion written"))
                 side.get_by_text("Review queue", exact=True).click()

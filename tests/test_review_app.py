@@ -409,3 +409,22 @@ def test_review_command_checks_the_run_and_binds_localhost(run, tmp_path):
     assert res.exit_code == 1 and "did not finish" in res.output
     res = CliRunner().invoke(main, ["review", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "not a run directory" in res.output
+
+
+def test_an_older_review_db_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "review.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL,
+        decision TEXT NOT NULL, reviewer TEXT, at TEXT NOT NULL, note TEXT, caption TEXT, undoes INTEGER);
+        INSERT INTO decisions (item_id, decision, reviewer, at) VALUES ('a', 'rejected', 'ana', '2026-01-01');""")
+    conn.commit()
+    conn.close()
+    store = DecisionStore(path)
+    assert store.latest()["a"].decision == "rejected" and store.latest()["a"].kind is None
+    store.decide(["b"], "accepted", kind="keeper", stage="01-near_dup", group="c0")
+    d = store.latest()["b"]
+    assert (d.kind, d.stage, d.grp) == ("keeper", "01-near_dup", "c0")
+    with pytest.raises(Exception, match="needs the stage and the duplicate group"):
+        store.decide(["c"], "accepted", kind="not_duplicate")

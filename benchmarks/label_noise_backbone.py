@@ -9,6 +9,10 @@ CPU) and writes pooled 1280-d features (float16) to ``benchmarks/.cache/cifar10_
 in the order of ``train_index.csv``. Input: the 32x32 JPEG resized (bilinear) to ``size`` square,
 TF-style ``(x - 127) / 128``. ``--flip`` extracts the horizontally mirrored images (test-time augmentation).
 Resumable: finished chunks are kept in ``benchmarks/.cache/<name>.parts/``.
+
+``--check-embed N`` runs curate's own ``embed`` stage (``backend: timm``, ``tf_efficientnet_lite0``,
+``pretrained: packaged``) through ``curate run`` on the first N training images and reports the cosine
+similarity of its embeddings to the cached features (same model, different resize/crop pipeline).
 """
 
 from __future__ import annotations
@@ -67,6 +71,40 @@ def preprocess(data: bytes, size: int, flip: bool) -> np.ndarray:
     return ((x - 127.0) / 128.0).transpose(2, 0, 1)
 
 
+def check_embed(rows: list[dict], archive, cached, model: str, size: int) -> None:
+    """Cosine similarity of curate's embed-stage embeddings to the cached features, per image."""
+    import tempfile
+    from pathlib import Path
+
+    from curate.config import parse_pipeline
+    from curate.runner import Runner
+    from curate.shards import read_records, read_stage
+
+    ref = np.load(cached).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(archive) as z:
+        for r in rows:
+            path = Path(tmp, "images", r["path"].split("/", 1)[1])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(z.read(r["path"]))
+        cfg = parse_pipeline({"name": "check", "input": {"format": "imagefolder", "path": f"{tmp}/images"},
+                              "output": f"{tmp}/run", "stages": [{"embed": {
+                                  "backend": "timm", "model": f"tf_efficientnet_{model}", "pretrained": "packaged",
+                                  "image_size": size, "num_workers": 0}}]})
+        t0 = time.perf_counter()
+        runner = Runner(cfg, quiet=True, workers=1)
+        manifest = runner.execute()
+        secs = time.perf_counter() - t0
+        entry = manifest.stages[0]
+        emb = read_stage(runner.run, entry.dir, ["image_embedding"]).column("image_embedding").to_pylist()
+        sources = read_records(runner.run, ["source"]).column("source").to_pylist()
+    index = {r["path"].split("/", 1)[1]: int(r["index"]) for r in rows}
+    a = np.array(emb, dtype=np.float32)
+    b = ref[[index[s] for s in sources]]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    print(f"curate embed on {len(rows)} images in {secs:.0f}s: cosine to the cached {cached.name} "
+          f"mean {cos.mean():.4f}, min {cos.min():.4f}, 5th percentile {np.percentile(cos, 5):.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", choices=sorted(PACKAGES), default="lite0")
@@ -76,12 +114,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--chunk", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--check-embed", type=int, default=0, metavar="N")
     args = ap.parse_args()
     print(f"machine: {machine()}", flush=True)
     data = shared_data() / "cifar10-jpg"
     rows = list(csv.DictReader(open(data / f"{args.split}_index.csv")))
     name = f"cifar10_{args.split}_{args.model}_{args.size}{'_flip' if args.flip else ''}"
     out = cache_dir() / f"{name}.npy"
+    if args.check_embed:
+        check_embed(rows[:args.check_embed], data / f"{args.split}.zip", out, args.model, args.size)
+        return
     if out.exists():
         print(f"{out} exists")
         return

@@ -270,7 +270,7 @@ def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
     s = stage_rows(run, manifest)[0].summary
     # two classes: cleanlab removes nearly every disagreement, so the kept accuracy looks fine (0.99);
     # the two models' chance-corrected agreement and the estimated noise rate give it away
-    assert s["abstained"] and s["member_agreement_kappa"] < 0.5 and s["cleanlab_issues"] > 0
+    assert s["abstained"] and s["member_agreement_kappa"] < 0.6 and s["cleanlab_issues"] > 0
     assert any("kappa" in r for r in s["abstain_reasons"]) and any("labels wrong" in r for r in s["abstain_reasons"])
     assert s["warning"].startswith("abstained") and "add a text `embed` stage" not in s["warning"]
     assert "use a stronger embedding model" in s["warning"]
@@ -472,7 +472,7 @@ def test_guard_keeps_clean_data_and_abstains_on_weak_features(tmp_path, make_pip
     cleanlab = np.array([r["cleanlab_issue"] for r in sorted(ann, key=lambda r: int(r["text"][1:]))])
     assert (cleanlab & ~wrong).sum() >= 0.2 * (~wrong).sum()
     assert s["abstained"] and s["label_issues"] == 0 and entry.stats.flagged == 0
-    assert "kappa" in s["warning"] and "To fix:" in s["warning"]
+    assert s["abstain_reasons"] and "To fix: use a stronger embedding model" in s["warning"]
     assert all(r["label_quality"] is not None for r in ann)  # still scored, for sorting by hand
 
 

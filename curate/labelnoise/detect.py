@@ -191,7 +191,7 @@ MAX_NOISE_RATE = 0.5
 
 
 def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.0, max_class_fraction: float = 0.5,
-          min_kept_accuracy: float = 0.7, agreement: float | None = None, min_agreement: float = 0.5,
+          min_kept_accuracy: float = 0.7, agreement: float | None = None, min_agreement: float = 0.6,
           min_quality: float | None = None, flag_top_fraction: float | None = None) -> GuardResult:
     """Keep only the cleanlab flags a user can trust.
 

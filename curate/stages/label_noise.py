@@ -78,7 +78,7 @@ class LabelNoiseParams(StageParams):
         description="abstain (flag nothing, warn) when the held-out accuracy on the labels cleanlab keeps is below this: "
                     "the classifier is then too weak to tell a wrong label from a hard example")
     min_agreement: float = Field(
-        0.5, ge=-1.0, le=1.0,
+        0.6, ge=-1.0, le=1.0,
         description="logistic+knn: abstain when the two models' predicted classes agree less than this (Cohen's kappa)")
     min_quality: Optional[float] = Field(None, ge=0.0, le=1.0, description="flag only rows with label quality below this")
     flag_top_fraction: Optional[float] = Field(

@@ -10,7 +10,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TOPICS = [("ingest", "Ingest (issue: the spine)"), ("dedup", "Duplicates"),
           ("embeddings", "Embeddings, CLIP score, semantic dedup, outliers"), ("label_noise", "Label noise"),
-          ("caption_repair", "Caption repair"), ("review", "Review app"), ("report", "Report"),
+          ("caption_repair", "Caption repair"), ("review", "Review app"), ("eval", "curate eval: does curation pay?"), ("report", "Report"),
           ("ray", "Scale-out: Ray executor, distributed dedup, object storage")]
 HEADER = """# Benchmarks
 

@@ -69,19 +69,13 @@ def _reset_page(st) -> None:
 
 def _share(st, queue):
     """The reviewer's share of the items (a mask), when the queue is split and they asked for it."""
-    from curate.review.reviewers import assignment, load_roster
+    from curate.review.reviewers import load_roster
 
     ss = st.session_state
     if not ss.mine_only:
         return None
     roster = load_roster(queue.run)
-    if ss.reviewer not in roster["reviewers"]:
-        return None
-    key = (tuple(roster["reviewers"]), roster["overlap"])
-    cache = queue.__dict__.setdefault("_shares", {})
-    if key not in cache:
-        cache[key] = assignment(queue.ids, roster["reviewers"], roster["overlap"])
-    return cache[key][ss.reviewer]
+    return queue.share(ss.reviewer, roster["reviewers"], roster["overlap"])
 
 
 def _query(st, queue):

@@ -78,7 +78,7 @@ def sample_queue(queue, stage: str, flag: str, *, size: int = DEFAULT_SAMPLE, se
     """Draw the random-sample queue of a flag (the same draw every time for the same run and ``seed``)."""
     sv, spec = _spec(queue, stage, flag)
     v = queue.index[f"{stage}.{spec.column}"].to_numpy(np.float64)
-    flags = queue._flag_cols[stage]
+    flags = queue.flags_of(stage)
     is_flag = flags == flag
     flagged = np.flatnonzero(is_flag)
     thr = sv.threshold(spec)

@@ -177,6 +177,7 @@ class ReviewQueue:
         self._details: OrderedDict[int, dict] = OrderedDict()
         self._groups: dict[str, pd.DataFrame] = {}
         self._columns: dict[str, np.ndarray] | None = None
+        self._shares: dict[tuple, dict[str, np.ndarray]] = {}
         self.action = self.index["action"].to_numpy()
         self._flag_cols = {d: _none_for_nan(self.index[f"{d}:flag"].to_numpy()) for d in self.stage_dirs}
         self.refresh()
@@ -242,6 +243,25 @@ class ReviewQueue:
         if p < 0:
             raise CurateError(f"item {item_id!r} is not in this run")
         return p
+
+    def flags_of(self, stage_dir: str) -> np.ndarray:
+        """The stage's flag per item (None where it flagged nothing)."""
+        return self._flag_cols[stage_dir]
+
+    def share(self, reviewer: str, reviewers: list[str], overlap: float) -> np.ndarray | None:
+        """The items in ``reviewer``'s share of a split queue (see :mod:`curate.review.reviewers`), cached."""
+        from curate.review.reviewers import assignment
+
+        if reviewer not in reviewers:
+            return None
+        key = (tuple(reviewers), float(overlap))
+        with self._cache_lock:
+            got = self._shares.get(key)
+        if got is None:
+            got = assignment(self.ids, list(reviewers), overlap)
+            with self._cache_lock:
+                self._shares[key] = got
+        return got[reviewer]
 
     # -- metadata for the filters ------------------------------------------------------------------
     def score_columns(self) -> list[str]:

@@ -27,7 +27,7 @@ from curate.eval.arms import ARM_KINDS, Arm, build_arms
 from curate.eval.features import Features, embedding_columns, pixel_matrix, resolve_vectors, test_vectors, train_vectors
 from curate.eval.leakage import ImageKeys, LeakageCheck
 from curate.eval.models import MODELS, accuracy, make_model, timed_fit
-from curate.eval.results import FORMAT, add_deltas, arm_result, render
+from curate.eval.results import FORMAT, add_deltas, arm_result
 from curate.eval.testset import TestSet, holdout_test_set, read_test_set, test_input_config
 from curate.rundir import RunDir, write_json
 
@@ -348,7 +348,3 @@ def _train_arm(arm: Arm, model, train_x, train_ok, test_x, test_ok, y_test, give
                 run["accuracy_no_leak"] = None if nl is None else round(nl, 5)
             runs.append(run)
     return arm_result(arm, runs)
-
-
-def format_result(result: dict[str, Any]) -> str:
-    return render(result)

@@ -38,15 +38,6 @@ class Features:
     column: str | None = None         # the stage column, or the meta key
     size: int = 32                    # pixels: side in pixels
 
-    @property
-    def record_columns(self) -> list[str]:
-        """Record columns needed to compute the features of an item."""
-        if self.kind == "pixels":
-            return ["image"]
-        if self.kind == "text":
-            return ["text"]
-        return ["meta"] if self.stage is None else []
-
 
 def embedding_columns(manifest: Manifest) -> list[tuple[StageEntry, str]]:
     """(stage, column) of every finished stage's column with role ``embedding``, latest stage first."""

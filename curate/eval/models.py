@@ -58,12 +58,13 @@ class EvalModel:
 
     name: ClassVar[str]
     features: ClassVar[str]  # "vectors" | "pixels" | "text"
-    #: Progress units per fit (epochs for torch models).
-    def units(self) -> int:
-        return self.config.epochs
 
     def __init__(self, config: ModelConfig):
         self.config = config
+
+    def units(self) -> int:
+        """Progress-bar units per fit (epochs for the torch models)."""
+        return self.config.epochs
 
     def prepare(self, train_x, test_x) -> tuple[Any, Any]:
         """Turn raw features of all training items and the test items into model inputs, once per eval

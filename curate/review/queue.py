@@ -180,6 +180,9 @@ class ReviewQueue:
         self._shares: dict[tuple, dict[str, np.ndarray]] = {}
         self.action = self.index["action"].to_numpy()
         self._flag_cols = {d: _none_for_nan(self.index[f"{d}:flag"].to_numpy()) for d in self.stage_dirs}
+        # masks every rerun needs, computed once (comparing 100k strings each time costs milliseconds)
+        self._has_flag = {d: pd.notna(f) for d, f in self._flag_cols.items()}
+        self._is = {a: self.action == a for a in ("keep", "review", "drop")}
         self.refresh()
 
     # -- status ---------------------------------------------------------------------------------
@@ -287,11 +290,11 @@ class ReviewQueue:
     # -- selection --------------------------------------------------------------------------------
     def view_mask(self, view: str) -> np.ndarray:
         if view == "review":
-            return (self.action == "review") | (self.manual & (self.action != "drop"))
+            return self._is["review"] | (self.manual & ~self._is["drop"])
         if view == "audit":
-            return self.action == "drop"
+            return self._is["drop"].copy()
         if view == "flagged":
-            return (self.action != "keep") | self.manual
+            return ~self._is["keep"] | self.manual
         if view == "all":
             return np.ones(len(self.action), bool)
         raise CurateError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
@@ -328,8 +331,8 @@ class ReviewQueue:
         if q.stages:
             m = np.zeros(len(mask), bool)
             for d in q.stages:
-                if d in self._flag_cols:
-                    m |= pd.notna(self._flag_cols[d])
+                if d in self._has_flag:
+                    m |= self._has_flag[d]
             mask &= m
         if q.reasons:
             m = np.zeros(len(mask), bool)
@@ -371,8 +374,8 @@ class ReviewQueue:
             mask = mask & share
         decided = self.status != 0
         out = {"all": (int((mask & decided).sum()), int(mask.sum()))}
-        for d, flags in self._flag_cols.items():
-            m = mask & pd.notna(flags)
+        for d, has in self._has_flag.items():
+            m = mask & has
             if m.any():
                 out[d] = (int((m & decided).sum()), int(m.sum()))
         return out

@@ -273,7 +273,7 @@ def _run_code(p: Path, out: Path) -> str:
 @pytest.mark.slow
 def test_second_run_on_the_same_directory_is_refused(make_pipeline, tmp_path):
     p = make_pipeline({"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 4},
-                      [{"slow_copy": {"seconds": 0.4}}], workers=1)
+                      [{"slow_copy": {"seconds": 1.0}}], workers=1)  # ~15 s: room for a slow second start
     out = tmp_path / "shared"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen([sys.executable, "-c", _run_code(p, out)], env=env, stdout=subprocess.PIPE,

@@ -252,3 +252,54 @@ def test_unfinished_run_is_refused(tmp_path):
     (run / "manifest.json").write_text(json.dumps({"name": "x", "stages": []}))
     with pytest.raises(CurateError, match="did not finish"):
         evaluate(run, EvalOptions(test_split=0.2, quiet=True))
+
+
+from tests.embedding_fixtures import tiny_clip_dir  # noqa: E402,F401  (fixture)
+
+
+@pytest.mark.slow
+def test_test_features_come_from_the_runs_embed_stage_and_its_cache(tmp_path, tiny_clip_dir):  # noqa: F811
+    """--test with an embed stage: the stage runs over the test items with the run's params; a second eval
+    finds their embeddings in the run's cache, and they equal the stage's own output for the same images."""
+    from curate.embeddings.cache import to_matrix
+    from curate.eval.features import resolve_vectors, test_vectors
+    from curate.eval.testset import read_test_set, test_input_config
+    from curate.shards import read_stage
+
+    def cached_ids():
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in (tmp_path / "run" / "cache").rglob("part-*.parquet"))
+
+    rng = np.random.default_rng(0)
+    train, test = tmp_path / "train", tmp_path / "test"
+    for c, name in enumerate(["red", "green", "blue"]):
+        (train / name).mkdir(parents=True)
+        (test / name).mkdir(parents=True)
+        for i in range(12):
+            (train / name / f"{i}.png").write_bytes(_png(_pattern(c, rng)))
+        for i in range(4):
+            (test / name / f"t{i}.png").write_bytes(_png(_pattern(c, rng)))
+    (test / "red" / "same.png").write_bytes((train / "red" / "0.png").read_bytes())  # also in training
+    _run(write_pipeline(tmp_path, {"format": "imagefolder", "path": str(train)},
+                        [{"embed": {"model": f"local-dir:{tiny_clip_dir}", "text": False, "num_workers": 0}}]))
+    run_dir = tmp_path / "run"
+    assert cached_ids() == 36
+    opts = EvalOptions(test=str(test), seeds=1, epochs=2, quiet=True, arms=("raw", "curated"))
+    first = evaluate(run_dir, opts)
+    assert cached_ids() == 36 + 13  # the test items' embeddings went into the run's cache
+    assert first["model"]["name"] == "linear" and first["features"] == "embed.image_embedding"
+    assert first["test"]["items"] == 13
+    assert first["leakage"]["by_method"]["exact"] == 1
+    run = RunDir(run_dir)
+    manifest = run.require()
+    feats = resolve_vectors(manifest, None)
+    records = read_test_set(test_input_config(str(test)), quiet=True).records
+    x, ok = test_vectors(run, feats, records, manifest, quiet=True)
+    assert ok.all() and x.shape == (13, x.shape[1]) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
+    # the copy of a training image gets exactly the training image's embedding
+    train_x, _ = to_matrix(read_stage(run, "00-embed", ["id", "image_embedding"]).column("image_embedding"))
+    sources = [s for p in run.data_shards() for s in pq.read_table(p, columns=["source"]).column("source").to_pylist()]
+    j = records.column("source").to_pylist().index("red/same.png")
+    assert np.allclose(x[j], train_x[sources.index("red/0.png")], atol=1e-5)
+    second = evaluate(run_dir, opts)
+    assert cached_ids() == 36 + 13  # nothing computed again
+    assert second["arms"][0]["accuracy"] == first["arms"][0]["accuracy"]

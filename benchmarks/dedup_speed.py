@@ -248,16 +248,19 @@ def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
     pipeline = workdir / f"pipeline-{executor}.yaml"
     pipeline.write_text(
         f"name: dedup-bench\ninput: {{format: parquet, path: {data}, shard_size: 20000}}\noutput: {run_dir}\n"
-        f"workers: 2\nexecutor: {executor}\nstages:\n  - minhash_dedup: {field: text, threshold: 0.8, num_perm: 128, ngram: 5, "
+        f"workers: 2\nexecutor: {executor}\nstages:\n"
+        "  - minhash_dedup: {field: text, threshold: 0.8, num_perm: 128, ngram: 5, "
         "tokens: word, verify: true, keep: first, action: review}\n")
     cmd = [str(Path(sys.executable).parent / "curate"), "run", str(pipeline), "--force"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    err_log = workdir / f"curate-run-{executor}.stderr"
+    with open(err_log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
     main_peak, child_peak, peak = tree_peak_rss(proc)
     out_text = proc.stdout.read()
     wall = time.perf_counter() - t0
     if proc.wait():
-        sys.exit(f"curate run failed:\n{out_text}")
+        sys.exit(f"curate run failed:\n{out_text}\n{err_log.read_text()[-3000:]}")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     stage = manifest["stages"][0]
     from curate.rundir import RunDir

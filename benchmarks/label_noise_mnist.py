@@ -104,7 +104,7 @@ def main() -> None:
     print(f"    flagged flips whose suggestion is the true digit: {int((flagged & truth & (suggested == labels)).sum())}"
           f"/{int((flagged & truth).sum())}")
     if args.svm:
-        from curate.labelnoise import find_issues
+        from curate.label_noise import find_issues
 
         t0 = time.perf_counter()
         pp = svm_pred_probs(images, noisy)

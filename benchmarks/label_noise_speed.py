@@ -78,7 +78,7 @@ def child(mode: str, rows: int, classes: int, classifier: str = "logistic", dim:
                 "peak_rss_mb": round(peak_rss_mb()), "rss_before_mb": round(base_rss), "flagged": int(flagged.sum()),
                 "precision": round(tp / max(1, flagged.sum()), 4), "recall": round(tp / flip.sum(), 4)}
     # cv
-    from curate.labelnoise import cross_val_pred_probs
+    from curate.label_noise import cross_val_pred_probs
 
     rng = np.random.default_rng(0)
     k = 10

@@ -1,4 +1,4 @@
-"""label_noise: the stage from YAML (pixels, tfidf, list columns, pred_probs) and the core in curate.labelnoise."""
+"""label_noise: the stage from YAML (pixels, tfidf, list columns, pred_probs) and the core in curate.label_noise."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import yaml
 
 from curate.config import load_pipeline, parse_pipeline
 from curate.errors import ConfigError, CurateError
-from curate.labelnoise import encode_labels, find_issues, list_column_to_matrix
-from curate.labelnoise.detect import check_pred_probs
+from curate.label_noise import encode_labels, find_issues, list_column_to_matrix
+from curate.label_noise.detect import check_pred_probs
 from curate.rundir import RunDir
 from curate.runner import Runner
 from curate.shards import read_records, read_stage
@@ -33,7 +33,7 @@ class MetaVector(MapStage):
         return ["meta"]
 
     def process(self, batch):
-        from curate.labelnoise.features import meta_lists
+        from curate.label_noise.features import meta_lists
 
         n = batch.num_rows
         return flag_table({"vec": meta_lists(batch.column("meta").to_pylist(), "emb")}, [None] * n, [None] * n)
@@ -450,8 +450,8 @@ def planted(n_per_class: int, spread: float, seed: int, flip_rate: float = 0.1, 
 
 
 def test_guard_keeps_clean_data_and_abstains_on_weak_features(tmp_path, make_pipeline):
-    from curate.labelnoise import cross_val_pred_probs
-    from curate.labelnoise.detect import guard
+    from curate.label_noise import cross_val_pred_probs
+    from curate.label_noise.detect import guard
 
     # separable features: the flags are the planted errors, almost no clean item is flagged
     x, y, given = planted(100, 1.0, seed=1)
@@ -477,7 +477,7 @@ def test_guard_keeps_clean_data_and_abstains_on_weak_features(tmp_path, make_pip
 
 
 def test_guard_caps_classes_and_honours_top_fraction_and_min_quality():
-    from curate.labelnoise.detect import IssueResult, guard
+    from curate.label_noise.detect import IssueResult, guard
 
     n = 100
     labels = np.repeat([0, 1], 50)

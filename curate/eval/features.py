@@ -76,7 +76,7 @@ def resolve_vectors(manifest: Manifest, ref: str | None, *, prefer: str = "image
 
 
 def _list_matrix(column) -> tuple[np.ndarray, np.ndarray]:
-    from curate.labelnoise.features import list_column_to_matrix
+    from curate.label_noise.features import list_column_to_matrix
 
     return list_column_to_matrix(column, what="features")
 
@@ -84,7 +84,7 @@ def _list_matrix(column) -> tuple[np.ndarray, np.ndarray]:
 def train_vectors(run, feats: Features, records: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """``(N, D)`` vectors of the run's records (row order of ``read_records``) and the mask of rows that have one."""
     if feats.stage is None:
-        from curate.labelnoise.features import meta_lists
+        from curate.label_noise.features import meta_lists
 
         return _list_matrix(meta_lists(records.column("meta").to_pylist(), feats.column))
     from curate.shards import read_stage
@@ -142,7 +142,7 @@ def pixel_matrix(images: list[bytes | None], size: int, *, quiet: bool = False, 
     """``(N, size, size, 3)`` uint8 pixels (zeros where an image is missing or undecodable) and the ok mask."""
     from tqdm.auto import tqdm
 
-    from curate.labelnoise.features import list_column_to_matrix, pixel_vectors
+    from curate.label_noise.features import list_column_to_matrix, pixel_vectors
 
     n = len(images)
     out = np.zeros((n, size, size, 3), dtype=np.uint8)

@@ -11,9 +11,9 @@
 Map: per shard, the given label plus the features (decoded, downsampled pixels; an earlier stage's
 embedding; user probabilities). Reduce: all rows at once: out-of-sample probabilities by stratified
 K-fold cross-validation (unless ``pred_probs`` are given), then ``cleanlab.filter.find_label_issues``
-and ``cleanlab.rank.get_label_quality_scores``, then the trust guard (:func:`curate.labelnoise.detect.guard`):
+and ``cleanlab.rank.get_label_quality_scores``, then the trust guard (:func:`curate.label_noise.detect.guard`):
 only confident suggestions of another class, at most a fraction of each class, and no flags at all when
-the classifier is too weak. The algorithmic core is :mod:`curate.labelnoise`.
+the classifier is too weak. The algorithmic core is :mod:`curate.label_noise`.
 
 Scaling: the reduce holds the feature matrix (N x D float32: 2 GiB per million rows at D=512; pixels
 and tfidf are reduced to ``pca_components`` first) and the probabilities (N x K float32: 400 MB per
@@ -32,11 +32,11 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from curate.errors import CurateError
-from curate.labelnoise.classes import encode_label_column
-from curate.labelnoise.crossval import Classifier
-from curate.labelnoise.features import FEATURE_HELP
-from curate.labelnoise.detect import FilterMethod, RankMethod
-from curate.labelnoise.features import FeatureSpec
+from curate.label_noise.classes import encode_label_column
+from curate.label_noise.crossval import Classifier
+from curate.label_noise.features import FEATURE_HELP
+from curate.label_noise.detect import FilterMethod, RankMethod
+from curate.label_noise.features import FeatureSpec
 from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, flag_table, register_stage
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class LabelNoise(GlobalStage):
     def map(self, batch: pa.Table) -> pa.Table:
         """The label and one feature column per candidate (``f0``, ``f1``...): pixels decoded from
         ``image``, ``text`` as is, lists from ``meta``, or the earlier stage's column."""
-        from curate.labelnoise.features import meta_lists, pixel_vectors
+        from curate.label_noise.features import meta_lists, pixel_vectors
 
         p, spec = self.params, self.params.spec
         labels = batch.column(p.label)
@@ -186,7 +186,7 @@ class LabelNoise(GlobalStage):
         label_col = mapped.column("label")
 
         if spec.kind == "pred_probs":
-            from curate.labelnoise.features import list_column_to_matrix
+            from curate.label_noise.features import list_column_to_matrix
 
             probs, present = list_column_to_matrix(feats, what=f"pred_probs:{spec.column}")
             if not present.any():
@@ -225,7 +225,7 @@ class LabelNoise(GlobalStage):
 
         idx = np.flatnonzero(usable)
         if probs is None:
-            from curate.labelnoise.crossval import cross_val_pred_probs
+            from curate.label_noise.crossval import cross_val_pred_probs
 
             # compact class indices 0..len(kept)-1 for the classifier and cleanlab
             to_compact = np.full(len(cmap), -1, dtype=np.int64)
@@ -252,7 +252,7 @@ class LabelNoise(GlobalStage):
             agreement = None
             back = np.arange(len(cmap))
 
-        from curate.labelnoise.detect import find_issues, guard, summarize, trust
+        from curate.label_noise.detect import find_issues, guard, summarize, trust
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*too few examples.*")
@@ -296,8 +296,8 @@ class LabelNoise(GlobalStage):
 
     def _features(self, spec: FeatureSpec, feats: pa.ChunkedArray, labelled: np.ndarray):
         """The feature matrix (rows aligned with the dataset, or with the labelled rows for tfidf)."""
-        from curate.labelnoise.crossval import resolve_classifier
-        from curate.labelnoise.features import list_column_to_matrix, reduce_dims, tfidf_matrix
+        from curate.label_noise.crossval import resolve_classifier
+        from curate.label_noise.features import list_column_to_matrix, reduce_dims, tfidf_matrix
 
         p = self.params
         if spec.kind == "tfidf":

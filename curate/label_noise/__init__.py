@@ -3,7 +3,7 @@
 The algorithmic core behind the ``label_noise`` stage (``curate/stages/label_noise.py``), usable on
 plain arrays too::
 
-    from curate.labelnoise import cross_val_pred_probs, find_issues, summarize
+    from curate.label_noise import cross_val_pred_probs, find_issues, summarize
     cv = cross_val_pred_probs(X, labels, n_classes=10, classifier="logistic", folds=5)
     issues = find_issues(labels, cv.pred_probs, method="prune_by_noise_rate")
 
@@ -12,10 +12,10 @@ Heavy dependencies (scikit-learn, cleanlab) are imported inside the functions.
 
 from __future__ import annotations
 
-from curate.labelnoise.classes import ClassMap, encode_label_column, encode_labels
-from curate.labelnoise.crossval import CLASSIFIERS, CVResult, cross_val_pred_probs, small_classes
-from curate.labelnoise.detect import FILTER_METHODS, RANK_METHODS, IssueResult, find_issues, summarize
-from curate.labelnoise.features import FeatureSpec, list_column_to_matrix, pixel_vectors, reduce_dims, tfidf_matrix
+from curate.label_noise.classes import ClassMap, encode_label_column, encode_labels
+from curate.label_noise.crossval import CLASSIFIERS, CVResult, cross_val_pred_probs, small_classes
+from curate.label_noise.detect import FILTER_METHODS, RANK_METHODS, IssueResult, find_issues, summarize
+from curate.label_noise.features import FeatureSpec, list_column_to_matrix, pixel_vectors, reduce_dims, tfidf_matrix
 
 __all__ = [
     "CLASSIFIERS", "CVResult", "ClassMap", "FILTER_METHODS", "FeatureSpec", "IssueResult", "RANK_METHODS",

@@ -157,20 +157,19 @@ def _view(page, label: str) -> None:
 
 
 def _select(page, label: str, option: str) -> None:
-    """Choose ``option`` in the selectbox labelled ``label`` (type to filter, Enter to pick)."""
+    """Choose ``option`` in the selectbox labelled ``label`` (type to filter, click the option)."""
     box = page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text(label, exact=True)).first
-    for attempt in range(4):  # a rerun that lands while the list opens closes it again: retry
+    for attempt in range(5):  # a rerun that lands while the list is open can close it or undo the pick: retry
         box.locator("input").click()
         page.keyboard.press("ControlOrMeta+a")
         page.keyboard.type(option)
         try:
-            expect(page.get_by_role("option", name=option)).to_be_visible(timeout=3_000)
-            break
-        except AssertionError:
+            page.get_by_role("option", name=option).click(timeout=3_000)
+        except Exception:  # noqa: BLE001 - the list closed under us; try again
             page.keyboard.press("Escape")
-            _settled(page)
-    page.keyboard.press("Enter")
-    _settled(page)
+        _settled(page)
+        if box.locator("input").input_value() == option:
+            break
     page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the shortcuts again
     expect(box.locator("input")).to_have_value(option, timeout=10_000)
 

@@ -39,7 +39,7 @@ from tests.review_fixture import make_review_run  # noqa: E402
 
 
 def _app(run_dir: str) -> None:
-    from curate.app.review import render
+    from curate.review.app import render
 
     render(run_dir, "bench")
 
@@ -86,7 +86,7 @@ def apptest_figures(run_root: Path, reps: int) -> dict:
         fn()
         return time.perf_counter() - t
 
-    import curate.app.review as app
+    import curate.review.app as app
 
     script: list[float] = []  # the app's own script time per full run (AppTest adds ~1-2 s per new instance)
     render = app.render

@@ -29,7 +29,7 @@ N = 120
 
 
 def _app(run_dir: str) -> None:
-    from curate.app.review import render
+    from curate.review.app import render
 
     render(run_dir, "tester")
 
@@ -401,7 +401,7 @@ def test_review_command_checks_the_run_and_binds_localhost(run, tmp_path):
 
     cmd = streamlit_command(str(run.root), host="127.0.0.1", port=8600)
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[cmd.index("--server.port") + 1] == "8600"
-    assert cmd[-1] == str(run.root) and any(Path(c).name == "review.py" and Path(c).is_file() for c in cmd)
+    assert cmd[-1] == str(run.root) and any(Path(c).name == "app.py" and Path(c).parent.name == "review" and Path(c).is_file() for c in cmd)
     m = run.manifest()
     m.status = None
     run.save_manifest(m)

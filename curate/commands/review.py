@@ -22,7 +22,7 @@ def _finished_run(run_dir: str, action: str = "review it"):
 
 def streamlit_command(run_dir: str, *, host: str, port: int) -> list[str]:
     """The command line that serves the review app for ``run_dir`` (a child that dies with this process)."""
-    import curate.app.review as app
+    import curate.review.app as app
 
     return [sys.executable, "-m", "curate.commands.review_server", str(os.getpid()), "run", str(Path(app.__file__).resolve()),
             "--server.headless", "true", "--server.address", host, "--server.port", str(port),

@@ -1,6 +1,6 @@
 """The review queue behind ``curate review``: which items need a person, their flags, scores and status.
 
-Kept apart from the Streamlit code (``curate/app/review.py``) so that the queue logic is plain Python,
+Kept apart from the Streamlit code (``curate/review/app.py``) so that the queue logic is plain Python,
 testable without a browser, and reusable (e.g. by ``curate decisions``).
 """
 

@@ -1,1 +1,0 @@
-"""Streamlit apps shipped inside the package (so ``curate review`` finds them in any install)."""

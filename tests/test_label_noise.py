@@ -495,6 +495,8 @@ def test_guard_caps_classes_and_honours_top_fraction_and_min_quality():
     g = guard(labels, res, min_quality=0.07, min_kept_accuracy=0.0)  # below the class cap of 25
     assert g.flags.sum() == int((quality[:40] < 0.07).sum()) > 0
     assert guard(labels, res).abstained is False  # 40% estimated noise is below MAX_NOISE_RATE
+    strict = guard(labels, res, max_noise_rate=0.3)  # the cutoff is a parameter: 40% is too much at 0.3
+    assert strict.abstained and strict.flags.sum() == 0 and "max_noise_rate 0.3" in strict.reasons[-1]
 
 
 @pytest.mark.slow

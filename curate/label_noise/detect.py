@@ -185,14 +185,15 @@ class GuardResult:
     estimated_noise_rate: float
 
 
-#: cleanlab estimating at least this share of wrong labels means the classifier, not the labels, is the
-#: problem: a dataset with most labels wrong has no usable labels to correct
+#: Default of ``max_noise_rate``: cleanlab estimating at least this share of wrong labels usually means the
+#: classifier, not the labels, is the problem (a dataset with most labels wrong has no usable labels to correct)
 MAX_NOISE_RATE = 0.5
 
 
 def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.0, max_class_fraction: float = 0.5,
           min_kept_accuracy: float = 0.7, agreement: float | None = None, min_agreement: float = 0.6,
-          min_quality: float | None = None, flag_top_fraction: float | None = None) -> GuardResult:
+          min_quality: float | None = None, flag_top_fraction: float | None = None,
+          max_noise_rate: float = MAX_NOISE_RATE) -> GuardResult:
     """Keep only the cleanlab flags a user can trust.
 
     The guard abstains (flags nothing) when the classifier is too weak to tell a wrong label from a hard
@@ -203,7 +204,7 @@ def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.
       models trained on the same noisy labels still agree on the true class where the features carry it;
       on weak features they disagree.
     * the held-out accuracy on the rows cleanlab keeps (the wrongly labelled rows are the ones removed),
-    * cleanlab's estimated noise rate: at ``MAX_NOISE_RATE`` or more it is the classifier that is wrong.
+    * cleanlab's estimated noise rate: at ``max_noise_rate`` or more it is the classifier that is wrong.
 
     Otherwise it keeps the flags whose suggested class differs from the given one with probability at
     least ``min_confidence``, at most ``max_class_fraction`` of each given class, then applies
@@ -235,8 +236,8 @@ def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.
     if kept_accuracy < min_kept_accuracy:
         reasons.append(f"it agrees with only {kept_accuracy:.1%} of the labels cleanlab would keep "
                        f"(min_kept_accuracy {min_kept_accuracy})")
-    if noise >= MAX_NOISE_RATE:
-        reasons.append(f"cleanlab would call {noise:.0%} of the labels wrong")
+    if noise >= max_noise_rate:
+        reasons.append(f"cleanlab would call {noise:.0%} of the labels wrong (max_noise_rate {max_noise_rate})")
     if reasons:
         step("abstained", np.zeros(n, dtype=bool))
         return GuardResult(flags, True, reasons, removed, int(result.is_issue.sum()), kept_accuracy, noise)

@@ -80,6 +80,10 @@ class LabelNoiseParams(StageParams):
     min_agreement: float = Field(
         0.6, ge=-1.0, le=1.0,
         description="logistic+knn: abstain when the two models' predicted classes agree less than this (Cohen's kappa)")
+    max_noise_rate: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="abstain when cleanlab estimates at least this share of the labels wrong (raise it only for data "
+                    "known to be that noisy, e.g. CIFAR-10N 'worse' at about 40%, where weak features push the estimate over 0.5)")
     min_quality: Optional[float] = Field(None, ge=0.0, le=1.0, description="flag only rows with label quality below this")
     flag_top_fraction: Optional[float] = Field(
         None, gt=0.0, le=1.0, description="flag at most this fraction of the scored rows (lowest label quality first)")
@@ -260,7 +264,7 @@ class LabelNoise(GlobalStage):
                               min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
         g = guard(y, res, min_confidence=p.min_confidence, max_class_fraction=p.max_class_fraction,
                   min_kept_accuracy=p.min_kept_accuracy, agreement=agreement, min_agreement=p.min_agreement,
-                  min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction)
+                  min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction, max_noise_rate=p.max_noise_rate)
         summary.update(trust(accuracy, y))
         summary.update(summarize(y, res, names, flags=g.flags))
         summary.update({"kept_accuracy": round(g.kept_accuracy, 4), "cleanlab_issues": g.cleanlab_flags,

@@ -24,7 +24,7 @@ from curate.report import build_report  # noqa: E402
 from curate.report.galleries import Selection  # noqa: E402
 from curate.report.plots import histogram_bins  # noqa: E402
 from curate.report.safety import script_json  # noqa: E402
-from curate.report.worddiff import word_diff  # noqa: E402
+from curate.captions.worddiff import word_diff  # noqa: E402
 from curate.rundir import RunDir  # noqa: E402
 from tests.embedding_fixtures import tiny_clip_dir  # noqa: E402,F401
 from tests.report_runs import PAYLOAD, demo_run, full_run  # noqa: E402

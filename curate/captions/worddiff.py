@@ -1,4 +1,5 @@
-"""A word-level diff of two captions, as segments the template highlights (never HTML strings)."""
+"""A word-level diff of two captions, as segments (never HTML strings): the report and the review app
+highlight caption repairs with it."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ network request (a Content-Security-Policy forbids it) and escapes every value f
 Modules: :mod:`~curate.report.gather` (reading the run), :mod:`~curate.report.outcome` (fates),
 :mod:`~curate.report.stagesection`, :mod:`~curate.report.galleries`, :mod:`~curate.report.review`,
 :mod:`~curate.report.evaluation`, :mod:`~curate.report.plots`, :mod:`~curate.report.thumbs`,
-:mod:`~curate.report.worddiff`, :mod:`~curate.report.vega`, :mod:`~curate.report.safety`,
+:mod:`~curate.report.vega`, :mod:`~curate.report.safety`,
 :mod:`~curate.report.render`, :mod:`~curate.report.build`.
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from curate.report.gather import RunData, StageData
-from curate.report.worddiff import word_diff
+from curate.captions.worddiff import word_diff
 
 TOP = 24
 SAMPLE = 24

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import html
 
-from curate.review.queue import word_diff
+from curate.captions.worddiff import word_diff
 from curate.review.roles import StageView, fmt_number, reason_words, score_text
 
 STYLE = """<style>
@@ -71,9 +71,9 @@ def _img(image: bytes | None, cls: str = "cr-thumb") -> str:
 def diff_html(original: str, repaired: str) -> str:
     """A caption repair as a word diff: removed words struck through, added ones highlighted."""
     out = []
-    for op, text in word_diff(original or "", repaired or ""):
+    for op, text in word_diff(original, repaired):
         t = esc(text)
-        out.append(t if op == "=" else (f"<del>{t}</del>" if op == "-" else f"<ins>{t}</ins>"))
+        out.append(t if op == "same" else f"<{op}>{t}</{op}>")
     return " ".join(out)
 
 

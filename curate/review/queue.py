@@ -13,7 +13,6 @@ cached in ``runs/<name>/cache/``; image bytes are never in it: a page reads only
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
@@ -33,7 +32,7 @@ import pyarrow.parquet as pq
 from curate.decisions import STATUSES, Decision, DecisionStore
 from curate.errors import CurateError
 from curate.fate import shard_fates
-from curate.review.roles import INDEX_ROLES, StageView, stage_views
+from curate.review.roles import StageView, stage_views
 from curate.rundir import RunDir, write_table
 from curate.shards import read_annotation_shard, read_data_shard
 
@@ -573,26 +572,6 @@ def item_details(queue: ReviewQueue, pos: int) -> dict:
             srow.pop("id", None)
             out["stages"][sv.dir] = srow
     return out
-
-
-def word_diff(original: str, repaired: str) -> list[tuple[str, str]]:
-    """A word-level diff as ``[(op, text)]`` with op ``=``, ``-`` (removed) or ``+`` (added)."""
-    a, b = original.split(), repaired.split()
-    out: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            out.append(("=", " ".join(a[i1:i2])))
-            continue
-        if i2 > i1:
-            out.append(("-", " ".join(a[i1:i2])))
-        if j2 > j1:
-            out.append(("+", " ".join(b[j1:j2])))
-    return out
-
-
-def caption_diff(original: str, repaired: str) -> str:
-    """The word diff as plain text: ``[-removed-]`` and ``{+added+}``."""
-    return " ".join(t if op == "=" else (f"[-{t}-]" if op == "-" else f"{{+{t}+}}") for op, t in word_diff(original, repaired))
 
 
 _QUEUES: dict[str, tuple[ReviewQueue, tuple | None]] = {}

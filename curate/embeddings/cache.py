@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.rundir import write_table
+from curate.vectors import list_column_to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,7 @@ def embedding_array(values: np.ndarray, ok: np.ndarray | None = None) -> pa.Arra
 
 def to_matrix(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """``(n, D)`` float32 matrix and the non-null mask of a fixed-size-list (or list) embedding column."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    n = len(column)
-    ok = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    if pa.types.is_fixed_size_list(column.type):
-        d = column.type.list_size
-        flat = column.flatten() if column.null_count == 0 else None
-        if flat is not None and len(flat) == n * d:
-            return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d), ok
-    rows = column.to_pylist()
-    d = next((len(r) for r in rows if r is not None), 0)
-    mat = np.zeros((n, d), dtype=np.float32)
-    for i, r in enumerate(rows):
-        if r is not None:
-            mat[i] = r
-    return mat, ok
+    return list_column_to_matrix(column, what="embedding", allow_nan=True)
 
 
 class EmbeddingCache:

@@ -76,7 +76,7 @@ def resolve_vectors(manifest: Manifest, ref: str | None, *, prefer: str = "image
 
 
 def _list_matrix(column) -> tuple[np.ndarray, np.ndarray]:
-    from curate.label_noise.features import list_column_to_matrix
+    from curate.vectors import list_column_to_matrix
 
     return list_column_to_matrix(column, what="features")
 
@@ -142,7 +142,8 @@ def pixel_matrix(images: list[bytes | None], size: int, *, quiet: bool = False, 
     """``(N, size, size, 3)`` uint8 pixels (zeros where an image is missing or undecodable) and the ok mask."""
     from tqdm.auto import tqdm
 
-    from curate.label_noise.features import list_column_to_matrix, pixel_vectors
+    from curate.label_noise.features import pixel_vectors
+    from curate.vectors import list_column_to_matrix
 
     n = len(images)
     out = np.zeros((n, size, size, 3), dtype=np.uint8)

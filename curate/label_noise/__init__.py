@@ -15,7 +15,8 @@ from __future__ import annotations
 from curate.label_noise.classes import ClassMap, encode_label_column, encode_labels
 from curate.label_noise.crossval import CLASSIFIERS, CVResult, cross_val_pred_probs, small_classes
 from curate.label_noise.detect import FILTER_METHODS, RANK_METHODS, IssueResult, find_issues, summarize
-from curate.label_noise.features import FeatureSpec, list_column_to_matrix, pixel_vectors, reduce_dims, tfidf_matrix
+from curate.label_noise.features import FeatureSpec, pixel_vectors, reduce_dims, tfidf_matrix
+from curate.vectors import list_column_to_matrix
 
 __all__ = [
     "CLASSIFIERS", "CVResult", "ClassMap", "FILTER_METHODS", "FeatureSpec", "IssueResult", "RANK_METHODS",

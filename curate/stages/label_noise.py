@@ -190,7 +190,7 @@ class LabelNoise(GlobalStage):
         label_col = mapped.column("label")
 
         if spec.kind == "pred_probs":
-            from curate.label_noise.features import list_column_to_matrix
+            from curate.vectors import list_column_to_matrix
 
             probs, present = list_column_to_matrix(feats, what=f"pred_probs:{spec.column}")
             if not present.any():
@@ -301,7 +301,8 @@ class LabelNoise(GlobalStage):
     def _features(self, spec: FeatureSpec, feats: pa.ChunkedArray, labelled: np.ndarray):
         """The feature matrix (rows aligned with the dataset, or with the labelled rows for tfidf)."""
         from curate.label_noise.crossval import resolve_classifier
-        from curate.label_noise.features import list_column_to_matrix, reduce_dims, tfidf_matrix
+        from curate.label_noise.features import reduce_dims, tfidf_matrix
+        from curate.vectors import list_column_to_matrix
 
         p = self.params
         if spec.kind == "tfidf":

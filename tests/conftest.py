@@ -68,3 +68,19 @@ def _restore_main_module():
     yield
     if main is not None:
         sys.modules["__main__"] = main
+
+
+def read_all(cfg: dict):
+    """Every record and quarantine row of an input config, read in-process through the project's reader."""
+    import pyarrow as pa
+
+    from curate.config import InputConfig
+    from curate.readers import build_shard, make_reader
+
+    reader = make_reader(InputConfig(**cfg))
+    recs, quas = [], []
+    for t in reader.tasks():
+        res = build_shard(reader.read(t), limits=reader.limits)
+        recs.append(res.records)
+        quas.append(res.quarantine)
+    return pa.concat_tables(recs), pa.concat_tables(quas)

@@ -29,21 +29,10 @@ from click.testing import CliRunner
 from curate.cli import main
 from curate.config import InputConfig, load_pipeline
 from curate.errors import ConfigError
-from curate.readers import build_shard, make_reader
 from curate.runner import Runner
-from tests.conftest import EXAMPLES, REPO, image_bytes
+from tests.conftest import EXAMPLES, REPO, image_bytes, read_all
 
 SECRET = b"root:x:0:0:SECRET-BYTES-OUTSIDE-THE-ROOT\n"
-
-
-def read_all(cfg: dict):
-    reader = make_reader(InputConfig(**cfg))
-    recs, quas = [], []
-    for t in reader.tasks():
-        res = build_shard(reader.read(t), limits=reader.limits)
-        recs.append(res.records)
-        quas.append(res.quarantine)
-    return pa.concat_tables(recs), pa.concat_tables(quas)
 
 
 def reasons(q: pa.Table) -> dict:

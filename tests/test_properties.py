@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from curate.captions.rules import RuleSet  # noqa: E402
-from curate.config import InputConfig, load_yaml, parse_pipeline  # noqa: E402
+from curate.config import load_yaml, parse_pipeline  # noqa: E402
 from curate.errors import CurateError  # noqa: E402
-from curate.readers import build_shard, make_reader  # noqa: E402
+
 from curate.readers.ids import numbered_ids  # noqa: E402
-from tests.conftest import image_bytes  # noqa: E402
+from tests.conftest import image_bytes, read_all  # noqa: E402
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,16 +51,6 @@ any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
 #: Sidecar bytes: any bytes (often not UTF-8) or encoded text.
 sidecar = st.one_of(st.binary(max_size=80), any_text.map(lambda s: s.encode("utf-8")))
 names = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=8)
-
-
-def read_all(cfg: dict):
-    reader = make_reader(InputConfig(**cfg))
-    recs, quas = [], []
-    for t in reader.tasks():
-        res = build_shard(reader.read(t), limits=reader.limits)
-        recs.append(res.records)
-        quas.append(res.quarantine)
-    return pa.concat_tables(recs), pa.concat_tables(quas)
 
 
 def check_accounted(recs: pa.Table, q: pa.Table, expected_sources: list[str]) -> None:

@@ -76,6 +76,8 @@ class PipelineConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"
     address: Optional[str] = Field(None, description="ray: cluster address (default: start a local Ray)")
     workers: int = Field(2, ge=1, description="worker processes for the local executor")
+    cache: Optional[str] = Field(None, description="folder for model caches (embeddings by model and item id, "
+                                 "ONNX graphs) that several runs over the same data share (default: RUN/cache)")
     stages: list[Any] = Field(default_factory=list, description="stages in order, each {name: {params}}")
 
     def output_dir(self):
@@ -385,7 +387,7 @@ def load_yaml(text: str, name: str = "<string>") -> Any:
 
 
 def resolve_relative_paths(data: Any, base: Path) -> Any:
-    """``input.path``, ``input.root`` and ``output`` made absolute against ``base`` (the pipeline's folder).
+    """``input.path``, ``input.root``, ``output`` and ``cache`` made absolute against ``base`` (the pipeline's folder).
 
     Paths that are absolute, start with ``~`` or name a URL (``s3://``) are left as they are.
     """
@@ -404,8 +406,9 @@ def resolve_relative_paths(data: Any, base: Path) -> Any:
             if key in inp:
                 inp[key] = fix(inp[key])
         out["input"] = inp
-    if "output" in out:
-        out["output"] = fix(out["output"])
+    for key in ("output", "cache"):
+        if key in out:
+            out[key] = fix(out[key])
     return out
 
 

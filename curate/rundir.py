@@ -52,7 +52,15 @@ class RunDir:
 
     @property
     def cache_dir(self) -> Location:
+        """This run's own caches (the review index)."""
         return self.root / "cache"
+
+    @property
+    def model_cache_dir(self) -> Location:
+        """Where stages keep model caches (embeddings, ONNX graphs): the pipeline's ``cache:`` folder, which
+        several runs may share, else :attr:`cache_dir`."""
+        shared = self.manifest().config.get("cache") if self.exists() else None
+        return storage.location(shared) if shared else self.cache_dir
 
     @property
     def manifest_path(self) -> Location:

@@ -212,6 +212,7 @@ class Runner:
         self.pipeline = pipeline
         self.run = RunDir(output or pipeline.config.output_dir())
         self.workers = workers or pipeline.config.workers
+        self.model_cache = storage.location(pipeline.config.cache) if pipeline.config.cache else self.run.cache_dir
         self.force = force
         self.from_stage = from_stage
         self.quiet = quiet
@@ -342,7 +343,7 @@ class Runner:
             RunDir.clear(sdir)
         cls = get_stage_class(spec.name)
         earlier = list(manifest.stages)
-        ctx = StageContext(stage_index=spec.index, cache_dir=self.run.cache_dir, workers=self.workers,
+        ctx = StageContext(stage_index=spec.index, cache_dir=self.model_cache, workers=self.workers,
                            upstream=tuple(earlier))
         stage = cls(spec.params, ctx)
         outputs = stage.declare_outputs().to_manifest()

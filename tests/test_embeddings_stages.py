@@ -274,3 +274,22 @@ def test_approximate_knn_agrees_with_exact_search():
     approx_d = knn_distance(x, 10, search="approximate")
     assert np.corrcoef(exact_d, approx_d)[0, 1] > 0.99
     assert (approx_d >= exact_d - 1e-5).all()  # approximate neighbours can only be farther
+
+
+@pytest.mark.slow
+def test_a_shared_cache_folder_serves_a_second_run(tmp_path, tiny_clip_dir):
+    """``cache:`` names a folder several runs share: a second run over the same items embeds nothing."""
+    from tests.conftest import write_pipeline
+
+    embed = [{"embed": {"model": f"local-dir:{tiny_clip_dir}", "num_workers": 0, "batch_size": 8, "text": False}}]
+    summaries = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        p = write_pipeline(folder, COCO, embed, name=name, cache="../shared-cache")
+        runner, m = run(p)
+        assert runner.model_cache == tmp_path / "shared-cache"  # relative to the pipeline's folder
+        summaries.append(m.stages[0].summary)
+    n = summaries[0]["image_computed"]
+    assert n > 0 and summaries[1]["image_computed"] == 0 and summaries[1]["image_cached"] == n
+    assert any((tmp_path / "shared-cache").iterdir()) and not (tmp_path / "second" / "run" / "cache").exists()

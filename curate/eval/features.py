@@ -3,7 +3,7 @@
 * ``vectors``: an embedding column of a finished stage (a column whose declared role is ``embedding``,
   e.g. ``embed.image_embedding``) or a list in the record's JSON meta (``meta.<key>``). For an
   ``--test`` input, the stage that wrote the column is **run again over the test items** with the run's
-  params and the run's embedding cache (``RUN/cache``), so test vectors come from the same model and
+  params and the run's embedding cache (``RUN/cache`` or the pipeline's ``cache:``), so test vectors come from the same model and
   preprocessing, and a second eval reuses them.
 * ``pixels``: images decoded and resized to ``size`` x ``size`` RGB (uint8), for the CNN.
 * ``text``: the record's text (the TF-IDF model fits its vocabulary on the raw training texts).
@@ -118,7 +118,7 @@ def test_vectors(run, feats: Features, records: pa.Table, manifest: Manifest, *,
                           "on its own; use --test-split, or features from a map stage such as embed")
     upstream = tuple(s for s in manifest.finished_stages() if s.index < entry.index)
     stage = cls(cls.Params.model_validate(entry.params),
-                StageContext(stage_index=entry.index, cache_dir=run.cache_dir, workers=1, upstream=upstream))
+                StageContext(stage_index=entry.index, cache_dir=run.model_cache_dir, workers=1, upstream=upstream))
     cols = stage.input_columns()
     bad = [c for c in cols if c not in RECORD_COLUMNS]
     if bad:

@@ -167,7 +167,8 @@ def test_embed_stage_with_the_packaged_backbone_from_yaml(make_pipeline, lite0):
     assert emb.schema.field("image_embedding").type == pa.list_(pa.float32(), 1280)
     x = np.array(emb.column("image_embedding").to_pylist(), dtype=np.float32)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
-    assert m.stages[0].summary["image_computed"] == n
+    s = m.stages[0].summary
+    assert s["image_computed"] + s["image_cached"] == n  # exact copies in later batches come from the cache
     # the same features as the model called directly (the stage's input size)
     from curate.embeddings.images import decode_chunk, transform_for
     from curate.models.vision import load_image_encoder

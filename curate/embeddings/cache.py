@@ -1,8 +1,12 @@
-"""The embedding cache: embeddings keyed by (model identity, modality, item id), under a run's ``cache/``.
+"""The embedding cache: embeddings keyed by (model identity, modality, content key), under a run's
+``cache/`` or the pipeline's ``cache:`` folder.
 
-Item ids are content hashes, so a re-ingest, a reshard, a changed earlier stage or a changed embed
-runtime option finds the same ids and reuses their embeddings. One folder per (model identity, modality)
-holds Parquet files of ``id`` + ``embedding``; an index of ids is read (column projection) on open.
+The content key is a hash of what is embedded (the image bytes, or the text), not the item id: an item
+id also covers the label and source, but an embedding depends only on the bytes. So a re-ingest, a
+reshard, a relabelled copy of the data set, an exact copy of an image, a changed earlier stage or a
+changed embed runtime option all reuse the same embeddings. One folder per (model identity, modality)
+holds Parquet files of ``id`` (the content key) + ``embedding``; an index of keys is read (column
+projection) on open.
 """
 
 from __future__ import annotations
@@ -40,8 +44,16 @@ def to_matrix(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarra
     return list_column_to_matrix(column, what="embedding", allow_nan=True)
 
 
+def content_key(value: bytes | str | None) -> str | None:
+    """The cache key of one image (bytes) or text: 128-bit BLAKE2b of its bytes, hex; None for None."""
+    if value is None:
+        return None
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 class EmbeddingCache:
-    """Embeddings of one model and modality, by item id."""
+    """Embeddings of one model and modality, by content key (:func:`content_key`)."""
 
     def __init__(self, root: Path, identity: str, modality: str):
         key = hashlib.sha256(f"{identity}|{modality}".encode()).hexdigest()[:20]

@@ -53,7 +53,8 @@ class EmbedParams(StageParams):
     fast_jpeg: bool = Field(
         False, description="decode large JPEGs at reduced scale (DCT scaling) before resizing: several times faster on "
                            "photos, embeddings differ slightly from open_clip's reference preprocessing")
-    cache: bool = Field(True, description="reuse and store embeddings in the run's cache/ by (model, weights, item id)")
+    cache: bool = Field(True, description="reuse and store embeddings in the run's cache/ (or the pipeline's cache:) "
+                       "by (model, weights, content of the image or text)")
 
     @model_validator(mode="after")
     def _resolve(self):
@@ -164,10 +165,14 @@ class Embed(MapStage):
 
     def _embed(self, modality: str, ids: list[str], values: list, compute) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of ``values`` from the cache where present, computed (and stored) otherwise."""
+        from curate.embeddings.cache import content_key
+
         cache = self.caches.get(modality)
         n = len(ids)
         present = np.array([v is not None for v in values], dtype=bool)
-        cached, found = (cache.get(ids) if cache is not None else (None, np.zeros(n, dtype=bool)))
+        keys = [content_key(v) for v in values] if cache is not None else []
+        cached, found = (cache.get(keys) if cache is not None else (None, np.zeros(n, dtype=bool)))
+        found &= present
         todo = np.flatnonzero(present & ~found)
         dim = self.encoder.embed_dim
         out = np.zeros((n, dim), dtype=np.float32)
@@ -180,7 +185,7 @@ class Embed(MapStage):
             ok[todo] = ok_t
             if cache is not None:
                 good = todo[ok_t]
-                cache.put([ids[i] for i in good], emb[ok_t])
+                cache.put([keys[i] for i in good], emb[ok_t])
         s = self.summary
         s[f"{modality}_computed"] = s.get(f"{modality}_computed", 0) + int(len(todo))
         s[f"{modality}_cached"] = s.get(f"{modality}_cached", 0) + int(found.sum())

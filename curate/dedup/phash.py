@@ -42,24 +42,45 @@ def image_hash_bits(data: bytes, *, method: HashName = "phash", hash_size: int =
     return np.packbits(np.asarray(h.hash, dtype=bool).reshape(-1))
 
 
+def packed_hashes(hexes: list[str | None], nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hex hashes (``None`` = unhashed) as packed bits ``(N, nbytes)`` uint8 and the mask of rows that have one."""
+    valid = np.array([h is not None for h in hexes], dtype=bool)
+    packed = np.frombuffer(b"".join(bytes.fromhex(h) if h is not None else bytes(nbytes) for h in hexes),
+                           dtype=np.uint8).reshape(len(hexes), nbytes)
+    return packed, valid
+
+
 def hamming(packed_a: np.ndarray, packed_b: np.ndarray) -> np.ndarray:
     """Hamming distances between rows of packed bit arrays (shape (P, nbytes) each) -> (P,)."""
     return np.bitwise_count(np.bitwise_xor(packed_a, packed_b)).sum(axis=-1, dtype=np.int64)
 
 
+def block_columns(nbits: int, blocks: int) -> list[np.ndarray]:
+    """The bit columns of each of ``blocks`` near-equal slices of ``nbits`` hash bits (the pigeonhole blocks)."""
+    return np.array_split(np.arange(nbits), blocks)
+
+
+def block_key(sub: np.ndarray) -> np.ndarray:
+    """One uint64 key per row of the unpacked bits ``sub`` of one block: the bits themselves for blocks
+    of up to 64 bits; longer blocks (big hashes, small distance) get a compact code of their packed
+    bits, equal for equal blocks within this call."""
+    if sub.shape[1] <= 64:
+        weights = np.left_shift(np.uint64(1), np.arange(sub.shape[1], dtype=np.uint64))
+        return (sub.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    _, inv = np.unique(np.packbits(sub, axis=1), axis=0, return_inverse=True)
+    return inv.reshape(-1).astype(np.uint64)
+
+
 def _block_keys(bits: np.ndarray, blocks: int) -> list[np.ndarray]:
     """One uint64 key per row for each of ``blocks`` near-equal slices of the bit columns."""
-    keys = []
-    for cols in np.array_split(np.arange(bits.shape[1]), blocks):
-        sub = bits[:, cols]
-        if len(cols) <= 64:
-            weights = np.left_shift(np.uint64(1), np.arange(len(cols), dtype=np.uint64))
-            keys.append((sub.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64))
-        else:  # long blocks (big hashes, small distance): hash the packed block
-            packed = np.packbits(sub, axis=1)
-            _, inv = np.unique(packed, axis=0, return_inverse=True)
-            keys.append(inv.reshape(-1).astype(np.uint64))
-    return keys
+    return [block_key(bits[:, cols]) for cols in block_columns(bits.shape[1], blocks)]
+
+
+def block_pairs(key: np.ndarray):
+    """Yield chunks ``(a, b)`` of all pairs of positions that share a key (``a`` before ``b`` in the order
+    of the positions)."""
+    order = np.argsort(key, kind="stable")
+    yield from _group_pairs(order, key[order])
 
 
 def _group_pairs(order: np.ndarray, keys_sorted: np.ndarray):
@@ -119,8 +140,7 @@ def close_pairs(packed: np.ndarray, valid: np.ndarray, max_distance: int) -> tup
     found_a, found_b, found_d = [], [], []
     candidates = 0
     for key in _block_keys(bits, min(max_distance + 1, nbits)):
-        order = np.argsort(key, kind="stable")
-        for a, b in _group_pairs(order, key[order]):
+        for a, b in block_pairs(key):
             candidates += len(a)
             d = hamming(sub[a], sub[b])
             ok = d <= max_distance

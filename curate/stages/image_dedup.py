@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from curate.dedup.keep import (CLUSTER_COLUMNS, SCORE_COLUMN, KeepRule, cluster_duplicates, keep_field,
                                keep_input_columns, keep_scores, short_id)
-from curate.dedup.phash import close_pairs, hamming, image_hash_bits
+from curate.dedup.phash import close_pairs, hamming, image_hash_bits, packed_hashes
 from curate.dedup.unionfind import components
 from curate.stages.base import Column, GlobalStage, Outputs, Score, StageParams, register_stage
 
@@ -72,9 +72,7 @@ class ImageDedup(GlobalStage):
         ids = mapped.column("id").to_pylist()
         hexes = mapped.column("image_hash").to_pylist()
         nbytes = (p.hash_size ** 2 + 7) // 8
-        valid = np.array([h is not None for h in hexes], dtype=bool)
-        packed = np.frombuffer(b"".join(bytes.fromhex(h) if h is not None else bytes(nbytes) for h in hexes),
-                               dtype=np.uint8).reshape(n, nbytes)
+        packed, valid = packed_hashes(hexes, nbytes)
         a, b, _, candidates = close_pairs(packed, valid, p.max_distance)
         labels = components(n, a, b)
         scores = mapped.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)

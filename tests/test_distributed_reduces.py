@@ -1,0 +1,89 @@
+"""The distributed schemes of image_dedup, semantic_dedup and outliers give the driver reduce's results.
+
+Map shards are written directly (synthetic hashes and embeddings with planted duplicates, chains, large
+groups, missing values, ties in the keep scores); the same shards are reduced on the driver
+(``Runner._reduce``) and as shard tasks on the local executor's distributed path, and the output shards
+and summaries must be equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curate.distributed.compare import reduce_map_shards, write_map_shards
+from curate.executors.local import LocalExecutor
+from curate.rundir import shard_name
+from curate.shards import read_stage_shard
+
+
+class DistributedLocal(LocalExecutor):
+    distributed_reduce = True
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with DistributedLocal(workers=2, quiet=True) as ex:
+        yield ex
+
+
+def split(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
+    out, at = [], 0
+    for n in sizes:
+        out.append(table.slice(at, n))
+        at += n
+    assert at == table.num_rows
+    return out
+
+
+def run_both(tmp_path, stage: str, params: dict, shards: list[pa.Table], executor):
+    write_map_shards(tmp_path / "local" / "_map", shards)
+    write_map_shards(tmp_path / "dist" / "_map", shards)
+    local = reduce_map_shards(stage, params, tmp_path / "local" / "_map", tmp_path / "local", len(shards))
+    dist = reduce_map_shards(stage, params, tmp_path / "dist" / "_map", tmp_path / "dist", len(shards), executor=executor)
+    assert local == dist
+    for i in range(len(shards)):
+        a = read_stage_shard(tmp_path / "local" / shard_name(i))
+        b = read_stage_shard(tmp_path / "dist" / shard_name(i))
+        assert a.schema == b.schema
+        for name in a.column_names:
+            assert a.column(name).equals(b.column(name)), f"shard {i}, column {name}"
+    return local
+
+
+# -- image_dedup ---------------------------------------------------------------------------------------
+def hash_rows(n_base: int, nbits: int, max_distance: int, seed: int = 0) -> pa.Table:
+    """Random hashes, copies within ``max_distance`` bits (some copies of copies: chains), a block of
+    90 equal hashes (a large group), unhashed rows; keep scores with ties and nulls."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2, size=(n_base, nbits), dtype=np.uint8)
+    rows = [base]
+    src = rng.choice(n_base, size=n_base // 5, replace=False)
+    copies = base[src].copy()
+    for r in copies:
+        r[rng.choice(nbits, size=int(rng.integers(0, max_distance + 1)), replace=False)] ^= 1
+    rows.append(copies)
+    chain = copies[: len(copies) // 4].copy()
+    for r in chain:
+        r[rng.choice(nbits, size=max_distance, replace=False)] ^= 1
+    rows += [chain, np.repeat(base[:1], 90, axis=0)]
+    bits = np.concatenate(rows)
+    bits = bits[rng.permutation(len(bits))]
+    hexes = [np.packbits(b).tobytes().hex() for b in bits]
+    for i in rng.choice(len(hexes), size=12, replace=False).tolist():
+        hexes[i] = None
+    n = len(hexes)
+    score = rng.integers(0, 5, size=n).astype(np.float64)
+    return pa.table({"id": [f"img{i:05d}" for i in range(n)], "image_hash": pa.array(hexes, pa.string()),
+                     "keep_score": pa.array(score, mask=rng.random(n) < 0.05)})
+
+
+@pytest.mark.parametrize("hash_size,max_distance", [(8, 6), (5, 3), (12, 1)])
+def test_image_dedup_distributed_equals_driver(tmp_path, executor, hash_size, max_distance):
+    table = hash_rows(1500 if hash_size == 8 else 600, hash_size ** 2, max_distance)
+    n = table.num_rows
+    sizes = [n // 4, 0, n // 3, n - n // 4 - n // 3]
+    summary = run_both(tmp_path, "image_dedup", {"hash_size": hash_size, "max_distance": max_distance,
+                                                 "keep": "largest_image"}, split(table, sizes), executor)
+    assert summary["near_duplicates"] > n // 10 and summary["largest_cluster"] >= 80 and summary["unhashed"] == 12

@@ -14,18 +14,16 @@ B. **buckets** (one task per partition): rows with equal ``(band, key)`` form a 
 C. **fetch** (one task per map shard): answers the requests from its own signatures, sending
    ``(a, b, side, signature)`` to partition ``hash(a, b)``: 0.5 KB per candidate pair end.
 D. **verify** (one task per partition): both signatures of each candidate pair meet here; the
-   estimated Jaccard decides (``verify``). Writes the verified edges and their rows' signatures.
-E. **clusters** (driver): union-find over the verified edges only, the representative of each
-   cluster (``keep``) from the keep scores of the rows in clusters, the Jaccard of each member to its
-   representative; one small file per shard with the rows of that shard that are in a cluster.
+   estimated Jaccard decides (``verify``). Writes the verified edges ``(a, b)``.
+E. **components and clusters** (:mod:`curate.distributed.components`): connected components of the
+   verified edges in large-star/small-star rounds (one union-find task when the edges fit one task),
+   then each component meets in one task with its rows' ids, keep scores and signatures: the
+   representative (``keep``), the Jaccard of each member to it, one small file per map shard.
 F. **assemble** (one task per map shard): the stage's output shard, rows outside clusters filled in.
 
-Driver memory: the shard row counts, and for the rows that have a verified near duplicate (not the
-others) their edges, ids, keep scores and signatures: about 0.6 KB per such row at ``num_perm=128``.
-On the 1M-row benchmark (10% planted copies) that is 180k rows; datasets where every row has a near
-duplicate still hold them all, and a distributed connected-components step (label propagation over
-the edge partitions) would be the next step for those. The results are identical to the local
-reduce (same buckets, pairs, estimates, components and representatives; ``tests/test_ray_dedup.py``).
+Driver memory: the shard row counts and a few counters per task; no edge, signature or id. The
+results are identical to the local reduce (same buckets, pairs, estimates, components and
+representatives; ``tests/test_ray_dedup.py``).
 """
 
 from __future__ import annotations
@@ -36,9 +34,9 @@ import numpy as np
 import pyarrow as pa
 
 from curate import storage
-from curate.dedup.keep import SCORE_COLUMN, representatives, short_id
+from curate.dedup.keep import short_id
 from curate.dedup.lsh import band_key, banding, bucket_pairs
-from curate.dedup.unionfind import components
+from curate.distributed.components import clusters, connected_components, labels_dir, partitions_for
 from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_cluster_shard, write_partitions
 from curate.rundir import shard_name
 
@@ -142,64 +140,22 @@ def _verify_task(arg) -> dict:
     sim = np.mean(sig[left] == sig[right], axis=1).astype(np.float32)
     pa_, pb = a[left], b[left]
     ok = sim >= threshold if verify else np.ones(len(sim), dtype=bool)
-    storage.write_table(pa.table({"a": pa_[ok], "b": pb[ok], "sim": sim[ok]}),
-                        storage.join(job.work, "D", f"{q:05d}.parquet"), compression="lz4")
-    nodes = np.concatenate([pa_[ok], pb[ok]])
-    node_sig = np.concatenate([sig[left][ok], sig[right][ok]])
-    nodes, at = np.unique(nodes, return_index=True)
-    storage.write_table(pa.table({"row": nodes, "signature": pa.FixedSizeListArray.from_arrays(
-        pa.array(node_sig[at].reshape(-1), pa.uint32()), k)}), storage.join(job.work, "Dn", f"{q:05d}.parquet"),
-        compression="lz4")
+    edges = pa.table({"a": pa_[ok], "b": pb[ok]})
+    write_partitions(edges, np.full(edges.num_rows, q, dtype=np.int64), storage.join(job.work, "D"), q)
     return {"candidates": int(len(sim)), "verified": int(ok.sum())}
 
 
-def _read_all(job: ReduceJob, phase: str) -> pa.Table | None:
-    folder = storage.join(job.work, phase)
-    tables = [storage.read_table(f) for f in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
-    tables = [t for t in tables if t.num_rows]
-    return pa.concat_tables(tables) if tables else None
-
-
-def _clusters(job: ReduceJob, k: int) -> dict:
-    """Phase E on the driver: components of the verified edges, representatives, per-shard files."""
-    edges = _read_all(job, "D")
-    if edges is None:
-        return {"clusters": 0, "near_duplicates": 0, "largest_cluster": 1 if job.offsets[-1] else 0}
-    a, b = edges.column("a").to_numpy(), edges.column("b").to_numpy()
-    nodes = np.unique(np.concatenate([a, b]))  # sorted: the smallest compact index is the smallest row
-    labels = components(len(nodes), np.searchsorted(nodes, a), np.searchsorted(nodes, b))
-    shard = job.shard_of(nodes)
-    scores = np.empty(len(nodes), dtype=np.float64)
-    ids = np.empty(len(nodes), dtype=object)
-    for s in np.unique(shard).tolist():
-        t = _map_shard(job, s, ["id", SCORE_COLUMN])
-        local = nodes[shard == s] - job.offsets[s]
-        scores[shard == s] = t.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)[local]
-        ids[shard == s] = np.asarray(t.column("id").to_pylist(), dtype=object)[local]
-    rep = representatives(labels, scores)
-    sizes = np.bincount(labels, minlength=len(nodes))[labels]
-    sigs = _read_all(job, "Dn")
-    srow = sigs.column("row").to_numpy()
-    ssig = _signatures(sigs, k)
-    order = np.argsort(srow, kind="stable")
-    srow, ssig = srow[order], ssig[order]
-    first = np.ones(len(srow), dtype=bool)
-    first[1:] = srow[1:] != srow[:-1]
-    srow, ssig = srow[first], ssig[first]
-    node_sig = ssig[np.searchsorted(srow, nodes)]
-    members = np.flatnonzero(rep != np.arange(len(nodes)))
-    jac = np.full(len(nodes), np.nan, dtype=np.float32)
-    jac[members] = np.mean(node_sig[members] == node_sig[rep[members]], axis=1)
-    detail = np.full(len(nodes), None, dtype=object)
+def _describe(t: pa.Table, rep: np.ndarray) -> tuple[list, dict]:
+    """Members' details and Jaccard estimates to their representatives (for :func:`components.clusters`)."""
+    sig = _signatures(t, t.schema.field("signature").type.list_size)
+    ids = t.column("id").to_pylist()
+    members = np.flatnonzero(rep != np.arange(len(rep)))
+    jac = np.full(len(rep), np.nan, dtype=np.float32)
+    jac[members] = np.mean(sig[members] == sig[rep[members]], axis=1)
+    detail: list = [None] * len(rep)
     for i in members.tolist():
         detail[i] = f"near-duplicate of {short_id(ids[rep[i]])} (Jaccard {jac[i]:.2f})"
-    info = pa.table({"row": nodes, "cluster_id": pa.array(ids[rep].tolist(), pa.string()),
-                     "cluster_size": sizes.astype(np.int32), "is_representative": rep == np.arange(len(nodes)),
-                     "jaccard": pa.array(jac, pa.float32(), mask=np.isnan(jac)),
-                     "detail": pa.array(detail.tolist(), pa.string())})
-    write_partitions(info, shard, storage.join(job.work, "E"), 0)
-    multi = (rep == np.arange(len(nodes))) & (sizes > 1)
-    return {"clusters": int(multi.sum()), "near_duplicates": int(len(members)), "largest_cluster": int(sizes.max())}
+    return detail, {"jaccard": pa.array(jac, pa.float32(), mask=np.isnan(jac))}
 
 
 def _assemble_task(arg) -> dict:
@@ -229,11 +185,17 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                                             desc=f"{stage.name} (fetch)"))
     verified = list(run(_verify_task, [(job, q, k, p.threshold, p.verify) for q in range(P)],
                         desc=f"{stage.name} (verify)"))
-    clusters = _clusters(job, k)
+    n_edges = sum(r["verified"] for r in verified)
+    cc_work = storage.join(job.work, "cc")
+    connected_components(executor, storage.join(job.work, "D"), cc_work, edge_partitions=P, offsets=job.offsets,
+                         partitions=partitions_for(n_edges, most=P), desc=f"{stage.name} (components)")
+    found = clusters(executor, job, labels_dir(cc_work), storage.join(job.work, "E"), describe=_describe,
+                     columns=("signature",), desc=f"{stage.name} (clusters)")
+    found["near_duplicates"] = found.pop("duplicates")
     list(run(_assemble_task, [(job, s) for s in range(S)], desc=f"{stage.name} (write)", total_rows=job.offsets[-1]))
     stage.summary.update({"bands": bands, "rows": rows, "lsh_indexed_rows": indexed,
                           "candidate_pairs": sum(r["candidates"] for r in verified),
                           "verified_pairs": sum(r["verified"] for r in verified),
-                          **clusters, "empty_texts": empty})
+                          **found, "empty_texts": empty})
     log.info("%s: %d large buckets, %d candidate pairs, %d verified", stage.name, large,
              stage.summary["candidate_pairs"], stage.summary["verified_pairs"])

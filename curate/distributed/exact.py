@@ -3,9 +3,11 @@
 A. **keys** (one task per map shard): rows that have a key (hash of the image bytes and/or the
    normalised text) go to partition ``hash(key)`` as ``(key, row, keep score, id)``: about 70 bytes
    per row.
-B. **groups** (one task per partition): rows with equal keys are a cluster; the representative is the
-   highest keep score, ties to the earliest row (as :func:`curate.dedup.keep.representatives`); each
-   member of a cluster of two or more goes to its shard's file with its cluster's columns and detail.
+B. **groups** (one task per partition): rows with equal keys are a cluster (no edges: an equality
+   class needs no connected components); the representative is the highest keep score, ties to the
+   earliest row (:func:`curate.distributed.components.resolve_groups`, as for the near-duplicate
+   schemes); each member of a cluster of two or more goes to its shard's file with its cluster's
+   columns and detail.
 C. **assemble** (one task per map shard): the stage's output shard.
 
 The driver holds nothing per row: shard row counts and three counters per partition. Results are
@@ -18,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 
 from curate import storage
-from curate.dedup.keep import SCORE_COLUMN, representatives, short_id
+from curate.dedup.keep import SCORE_COLUMN, short_id
+from curate.distributed.components import resolve_groups
 from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_cluster_shard, write_partitions
 from curate.rundir import shard_name
 
@@ -48,19 +51,15 @@ def _groups_task(arg) -> dict:
     first = np.full(len(enc.dictionary), len(rows), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(rows)))
     labels = first[codes]  # compact: position of the key's first row in this partition
-    scores = t.column(SCORE_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
-    rep = representatives(labels, scores)
-    sizes = np.bincount(labels, minlength=len(rows))[labels]
-    multi = np.flatnonzero(sizes > 1)
-    ids = np.asarray(t.column("id").to_pylist(), dtype=object)
-    detail = [None if rep[i] == i else f"exact duplicate of {short_id(ids[rep[i]])} (same {what})" for i in multi.tolist()]
-    info = pa.table({"row": rows[multi], "cluster_id": pa.array(ids[rep[multi]].tolist(), pa.string()),
-                     "cluster_size": sizes[multi].astype(np.int32), "is_representative": rep[multi] == multi,
-                     "detail": pa.array(detail, pa.string())})
-    write_partitions(info, job.shard_of(rows[multi]), storage.join(job.work, "B"), p)
-    members = int(np.sum(rep[multi] != multi))
-    return {"clusters": int(np.sum(rep[multi] == multi)), "duplicates": members,
-            "largest_cluster": int(sizes.max()) if len(sizes) else 0}
+
+    def describe(members: pa.Table, rep: np.ndarray):
+        ids = members.column("id").to_pylist()
+        return [None if r == i else f"exact duplicate of {short_id(ids[r])} (same {what})"
+                for i, r in enumerate(rep.tolist())], {}
+
+    info, counts = resolve_groups(t, labels, describe)
+    write_partitions(info, job.shard_of(info.column("row").to_numpy()), storage.join(job.work, "B"), p)
+    return counts
 
 
 def _assemble_task(arg) -> dict:

@@ -1,37 +1,47 @@
 """label_noise on CIFAR-10N (50,000 training JPEGs, real human noisy labels) against the clean labels.
 
-    nice -n 10 python benchmarks/label_noise_backbone.py --model lite0 --size 160     # once: the features
-    nice -n 10 python benchmarks/label_noise_cifar10n.py [--methods curate,datalab,pixels] [--labels worse_label,aggre_label]
+    flock /tmp/team/heavy.lock nice -n 5 python benchmarks/label_noise_cifar10n.py \
+        [--embed '{"model": "tf_efficientnet_lite2", "image_size": 260, "crop_pct": 1.0}'] \
+        [--labels worse,aggre] [--methods curate,datalab,pixels] [--variants 'rounds=2' 'classifier=logistic']
 
-Ground truth: a row is a label error iff its noisy label (``aggre_label``: 9.0% wrong, ``worse_label``:
-40.2% wrong) differs from ``clean_label``. For each method: precision, recall, F1 and the share of the
-correctly labelled images flagged ("clean flagged"), in one run:
+Ground truth: a row is a label error iff its noisy label (``aggre``: 9.0% wrong, ``worse``: 40.2% wrong)
+differs from ``clean_label``. For each label set, in one run, precision, recall, F1 and the share of the
+correctly labelled images flagged ("clean flagged"):
 
-* ``curate``: the stage with its defaults (``classifier: auto``, the trust guard) on frozen
-  EfficientNet-Lite features (the column an image ``embed`` stage would write; here read from
-  ``benchmarks/.cache``), plus on the *same* out-of-sample probabilities: cleanlab's own flags before
-  the guard, and the obvious alternative ``argmax(pred_probs) != label``;
-* ``datalab``: cleanlab's ``Datalab(...).find_issues(features=X)`` (its own kNN model) on the same features;
-* ``pixels``: the stage with its defaults on the images (``features: auto`` with no embedding stage
-  falls back to 16x16 pixels).
+* ``curate``: ``curate run`` of the pipeline ``embed`` (backend timm, packaged EfficientNet-Lite weights,
+  the ``--embed`` settings) -> ``label_noise: {}`` (its defaults: ``features: auto``, ``classifier: auto``,
+  the trust guard). From the same run's out-of-sample probabilities: cleanlab's own flags before the
+  guard, and the obvious alternative ``argmax(pred_probs) != label``;
+* ``datalab``: cleanlab's ``Datalab(...).find_issues(features=X)`` (its own kNN model) on the run's embeddings;
+* ``pixels``: ``curate run`` of ``label_noise: {}`` alone (no embedding stage: ``features: auto`` falls
+  back to 16x16 pixels);
+* ``--variants``: the label_noise stage's own code (map + reduce, no run directory) on the run's
+  embeddings with some parameters changed (``key=value``, several joined by ``,``), to choose defaults.
 
-Results are also written to ``benchmarks/.cache/label_noise_cifar10n.json``.
+Runs go to ``--work``/runs, embeddings to the shared model cache ``--cache`` (keyed by image bytes: the
+``worse`` and ``aggre`` runs and ``curate eval --test`` share them; a killed run resumes from the cache).
+The train Parquet manifests come from ``benchmarks/eval_cifar10n.py``'s ``prepare``. Results are also
+written to ``--work``/label_noise_cifar10n.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import subprocess
+import sys
 import time
-import zipfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
 
-from label_noise_common import CACHE, machine, peak_rss_mb, run_stage, shared_data
+from label_noise_common import REPO, machine, peak_rss_mb, run_stage
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+DEFAULT_EMBED = {"model": "tf_efficientnet_lite0", "image_size": 224}
 
 
 def scores(flagged: np.ndarray, truth: np.ndarray) -> dict:
@@ -47,41 +57,88 @@ def line(title: str, s: dict) -> str:
             f"F1 {s['f1']:.3f}  clean flagged {s['clean_flagged']:.3f}")
 
 
-def load_features(name: str) -> np.ndarray:
-    path = CACHE / f"cifar10_train_{name}.npy"
-    if not path.exists():
-        raise SystemExit(f"{path} missing: run benchmarks/label_noise_backbone.py first")
-    x = np.load(path).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)  # as the embed stage writes them: L2-normalised
-
-
-def stage_run(title: str, table: pa.Table, given: np.ndarray, clean: np.ndarray, out: dict, **params) -> None:
-    truth = given != clean
+def curate_run(name: str, manifest: Path, stages: list, work: Path, cache: Path) -> tuple[Path, float]:
+    """``curate run`` of ``stages`` over ``manifest``; returns the run directory and seconds."""
+    run = work / "runs" / name
+    run.parent.mkdir(parents=True, exist_ok=True)
+    config = {"name": name, "input": {"format": "parquet", "path": str(manifest), "columns": {"image": "image", "label": "label"},
+                                      "shard_size": 5000},
+              "output": str(run), "cache": str(cache), "workers": 1, "stages": stages}
+    pipe = run.with_suffix(".yaml")
+    pipe.write_text(yaml.safe_dump(config, sort_keys=False))
     t0 = time.perf_counter()
-    res, summary, _ = run_stage(table, classes=NAMES, **params)
-    secs = time.perf_counter() - t0
-    flagged = np.array(res.column("flag").is_valid().to_numpy(zero_copy_only=False))
-    cleanlab = np.array(res.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False))
-    suggested = np.array([NAMES.index(s) for s in res.column("suggested_label").to_pylist()])
-    print(f"  [{title}] classifier {summary.get('classifier')}, held-out accuracy vs given {summary['heldout_accuracy']:.4f}, "
-          f"vs clean {(suggested == clean).mean():.4f}; on the labels cleanlab keeps {summary['kept_accuracy']:.4f}; "
-          f"member kappa {summary.get('member_agreement_kappa')}; estimated noise {summary['estimated_noise_rate']:.4f} "
-          f"(true {truth.mean():.4f}); abstained {summary['abstained']}; {secs:.0f}s")
-    rows = {"curate defaults (guard)": scores(flagged, truth), "cleanlab flags before the guard": scores(cleanlab, truth),
-            "argmax(pred_probs) != label": scores(suggested != given, truth)}
+    r = subprocess.run([sys.executable, "-m", "curate", "run", str(pipe), "-q"], cwd=REPO)
+    if r.returncode:
+        sys.exit(f"curate run {pipe} failed ({r.returncode})")
+    return run, time.perf_counter() - t0
+
+
+def read_run(run: Path) -> dict:
+    """The dataset index, label_noise outputs and embeddings (if any) of a finished run, in row order."""
+    from curate.rundir import RunDir
+    from curate.shards import read_records, read_stage
+    from curate.vectors import list_column_to_matrix
+
+    rd = RunDir(run)
+    manifest = rd.require_finished()
+    meta = [json.loads(m) for m in read_records(rd, ["meta"]).column("meta").to_pylist()]
+    out = {"index": np.array([int(m["index"]) for m in meta])}
+    ln = read_stage(rd, rd.stage("label_noise").dir, ["flag", "cleanlab_issue", "suggested_label", "given_label"])
+    out["flagged"] = np.array(ln.column("flag").is_valid().to_numpy(zero_copy_only=False))
+    out["cleanlab"] = np.array(ln.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False))
+    out["suggested"] = np.array([NAMES.index(s) if s is not None else -1 for s in ln.column("suggested_label").to_pylist()])
+    out["summary"] = rd.stage("label_noise").summary
+    if any(s.name == "embed" for s in manifest.stages):
+        emb, ok = list_column_to_matrix(read_stage(rd, rd.stage("embed").dir, ["image_embedding"]).column("image_embedding"),
+                                        what="embed")
+        out["x"] = emb
+    return out
+
+
+def report(title: str, r: dict, given: np.ndarray, clean: np.ndarray, secs: float) -> dict:
+    truth = given != clean
+    summary = r["summary"]
+    print(f"  [{title}] features {summary.get('features')}, classifier {summary.get('classifier')}, held-out accuracy vs "
+          f"given {summary.get('heldout_accuracy')}, vs clean {(r['suggested'] == clean).mean():.4f}; on the labels cleanlab "
+          f"keeps {summary.get('kept_accuracy')}; member kappa {summary.get('member_agreement_kappa')}; estimated noise "
+          f"{summary.get('estimated_noise_rate')} (true {truth.mean():.4f}); abstained {summary.get('abstained')}; {secs:.0f}s")
+    rows = {"curate defaults (guard)": scores(r["flagged"], truth),
+            "cleanlab flags before the guard": scores(r["cleanlab"], truth),
+            "argmax(pred_probs) != label": scores((r["suggested"] != given) & (r["suggested"] >= 0), truth)}
     for k, v in rows.items():
         print(line(k, v))
-    fixed = int((flagged & truth & (suggested == clean)).sum())
-    print(f"    flagged true errors whose suggested label is the clean one: {fixed}/{int((flagged & truth).sum())}")
+    fixed = int((r["flagged"] & truth & (r["suggested"] == clean)).sum())
+    print(f"    flagged true errors whose suggested label is the clean one: {fixed}/{int((r['flagged'] & truth).sum())}")
     if summary.get("warning"):
         print(f"    stage warning: {summary['warning']}")
-    out[title] = {"rows": rows, "seconds": round(secs, 1), "suggested_is_clean": fixed,
-                  "summary": {k: summary.get(k) for k in ("classifier", "heldout_accuracy", "kept_accuracy",
-                                                          "member_agreement_kappa", "estimated_noise_rate", "abstained",
-                                                          "guard_removed", "features")}}
+    keys = ("features", "classifier", "heldout_accuracy", "kept_accuracy", "member_accuracy", "member_agreement_kappa",
+            "estimated_noise_rate", "abstained", "abstain_reasons", "guard_removed", "rounds", "cv_seconds")
+    return {"rows": rows, "seconds": round(secs, 1), "suggested_is_clean": fixed,
+            "accuracy_vs_clean": round(float((r["suggested"] == clean).mean()), 4),
+            "summary": {k: summary.get(k) for k in keys if k in summary}}
 
 
-def datalab_run(title: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray, out: dict) -> None:
+def parse_variant(text: str) -> dict:
+    out = {}
+    for part in text.split(","):
+        k, v = part.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def variant_run(text: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict:
+    params = parse_variant(text)
+    table = pa.table({"id": [str(i) for i in range(len(given))], "label": [NAMES[v] for v in given],
+                      "emb": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])})
+    t0 = time.perf_counter()
+    res, summary, _ = run_stage(table, shard_size=5000, classes=NAMES, features="emb", **params)
+    r = {"flagged": np.array(res.column("flag").is_valid().to_numpy(zero_copy_only=False)),
+         "cleanlab": np.array(res.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False)),
+         "suggested": np.array([NAMES.index(s) for s in res.column("suggested_label").to_pylist()]), "summary": summary}
+    return report(f"variant {text}", r, given, clean, time.perf_counter() - t0)
+
+
+def datalab_run(x: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict:
     from cleanlab import Datalab
 
     truth = given != clean
@@ -91,44 +148,60 @@ def datalab_run(title: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray,
     flagged = lab.get_issues("label")["is_label_issue"].to_numpy()
     secs = time.perf_counter() - t0
     s = scores(flagged, truth)
-    print(f"  [{title}] {secs:.0f}s")
+    print(f"  [Datalab, same embeddings] {secs:.0f}s")
     print(line("Datalab find_issues(features=X)", s))
-    out[title] = {"rows": {"Datalab": s}, "seconds": round(secs, 1)}
+    return {"rows": {"Datalab": s}, "seconds": round(secs, 1)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", default="curate,datalab,pixels")
-    ap.add_argument("--labels", default="worse_label,aggre_label")
-    ap.add_argument("--features", default="lite0_160", help="cached backbone features (label_noise_backbone.py)")
+    ap.add_argument("--labels", default="worse,aggre")
+    ap.add_argument("--embed", default=json.dumps(DEFAULT_EMBED), help="embed stage parameters (JSON), backend timm")
+    ap.add_argument("--label-noise", default="{}", help="label_noise stage parameters of the curate run (JSON)")
+    ap.add_argument("--variants", nargs="*", default=[], help="label_noise parameter changes tried on the same embeddings")
+    ap.add_argument("--work", type=Path, default=Path("/work/scratch/cifar"))
+    ap.add_argument("--cache", type=Path, default=Path("/work/scratch/cifar/cache"))
+    ap.add_argument("--tag", default="", help="suffix of the run directories")
     args = ap.parse_args()
+    from eval_cifar10n import prepare  # the Parquet manifests of the JPEG bytes (written once)
+
     print(f"machine: {machine()}")
-    data = shared_data() / "cifar10-jpg"
-    rows = list(csv.DictReader(open(data / "train_index.csv")))
-    clean = np.array([int(r["clean_label"]) for r in rows])
-    ids = [r["index"] for r in rows]
+    embed = {"backend": "timm", "pretrained": "packaged", **json.loads(args.embed)}
+    label_noise = json.loads(args.label_noise)
+    print(f"embed: {embed}; label_noise: {label_noise or 'defaults'}")
     methods = args.methods.split(",")
-    x = load_features(args.features) if {"curate", "datalab"} & set(methods) else None
-    images = None
-    results: dict = {}
+    out_path = args.work / "label_noise_cifar10n.json"
+    results: dict = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in args.labels.split(","):
-        given = np.array([int(r[name]) for r in rows])
-        label_names = [NAMES[v] for v in given]
-        print(f"\nCIFAR-10N {name}: {len(rows)} images, {int((given != clean).sum())} wrong labels ({(given != clean).mean():.2%})")
+        train, _ = prepare(name)
+        t = pq.read_table(train, columns=["label", "clean_label", "index"])
+        order = np.argsort(t.column("index").to_numpy())
+        given_all = np.array([NAMES.index(v) for v in t.column("label").to_pylist()])[order]
+        clean_all = np.array([NAMES.index(v) for v in t.column("clean_label").to_pylist()])[order]
+        print(f"\nCIFAR-10N {name}: {len(given_all)} images, {int((given_all != clean_all).sum())} wrong labels "
+              f"({(given_all != clean_all).mean():.2%})")
         out = results.setdefault(name, {})
-        if "curate" in methods:
-            emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
-            table = pa.table({"id": ids, "label": label_names, "emb": emb})
-            stage_run(f"curate, {args.features} features", table, given, clean, out, features="emb")
-        if "datalab" in methods:
-            datalab_run(f"Datalab, {args.features} features", x, given, clean, out)
+        x = None
+        if {"curate", "datalab"} & set(methods) or args.variants:
+            run, secs = curate_run(f"cifar10n-{name}{args.tag}", train, [{"embed": embed}, {"label_noise": label_noise}],
+                                   args.work, args.cache)
+            r = read_run(run)
+            given, clean = given_all[r["index"]], clean_all[r["index"]]
+            x = r["x"]
+            if "curate" in methods:
+                out["curate"] = {"embed": embed, "label_noise": label_noise, "run": str(run),
+                                 **report(f"curate run {run.name}", r, given, clean, secs)}
+            if "datalab" in methods:
+                out["datalab"] = {"embed": embed, **datalab_run(x, given, clean)}
+            for v in args.variants:
+                out.setdefault("variants", {})[v] = {"embed": embed, **variant_run(v, x, given, clean)}
+                out_path.write_text(json.dumps(results, indent=1))
         if "pixels" in methods:
-            if images is None:
-                with zipfile.ZipFile(data / "train.zip") as z:
-                    images = [z.read(r["path"]) for r in rows]
-            table = pa.table({"id": ids, "label": label_names, "image": images})
-            stage_run("curate, pixels (features: auto, no embedding)", table, given, clean, out)
-        (CACHE / "label_noise_cifar10n.json").write_text(json.dumps(results, indent=1))
+            run, secs = curate_run(f"cifar10n-{name}-pixels", train, [{"label_noise": {}}], args.work, args.cache)
+            r = read_run(run)
+            out["pixels"] = report(f"curate run {run.name}", r, given_all[r["index"]], clean_all[r["index"]], secs)
+        out_path.write_text(json.dumps(results, indent=1))
     print(f"\npeak RSS {peak_rss_mb():.0f} MiB")
 
 

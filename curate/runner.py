@@ -344,7 +344,7 @@ class Runner:
         cls = get_stage_class(spec.name)
         earlier = list(manifest.stages)
         ctx = StageContext(stage_index=spec.index, cache_dir=self.model_cache, workers=self.workers,
-                           upstream=tuple(earlier))
+                           upstream=tuple(earlier), quiet=self.quiet)
         stage = cls(spec.params, ctx)
         outputs = stage.declare_outputs().to_manifest()
         refs = [resolve_column(c, earlier) for c in stage.input_columns()]

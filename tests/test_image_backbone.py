@@ -193,3 +193,26 @@ def test_decoded_images_of_an_encoder_feed_pil_images_too(lite0):
         blobs.append(buf.getvalue())
     px, ok = decode_chunk(blobs, transform_for(lite0))
     assert ok.all() and px.shape == (3, 224, 224, 3)
+
+
+def test_flip_average_is_mirror_invariant_and_crop_pct_keeps_the_whole_image(lite0):
+    import dataclasses
+
+    from curate.embeddings.images import ResizeCrop
+
+    names = list(KNOWN)[:2]
+    px = pixels_of(lite0, names)
+    flip = dataclasses.replace(lite0, flip_average=True)
+    a, b = flip.encode_pixels(px), flip.encode_pixels(np.ascontiguousarray(px[:, :, ::-1]))
+    np.testing.assert_allclose(a, b, atol=1e-5)  # an image and its mirror image embed the same
+    plain = lite0.encode_pixels(px)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5) and (a * plain).sum(1).min() < 0.9999
+    assert flip.identity == lite0.identity + "|flipavg"  # a separate embedding cache
+    from curate.models.vision import load_image_encoder
+
+    whole = load_image_encoder("tf_efficientnet_lite0", "packaged", "cpu", runtime="torch", crop_pct=1.0, image_size=64)
+    assert whole.crop_pct == 1.0 and "crop1|" in whole.identity and lite0.crop_pct == 0.875
+    rc = whole.resize_crop()
+    assert isinstance(rc, ResizeCrop) and rc.crop_pct == 1.0
+    with pytest.raises(CurateError, match="crop_pct"):
+        load_image_encoder("tf_efficientnet_lite0", "packaged", "cpu", runtime="torch", crop_pct=1.5)

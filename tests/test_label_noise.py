@@ -533,3 +533,27 @@ def test_auto_features_from_the_real_image_backbone(tmp_path, make_pipeline, sha
     # with a few hundred photos the classifier is ~90% right: most flips are found, few clean images flagged
     assert len(hits) >= 8 and len(flagged) - len(hits) <= 12, (len(hits), len(flagged))
     assert sum(r["suggested_label"] == truth[r["source"]][1] for r in hits) >= 0.8 * len(hits)
+
+
+def test_a_second_round_fits_on_the_rows_the_first_kept(tmp_path, make_pipeline):
+    from curate.label_noise import cross_val_pred_probs
+
+    x, y, given = planted(60, 2.0, seed=3, flip_rate=0.3)
+    wrong = given != y
+    full = cross_val_pred_probs(x, given, n_classes=4, classifier="knn", progress=False)
+    clean = cross_val_pred_probs(x, given, n_classes=4, classifier="knn", progress=False, train_mask=~wrong)
+    p_full, p_clean = full.pred_probs[wrong, given[wrong]].mean(), clean.pred_probs[wrong, given[wrong]].mean()
+    assert p_clean < 0.8 * p_full  # with the wrong labels unseen, fewer neighbours vote for them
+    assert (clean.pred_probs.argmax(1) == y).mean() >= (full.pred_probs.argmax(1) == y).mean()
+    with pytest.raises(CurateError, match="train_mask"):
+        cross_val_pred_probs(x, given, n_classes=4, progress=False, train_mask=np.ones(3, bool))
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"r{i}", "label": "abcd"[g], "emb": x[i].round(3).tolist()}
+                                       for i, g in enumerate(given)])
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "meta.emb", "rounds": 2}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    rounds = entry.summary["rounds"]
+    assert len(rounds) == 2 and 0.5 * len(given) < rounds[1]["fitted_on"] < len(given)
+    flagged = np.array([r["flag"] == "label_issue" for r in sorted(ann, key=lambda r: int(r["text"][1:]))])
+    assert (flagged & wrong).sum() >= 0.85 * wrong.sum() and (flagged & ~wrong).sum() <= 0.05 * (~wrong).sum()

@@ -80,7 +80,7 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
 
 def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "auto",
                          folds: int = 5, seed: int = 0, knn_neighbors: int = 30, n_jobs: int | None = None,
-                         progress: bool = True) -> CVResult:
+                         progress: bool = True, train_mask: np.ndarray | None = None) -> CVResult:
     """Out-of-sample class probabilities for every row by stratified K-fold cross-validation.
 
     Parameters
@@ -97,6 +97,10 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
         ``logistic+knn`` on dense features and ``logistic`` on sparse ones (:data:`AUTO_CLASSIFIER`).
     folds : int, keyword-only
         ``K`` of K-fold, at least 2.
+    train_mask : np.ndarray of bool, shape (N,), optional, keyword-only
+        Rows the models may be fitted on (default all): e.g. the rows a first round did not flag, so a
+        second round learns from cleaner labels. Every row is still predicted by models that did not see
+        it (the folds are the same as without a mask).
 
     Returns
     -------
@@ -127,8 +131,16 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     preds = {m: np.zeros((n, n_classes), dtype=np.float32) for m in members}
     splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     t0 = time.perf_counter()
+    if train_mask is not None:
+        train_mask = np.asarray(train_mask, dtype=bool)
+        if train_mask.shape != (n,):
+            raise CurateError(f"train_mask: expected shape ({n},), got {train_mask.shape}")
     for train, test in tqdm(splitter.split(np.zeros(n), labels), total=folds, desc=f"cross-validation ({classifier})",
                             unit="fold", file=sys.stderr, disable=not progress, leave=False):
+        if train_mask is not None:
+            train = train[train_mask[train]]
+            if len(np.unique(labels[train])) < 2:
+                raise CurateError("train_mask leaves fewer than two classes to fit in a fold")
         for m, base in bases.items():
             model = clone(base)
             # logistic and mlp do many small matrix products: one BLAS thread is 1.5-3x faster than several

@@ -311,12 +311,15 @@ class ImageEncoder:
     features: Any = field(default=None, repr=False)
     session: Any = field(default=None, repr=False)
     onnx_path: str | None = None
+    #: average each image's features with its horizontal mirror's (test-time augmentation; 2x the compute)
+    flip_average: bool = False
 
     @property
     def identity(self) -> str:
-        """Cache identity: the weights, the input geometry and normalisation."""
+        """Cache identity: the weights, the input geometry and normalisation (and the flip averaging)."""
         h, w = self.image_size
-        return f"{self.source.identity}|{h}x{w}|crop{self.crop_pct:g}|{self.interpolation}|mean{self.mean}|std{self.std}"
+        return (f"{self.source.identity}|{h}x{w}|crop{self.crop_pct:g}|{self.interpolation}|mean{self.mean}|std{self.std}"
+                + ("|flipavg" if self.flip_average else ""))
 
     def resize_crop(self, *, draft: bool = False):
         """The worker-side geometry (:class:`curate.embeddings.images.ResizeCrop`)."""
@@ -335,12 +338,16 @@ class ImageEncoder:
 
     def encode_pixels(self, pixels, *, to_numpy: bool = True):
         """Features of uint8 pixels ``(B, H, W, 3)``, L2-normalised: float32 ``(B, D)`` (a device tensor
-        with ``to_numpy=False`` on the torch runtime, so a GPU stays busy while the next batch decodes)."""
+        with ``to_numpy=False`` on the torch runtime, so a GPU stays busy while the next batch decodes).
+        With ``flip_average`` the features of the image and of its mirror image are averaged first."""
         if self.session is not None:
             x = np.ascontiguousarray(pixels, dtype=np.uint8)
+            if self.flip_average:  # one run over image + mirror: (2B, H, W, 3)
+                x = np.concatenate([x, np.ascontiguousarray(x[:, :, ::-1])])
             feats = self.session.run(None, {"pixels": x})[0]
-            norms = np.linalg.norm(feats, axis=1, keepdims=True)
-            return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+            if self.flip_average:
+                feats = _unit(feats[: len(feats) // 2]) + _unit(feats[len(feats) // 2:])
+            return _unit(feats).astype(np.float32)
         import torch
 
         with torch.inference_mode(), self._autocast():
@@ -348,6 +355,9 @@ class ImageEncoder:
                 pixels = np.array(pixels)
             x = torch.as_tensor(pixels).to(self.device, non_blocking=True)
             feats = torch.nn.functional.normalize(self.features(x).float(), dim=-1)
+            if self.flip_average:
+                feats = feats + torch.nn.functional.normalize(self.features(torch.flip(x, dims=[2])).float(), dim=-1)
+                feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy() if to_numpy else feats
 
     def logits(self, pixels) -> np.ndarray:
@@ -359,6 +369,10 @@ class ImageEncoder:
             x = torch.as_tensor(np.array(pixels)).to(self.device).permute(0, 3, 1, 2).float()
             x = (x - f.mean) / f.std
             return self.net(x).float().cpu().numpy()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def default_onnx_cache() -> Path:
@@ -381,7 +395,8 @@ def _onnx_session(enc: ImageEncoder, cache_dir: Path | None, strict: bool):
 
     folder = Path(cache_dir) if cache_dir is not None else default_onnx_cache()
     h, w = enc.image_size
-    key = hashlib.sha256(f"{enc.identity}|torch{torch.__version__}|timm{timm.__version__}|opset17".encode()).hexdigest()[:20]
+    graph = enc.identity.removesuffix("|flipavg")  # the same graph serves the flip averaging
+    key = hashlib.sha256(f"{graph}|torch{torch.__version__}|timm{timm.__version__}|opset17".encode()).hexdigest()[:20]
     path = folder / f"{enc.source.model}-{h}x{w}-{key}.onnx"
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
@@ -410,7 +425,8 @@ def _onnx_session(enc: ImageEncoder, cache_dir: Path | None, strict: bool):
 
 def load_image_encoder(model: str = DEFAULT_IMAGE_MODEL, pretrained: str | None = PACKAGED, device: str = "auto", *,
                        precision: str = "auto", runtime: str = "auto", image_size: int | None = None,
-                       cache_dir: str | Path | None = None, allow_download: bool = True) -> ImageEncoder:
+                       cache_dir: str | Path | None = None, allow_download: bool = True, crop_pct: float | None = None,
+                       flip_average: bool = False) -> ImageEncoder:
     """Load a timm image backbone for feature extraction.
 
     Parameters
@@ -431,6 +447,11 @@ def load_image_encoder(model: str = DEFAULT_IMAGE_MODEL, pretrained: str | None 
         :func:`default_onnx_cache`).
     image_size : int, optional
         Square input side (default: the model's pretrained input size).
+    crop_pct : float, optional
+        Share of the shorter side kept by the centre crop after resizing (default: the model's config,
+        e.g. 0.875 for Lite0; 1.0 keeps the whole image, which matters on tiny images such as CIFAR's).
+    flip_average : bool
+        Average each image's features with its horizontal mirror's (2x the compute).
 
     Returns
     -------
@@ -438,6 +459,8 @@ def load_image_encoder(model: str = DEFAULT_IMAGE_MODEL, pretrained: str | None 
     """
     if runtime not in RUNTIMES:
         raise CurateError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if crop_pct is not None and not 0.0 < crop_pct <= 1.0:
+        raise CurateError(f"crop_pct: expected a number in (0, 1], got {crop_pct}")
     src = resolve_image_source(model, pretrained)
     torch = require("torch", EXTRA, "image backbones")
     timm = _timm()
@@ -453,13 +476,14 @@ def load_image_encoder(model: str = DEFAULT_IMAGE_MODEL, pretrained: str | None 
     if src.kind == "packaged":
         mean, std = TF_LITE_MEAN, TF_LITE_STD
     size = (int(image_size), int(image_size)) if image_size else tuple(int(s) for s in cfg["input_size"][1:])
-    crop_pct = 1.0 if cfg.get("crop_mode") == "squash" else float(cfg.get("crop_pct") or 1.0)
+    model_crop = 1.0 if cfg.get("crop_mode") == "squash" else float(cfg.get("crop_pct") or 1.0)
+    crop_pct = model_crop if crop_pct is None else float(crop_pct)
     features = feature_module(net, mean, std).eval()
     if dev != "cpu":
         features = features.to(dev, memory_format=torch.channels_last)
     enc = ImageEncoder(net=net, source=src, device=dev, precision=prec, runtime="torch", embed_dim=int(net.num_features),
                        image_size=size, mean=mean, std=std, interpolation=str(cfg.get("interpolation", "bicubic")),
-                       crop_pct=crop_pct, features=features)
+                       crop_pct=crop_pct, features=features, flip_average=bool(flip_average))
     if dev == "cpu" and runtime in ("auto", "onnx"):
         enc.session, enc.onnx_path = _onnx_session(enc, Path(cache_dir) / "onnx" if cache_dir else None,
                                                    strict=runtime == "onnx")

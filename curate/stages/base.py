@@ -92,6 +92,8 @@ class StageContext:
     workers: int = 1
     #: The manifest entries of the stages before this one (finished), in pipeline order.
     upstream: tuple[StageEntry, ...] = ()
+    #: ``curate run -q``: a stage's own progress bars stay off
+    quiet: bool = False
 
     @property
     def available_columns(self) -> tuple[str, ...]:

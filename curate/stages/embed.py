@@ -43,6 +43,12 @@ class EmbedParams(StageParams):
         "auto", description="timm backend: auto (onnxruntime on the CPU when installed, else PyTorch), torch or onnx")
     image_size: Optional[int] = Field(
         None, ge=32, le=1024, description="timm backend: square input side (default: the model's pretrained size)")
+    crop_pct: Optional[float] = Field(
+        None, gt=0.0, le=1.0, description="timm backend: share of the shorter side kept by the centre crop after resizing "
+                                          "(default: the model's, e.g. 0.875; 1.0 keeps the whole image)")
+    flip_average: bool = Field(
+        False, description="timm backend: average each image's embedding with its mirror image's (test-time "
+                           "augmentation: 2x the compute)")
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on a GPU, fp32 on the CPU")
     batch_size: int = Field(64, ge=1, description="items per forward pass")
@@ -60,8 +66,11 @@ class EmbedParams(StageParams):
     def _resolve(self):
         if isinstance(self.num_workers, int) and self.num_workers < 0:
             raise ValueError("num_workers must be >= 0 or 'auto'")
-        if self.backend != "timm" and self.image_size is not None:
-            raise ValueError("image_size: only used with backend: timm")
+        for name in ("image_size", "crop_pct"):
+            if self.backend != "timm" and getattr(self, name) is not None:
+                raise ValueError(f"{name}: only used with backend: timm")
+        if self.backend != "timm" and self.flip_average:
+            raise ValueError("flip_average: only used with backend: timm")
         if self.backend == "timm":
             if self.text:
                 raise ValueError("text: backend timm embeds images only; add a second embed stage with backend: "
@@ -145,7 +154,8 @@ class Embed(MapStage):
             from curate.models.vision import load_image_encoder
 
             self.encoder = load_image_encoder(p.model, p.pretrained, p.device, precision=p.precision, runtime=p.runtime,
-                                              image_size=p.image_size,
+                                              image_size=p.image_size, crop_pct=p.crop_pct,
+                                              flip_average=p.flip_average,
                                               cache_dir=self.ctx.cache_dir if self.ctx is not None else None)
             identity = self.encoder.identity + ("|fast_jpeg" if p.fast_jpeg else "")
             workers = default_workers() if p.num_workers == "auto" else p.num_workers

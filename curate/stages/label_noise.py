@@ -66,6 +66,10 @@ class LabelNoiseParams(StageParams):
         "auto", description="model trained in the cross-validation: auto (logistic+knn on pixels and embeddings, "
                             "logistic on tfidf) | logistic | mlp | knn | logistic+knn (the two averaged)")
     folds: int = Field(5, ge=2, le=50, description="K of the stratified K-fold cross-validation")
+    rounds: int = Field(
+        1, ge=1, le=5, description="cross-validation rounds: each round after the first fits the models only on the rows "
+                                   "the previous round's cleanlab kept (cleaner labels to learn from), same folds; "
+                                   "the guard's abstain checks use the first round")
     method: FilterMethod = Field("prune_by_noise_rate", description="cleanlab find_label_issues filter_by")
     rank_by: RankMethod = Field("self_confidence", description="cleanlab get_label_quality_scores method")
     min_confidence: float = Field(
@@ -236,16 +240,20 @@ class LabelNoise(GlobalStage):
             to_compact[kept] = np.arange(len(kept))
             y = to_compact[codes[idx]]
             cv = cross_val_pred_probs(x[idx], y, n_classes=len(kept), classifier=p.classifier,
-                                      folds=p.folds, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs)
+                                      folds=p.folds, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs,
+                                      progress=not (self.ctx is not None and self.ctx.quiet))
+            first = cv
+            if p.rounds > 1:
+                cv = self._more_rounds(x[idx], y, len(kept), cv, summary)
             pp = cv.pred_probs
             names = [cmap.name(int(k)) for k in kept]
             summary.update({"classifier": cv.classifier, "folds": p.folds, "cv_seconds": round(cv.seconds, 2),
                             "fold_accuracy": [round(a, 4) for a in cv.fold_accuracy]})
-            if cv.member_accuracy:
-                summary["member_accuracy"] = {m: round(a, 4) for m, a in cv.member_accuracy.items()}
-                summary["member_agreement"] = round(cv.agreement, 4)
-                summary["member_agreement_kappa"] = round(cv.agreement_kappa, 4)
-            agreement = cv.agreement_kappa
+            if first.member_accuracy:
+                summary["member_accuracy"] = {m: round(a, 4) for m, a in first.member_accuracy.items()}
+                summary["member_agreement"] = round(first.agreement, 4)
+                summary["member_agreement_kappa"] = round(first.agreement_kappa, 4)
+            agreement = first.agreement_kappa
             accuracy = cv.accuracy
             back = kept
         else:
@@ -279,6 +287,30 @@ class LabelNoise(GlobalStage):
         log.info("label_noise: %d of %d scored rows flagged (cleanlab %d; held-out accuracy %.3f, %.3f on the "
                  "labels cleanlab keeps)", int(g.flags.sum()), len(idx), g.cleanlab_flags, accuracy, g.kept_accuracy)
         return self._result(n, cmap.names, codes, idx, res, back, g.flags)
+
+    def _more_rounds(self, x, y: np.ndarray, n_classes: int, cv, summary: dict):
+        """Rounds 2..``rounds``: refit on the rows the previous round's cleanlab kept (same folds)."""
+        from curate.label_noise.crossval import cross_val_pred_probs
+        from curate.label_noise.detect import find_issues
+
+        p = self.params
+        history = [{"accuracy": round(cv.accuracy, 4), "seconds": round(cv.seconds, 2)}]
+        for _ in range(1, p.rounds):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*too few examples.*")
+                res = find_issues(y, cv.pred_probs, copy=True, method=p.method, rank_by=p.rank_by,
+                                  min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
+            keep = ~res.is_issue
+            if np.bincount(y[keep], minlength=n_classes)[np.bincount(y, minlength=n_classes) > 0].min() < p.folds:
+                summary["rounds_stopped"] = "a class would keep fewer rows than folds"
+                break
+            cv = cross_val_pred_probs(x, y, n_classes=n_classes, classifier=p.classifier, folds=p.folds, seed=p.seed,
+                                      knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs, train_mask=keep,
+                                      progress=not (self.ctx is not None and self.ctx.quiet))
+            history.append({"accuracy": round(cv.accuracy, 4), "seconds": round(cv.seconds, 2),
+                            "fitted_on": int(keep.sum())})
+        summary["rounds"] = history
+        return cv
 
     def _abstain_warning(self, spec: FeatureSpec, g, scored: int) -> str:
         """Why nothing was flagged, and what to add."""

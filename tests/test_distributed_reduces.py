@@ -87,3 +87,44 @@ def test_image_dedup_distributed_equals_driver(tmp_path, executor, hash_size, ma
     summary = run_both(tmp_path, "image_dedup", {"hash_size": hash_size, "max_distance": max_distance,
                                                  "keep": "largest_image"}, split(table, sizes), executor)
     assert summary["near_duplicates"] > n // 10 and summary["largest_cluster"] >= 80 and summary["unhashed"] == 12
+
+
+# -- semantic_dedup and outliers ---------------------------------------------------------------------------
+def embedding_rows(n_base: int = 2000, dim: int = 48, seed: int = 0) -> pa.Table:
+    """Embeddings around a few centres, near copies (cosine about 0.99) and copies of copies, rows
+    without an embedding, a few far points; a score column with ties and nulls (``keep: score:q``)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(6, dim))
+    base = centres[rng.integers(0, 6, size=n_base)] + rng.normal(scale=0.8, size=(n_base, dim))
+    copies = base[rng.choice(n_base, size=n_base // 6, replace=False)]
+    copies = copies + rng.normal(scale=0.03, size=copies.shape)
+    chain = copies[: len(copies) // 3] + rng.normal(scale=0.03, size=(len(copies) // 3, dim))
+    far = rng.normal(scale=6, size=(15, dim))
+    x = np.concatenate([base, copies, chain, far]).astype(np.float32)
+    x = x[rng.permutation(len(x))]
+    n = len(x)
+    emb = pa.array([v.tolist() for v in x], pa.list_(pa.float32()))
+    missing = set(rng.choice(n, 10, replace=False).tolist())
+    emb = pa.array([None if i in missing else v for i, v in enumerate(emb.to_pylist())], pa.list_(pa.float32()))
+    q = pa.array(rng.integers(0, 4, size=n).astype(np.float64), mask=rng.random(n) < 0.05)
+    return pa.table({"id": [f"e{i:05d}" for i in range(n)], "emb": emb, "q": q})
+
+
+@pytest.fixture(scope="module")
+def embeddings():
+    return embedding_rows()
+
+
+def embedding_shards(table: pa.Table) -> list[pa.Table]:
+    n = table.num_rows
+    return split(table, [n // 3, 0, n // 5, n - n // 3 - n // 5])
+
+
+@pytest.mark.parametrize("params", [
+    {"clusters": 8, "keep": "first", "eps": 0.02},
+    {"clusters": "auto", "keep": "central", "eps": 0.02, "kmeans_sample": 400},
+    {"clusters": 12, "keep": "score:q", "eps": 0.05, "kmeans_sample": 1000, "seed": 3},
+])
+def test_semantic_dedup_distributed_equals_driver(tmp_path, executor, embeddings, params):
+    summary = run_both(tmp_path, "semantic_dedup", {"column": "emb", **params}, embedding_shards(embeddings), executor)
+    assert summary["duplicates"] > 300 and summary["embedded"] == embeddings.num_rows - 10

@@ -51,11 +51,18 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, backend: st
     Returns ``(centroids (k, D) unit rows, assignment (N,) int64)``. ``backend`` is ``auto`` (faiss if
     installed, else scikit-learn), ``faiss`` or ``sklearn``. faiss trains on at most 256 points per
     centroid (a sample) and then assigns every row."""
+    centroids = fit_centroids(x, k, seed=seed, niter=niter, backend=backend)
+    if len(centroids) == 1:
+        return centroids, np.zeros(len(x), dtype=np.int64)
+    return centroids, assign(x, centroids)
+
+
+def fit_centroids(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, backend: str = "auto") -> np.ndarray:
+    """The ``min(k, N)`` unit centroids of spherical k-means over unit rows ``x`` (see :func:`kmeans`)."""
     n, d = x.shape
     k = max(1, min(k, n))
     if k == 1:
-        c = normalise(x.mean(axis=0, keepdims=True))
-        return c, np.zeros(n, dtype=np.int64)
+        return normalise(x.mean(axis=0, keepdims=True))
     use_faiss = backend == "faiss" or (backend == "auto" and have_faiss())
     if use_faiss:
         import faiss
@@ -63,18 +70,16 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 20, backend: st
         km = faiss.Kmeans(d, k, niter=niter, seed=seed, spherical=True, verbose=False, max_points_per_centroid=256,
                           min_points_per_centroid=1)
         km.train(np.ascontiguousarray(x, dtype=np.float32))
-        centroids = normalise(km.centroids)
-    else:
-        from curate.errors import require
+        return normalise(km.centroids)
+    from curate.errors import require
 
-        cluster = require("sklearn.cluster", "clip", "k-means (scikit-learn; or install faiss-cpu)")
-        if n > 20000:
-            km = cluster.MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096, max_iter=niter)
-        else:
-            km = cluster.KMeans(n_clusters=k, random_state=seed, n_init=1, max_iter=niter)
-        km.fit(x)
-        centroids = normalise(km.cluster_centers_)
-    return centroids, assign(x, centroids)
+    cluster = require("sklearn.cluster", "clip", "k-means (scikit-learn; or install faiss-cpu)")
+    if n > 20000:
+        km = cluster.MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096, max_iter=niter)
+    else:
+        km = cluster.KMeans(n_clusters=k, random_state=seed, n_init=1, max_iter=niter)
+    km.fit(x)
+    return normalise(km.cluster_centers_)
 
 
 #: Above this many rows, ``knn(search="auto")`` uses an approximate faiss index (when faiss is installed).

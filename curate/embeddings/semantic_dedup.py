@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.embeddings.neighbors import auto_clusters, kmeans
+from curate.dedup.hashing import mix64
+from curate.embeddings.neighbors import assign, auto_clusters, fit_centroids, kmeans
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,68 @@ class SemDedupResult:
     largest_cluster: int
 
 
+def sample_mask(rows: np.ndarray, n_valid: int, sample: int | None, *, seed: int = 0) -> np.ndarray:
+    """Which of the global ``rows`` are in the k-means sample: every row when ``n_valid <= sample``
+    (or ``sample`` is ``None``), else each with probability ``sample / n_valid`` decided by a hash of
+    its row number and ``seed``, so any process picks the same rows from its own shard."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if sample is None or n_valid <= sample:
+        return np.ones(len(rows), dtype=bool)
+    with np.errstate(over="ignore"):
+        h = mix64(rows.astype(np.uint64) ^ np.uint64(mix64(np.array([seed], np.uint64))[0]))
+    return (h >> np.uint64(11)).astype(np.float64) < (sample / n_valid) * float(1 << 53)
+
+
+def sample_size(sample: int, k: int) -> int:
+    """Rows k-means is fitted on: ``sample``, and at least 40 per centroid (faiss's recommended minimum)."""
+    return max(sample, 40 * k)
+
+
+def cluster_neighbours(e: np.ndarray, block_floats: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """For the ranked members ``e`` ``(m, D)`` of one cluster: the position and cosine of each member's
+    most similar higher-ranked member (``-1`` / NaN for the first). Memory: ``block_floats`` floats."""
+    m = len(e)
+    best_pos = np.full(m, -1, dtype=np.int64)
+    best_sim = np.full(m, np.nan, dtype=np.float32)
+    step = max(1, min(m, block_floats // max(m, 1)))
+    for s in range(1, m, step):
+        end = min(m, s + step)
+        sims = e[s:end] @ e[:end].T  # rows s..end-1 against every item ranked before them (and themselves)
+        pos = np.arange(s, end)[:, None]
+        sims[np.arange(end)[None, :] >= pos] = -np.inf
+        best = np.argmax(sims, axis=1)
+        best_pos[s:end] = best
+        best_sim[s:end] = sims[np.arange(end - s), best]
+    return best_pos, best_sim
+
+
+def chain_representatives(best_pos: np.ndarray, dup: np.ndarray) -> np.ndarray:
+    """Position of the kept member each duplicate stands for (``-1`` for kept members), following chains
+    of duplicates to higher-ranked members (``best_pos[i] < i``, so one pass in rank order does it)."""
+    rep = np.full(len(dup), -1, dtype=np.int64)
+    for i in np.flatnonzero(dup).tolist():
+        r = int(best_pos[i])
+        rep[i] = rep[r] if dup[r] else r
+    return rep
+
+
+def rank_order(rows: np.ndarray, prio: np.ndarray, assignment: np.ndarray) -> np.ndarray:
+    """Order of ``rows`` by cluster, then priority descending (NaN last), then row."""
+    prio = np.where(np.isnan(prio), -np.inf, prio)
+    return np.lexsort((rows, -prio, assignment))
+
+
+def centre_priority(x: np.ndarray, centroids: np.ndarray, assignment: np.ndarray, by_centroid: str) -> np.ndarray:
+    """``keep: central`` / ``peripheral``: the cosine to the row's centroid, or its negation."""
+    if by_centroid not in ("central", "peripheral"):
+        raise ValueError(f"by_centroid: expected 'central' or 'peripheral', got {by_centroid!r}")
+    to_centre = np.einsum("ij,ij->i", x, centroids[assignment]).astype(np.float64)
+    return to_centre if by_centroid == "central" else -to_centre
+
+
 def semantic_dedup(x: np.ndarray, *, eps: float, clusters: int | None = None, priority: np.ndarray | None = None,
                    valid: np.ndarray | None = None, by_centroid: str | None = None, seed: int = 0,
-                   backend: str = "auto",
+                   backend: str = "auto", sample: int | None = None,
                    block_floats: int = 1 << 24) -> SemDedupResult:
     """SemDeDup over unit rows ``x`` ``(N, D)``.
 
@@ -55,6 +115,9 @@ def semantic_dedup(x: np.ndarray, *, eps: float, clusters: int | None = None, pr
     by_centroid : {None, 'central', 'peripheral'}
         Instead of ``priority``, keep the item closest to (``central``) or farthest from (``peripheral``,
         the SemDeDup paper's choice) its cluster centroid.
+    sample : int or None
+        Fit k-means on about this many rows (:func:`sample_mask`, at least :func:`sample_size`), then
+        assign every row to its nearest centroid; ``None``: fit on every row.
     block_floats : int
         Similarity block size in floats (memory per block = 4 bytes each).
     """
@@ -70,18 +133,19 @@ def semantic_dedup(x: np.ndarray, *, eps: float, clusters: int | None = None, pr
         return SemDedupResult(cluster, nn_index, nn_sim, dup, rep, 0, 0)
     xv = np.ascontiguousarray(x[rows], dtype=np.float32)
     k = clusters or auto_clusters(len(rows))
-    centroids, assignment = kmeans(xv, k, seed=seed, backend=backend)
+    if sample is None:
+        centroids, assignment = kmeans(xv, k, seed=seed, backend=backend)
+    else:
+        fit = sample_mask(rows, len(rows), sample_size(sample, k), seed=seed)
+        centroids = fit_centroids(xv[fit], k, seed=seed, backend=backend)
+        assignment = assign(xv, centroids)
     cluster[rows] = assignment
     prio = np.zeros(n) if priority is None else np.asarray(priority, dtype=np.float64)
     if by_centroid is not None:
-        if by_centroid not in ("central", "peripheral"):
-            raise ValueError(f"by_centroid: expected 'central' or 'peripheral', got {by_centroid!r}")
-        to_centre = np.einsum("ij,ij->i", xv, centroids[assignment])
         prio = np.zeros(n)
-        prio[rows] = to_centre if by_centroid == "central" else -to_centre
-    prio = np.where(np.isnan(prio), -np.inf, prio)
+        prio[rows] = centre_priority(xv, centroids, assignment, by_centroid)
     # members of each cluster, ranked: priority descending, then row index
-    order = np.lexsort((rows, -prio[rows], assignment))
+    order = rank_order(rows, prio[rows], assignment)
     sorted_rows = rows[order]
     sorted_cl = assignment[order]
     bounds = np.flatnonzero(np.diff(sorted_cl)) + 1
@@ -93,25 +157,14 @@ def semantic_dedup(x: np.ndarray, *, eps: float, clusters: int | None = None, pr
 
     for members in tqdm(groups, desc="semantic dedup (clusters)", unit="cluster", leave=False,
                         disable=len(rows) < 100_000):
-        m = len(members)
-        if m < 2:
+        if len(members) < 2:
             continue
-        e = np.ascontiguousarray(x[members], dtype=np.float32)
-        step = max(1, min(m, block_floats // m))
-        for s in range(1, m, step):
-            end = min(m, s + step)
-            sims = e[s:end] @ e[:end].T  # rows s..end-1 against every item ranked before them (and themselves)
-            pos = np.arange(s, end)[:, None]
-            sims[np.arange(end)[None, :] >= pos] = -np.inf
-            best = np.argmax(sims, axis=1)
-            best_sim = sims[np.arange(end - s), best]
-            nn_index[members[s:end]] = members[best]
-            nn_sim[members[s:end]] = best_sim
-            dup[members[s:end]] = best_sim > threshold
-    # representatives: follow duplicate chains to a kept item (chains go to higher-ranked items, so they end)
-    for i in np.flatnonzero(dup):
-        r = nn_index[i]
-        while dup[r]:
-            r = nn_index[r]
-        rep[i] = r
+        best_pos, best_sim = cluster_neighbours(np.ascontiguousarray(x[members], dtype=np.float32), block_floats)
+        is_dup = best_sim > threshold
+        chain = chain_representatives(best_pos, is_dup)
+        later = members[1:]
+        nn_index[later] = members[best_pos[1:]]
+        nn_sim[later] = best_sim[1:]
+        dup[members] = is_dup
+        rep[members[is_dup]] = members[chain[is_dup]]
     return SemDedupResult(cluster, nn_index, nn_sim, dup, rep, int(len(groups)), int(largest))

@@ -24,6 +24,8 @@ class SemanticDedupParams(EmbeddingFieldParams):
     eps: float = Field(0.05, gt=0, lt=1, description="pairs with cosine similarity above 1 - eps are duplicates")
     keep: SemanticKeepRule = keep_field("first", CENTROID_RULES, _NOT_HERE)
     seed: int = Field(0, description="k-means seed")
+    kmeans_sample: int = Field(100_000, ge=1, description="k-means is fitted on about this many rows (at least 40 "
+                                                          "per cluster), then every row is assigned to its nearest centre")
 
     @field_validator("clusters")
     @classmethod
@@ -32,6 +34,13 @@ class SemanticDedupParams(EmbeddingFieldParams):
             raise ValueError("clusters must be >= 1 or 'auto'")
         return v
 
+
+
+def duplicate_detail(rep_id: str, nn_id: str, similarity: float, threshold: float, cluster: int) -> str:
+    """A duplicate's detail: its representative, and the item it is closest to when that is another duplicate."""
+    how = (f"cosine {similarity:.3f} > {threshold:.3f}" if nn_id == rep_id else
+           f"cosine {similarity:.3f} > {threshold:.3f} to {short_id(nn_id)}, itself a duplicate")
+    return f"semantic duplicate of {short_id(rep_id)} ({how}; k-means cluster {cluster})"
 
 
 @register_stage
@@ -76,7 +85,7 @@ class SemanticDedup(GlobalStage):
         clusters = None if p.clusters == "auto" else p.clusters
         by_centroid = p.keep if p.keep in ("central", "peripheral") else None
         res = semantic_dedup(x, eps=p.eps, clusters=clusters, priority=priority, valid=valid, by_centroid=by_centroid,
-                             seed=p.seed)
+                             seed=p.seed, sample=p.kmeans_sample)
         threshold = 1 - p.eps
         groups = np.arange(n)
         dup = np.flatnonzero(res.duplicate)
@@ -84,13 +93,8 @@ class SemanticDedup(GlobalStage):
         # SemDeDup already chose each group's representative (by centre distance or priority): it scores highest
         clusters = cluster_duplicates(ids, groups, (np.arange(n) == groups).astype(np.float64), flag="semantic_duplicate")
 
-        def detail(i: int, rep: int) -> str:
-            nn = int(res.nn_index[i])
-            how = (f"cosine {res.nn_similarity[i]:.3f} > {threshold:.3f}" if nn == rep else
-                   f"cosine {res.nn_similarity[i]:.3f} > {threshold:.3f} to {short_id(ids[nn])}, itself a duplicate")
-            return f"semantic duplicate of {short_id(ids[rep])} ({how}; k-means cluster {int(res.cluster[i])})"
-
-        clusters.describe(detail)
+        clusters.describe(lambda i, rep: duplicate_detail(ids[rep], ids[int(res.nn_index[i])], float(res.nn_similarity[i]),
+                                                          threshold, int(res.cluster[i])))
         self.summary.update({"kmeans_clusters": res.n_clusters, "largest_kmeans_cluster": res.largest_cluster,
                              **clusters.summary(), "threshold": round(threshold, 4), "cutoff": round(threshold, 4),
                              "embedded": int(valid.sum())})

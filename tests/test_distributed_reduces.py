@@ -80,7 +80,10 @@ def hash_rows(n_base: int, nbits: int, max_distance: int, seed: int = 0) -> pa.T
 
 
 @pytest.mark.parametrize("hash_size,max_distance", [(8, 6), (5, 3), (12, 1)])
-def test_image_dedup_distributed_equals_driver(tmp_path, executor, hash_size, max_distance):
+def test_image_dedup_distributed_equals_driver(tmp_path, executor, hash_size, max_distance, monkeypatch):
+    from curate.distributed import components
+
+    monkeypatch.setattr(components, "EDGES_PER_TASK", 100)  # components in rounds over several partitions
     table = hash_rows(1500 if hash_size == 8 else 600, hash_size ** 2, max_distance)
     n = table.num_rows
     sizes = [n // 4, 0, n // 3, n - n // 4 - n // 3]

@@ -13,18 +13,19 @@ B. **pairs** (one task per partition): within each group all pairs are compared 
    bits go to partition ``hash(a, b)`` as ``(a, b, distance)``: 24 bytes per pair and block it was
    found in.
 C. **edges** (one task per partition): a pair found in several blocks is kept once.
-L-N. **clusters** (:mod:`curate.distributed.clusters`): components of the edges, the representative
-   of each (``keep``), and each member's Hamming distance to it.
+D-E. **components and clusters** (:mod:`curate.distributed.components`): connected components of the
+   edges as shard tasks, the representative of each (``keep``), each member's Hamming distance to it.
 F. **assemble** (one task per map shard): the stage's output shard.
 
-Driver memory: shard row counts and a few counters per task, plus the components step's (see
-:func:`curate.distributed.clusters.label_components`). Work per partition: the block collisions that
+Driver memory: shard row counts and a few counters per task; no hash, pair or edge. Work per partition: the block collisions that
 fall in it (``7 N / 512`` per row for 64-bit hashes, ``d = 6``). Results are identical to the local
 reduce: the same groups, candidate counts, pairs, components and representatives
 (``tests/test_distributed_reduces.py``).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +34,7 @@ from curate import storage
 from curate.dedup.hashing import mix64
 from curate.dedup.keep import short_id
 from curate.dedup.phash import block_columns, block_key, block_pairs, hamming, packed_hashes
-from curate.distributed.clusters import CLUSTER_PHASE, cluster_members
+from curate.distributed.components import clusters, connected_components, labels_dir, partitions_for
 from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_cluster_shard, write_partitions
 from curate.rundir import shard_name
 
@@ -116,27 +117,26 @@ def _edges_task(arg) -> dict:
     if t is None:
         return {"pairs": 0}
     pairs = np.unique(np.stack([t.column("a").to_numpy(), t.column("b").to_numpy()], axis=1), axis=0)
-    storage.write_table(pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), storage.join(job.work, "C", f"{q:05d}.parquet"),
-                        compression="lz4")
+    write_partitions(pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), np.full(len(pairs), q, dtype=np.int64),
+                     storage.join(job.work, "C"), q)
     return {"pairs": len(pairs)}
 
 
-def _describe(members: pa.Table, rep: np.ndarray, args: tuple):
-    """Each member's Hamming distance to its representative and its detail (phase N)."""
-    method, nbits = args
+def _describe(members: pa.Table, rep: np.ndarray, *, method: str, nbits: int) -> tuple[list, dict]:
+    """Each member's Hamming distance to its representative and its detail (for :func:`components.clusters`)."""
     packed, _ = packed_hashes(members.column("image_hash").to_pylist(), (nbits + 7) // 8)
     is_member = rep != np.arange(len(rep))
     dist = hamming(packed, packed[rep]).astype(np.int32)
     ids = members.column("id").to_pylist()
     details = [f"near-duplicate of {short_id(ids[r])} ({method} distance {d}/{nbits} bits)" if m else None
                for r, d, m in zip(rep.tolist(), dist.tolist(), is_member.tolist())]
-    return {"hamming": pa.array(dist, pa.int32(), mask=~is_member)}, details
+    return details, {"hamming": pa.array(dist, pa.int32(), mask=~is_member)}
 
 
 def _assemble_task(arg) -> dict:
     job, s = arg
     t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["id", "image_hash"])
-    info = read_partition(storage.join(job.work, CLUSTER_PHASE), s)
+    info = read_partition(storage.join(job.work, "E"), s)
     dist = np.zeros(t.num_rows, dtype=np.int32)
     member = np.zeros(t.num_rows, dtype=bool)
     if info is not None:
@@ -162,9 +162,13 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     candidates = sum(r["candidates"] for r in run(_pairs_task, [(job, q, nbits, blocks, p.max_distance)
                                                                 for q in range(P)], desc=f"{stage.name} (pairs)"))
     pairs = sum(r["pairs"] for r in run(_edges_task, [(job, q) for q in range(P)], desc=f"{stage.name} (edges)"))
-    clusters = cluster_members(job, executor, "C", payload=["image_hash"], describe=_describe,
-                               args=(p.hash, p.hash_size ** 2), name=stage.name)
+    cc_work = storage.join(job.work, "cc")
+    connected_components(executor, storage.join(job.work, "C"), cc_work, edge_partitions=P, offsets=job.offsets,
+                         partitions=partitions_for(pairs, most=P), desc=f"{stage.name} (components)")
+    found = clusters(executor, job, labels_dir(cc_work), storage.join(job.work, "E"),
+                     describe=partial(_describe, method=p.hash, nbits=p.hash_size ** 2), columns=("image_hash",),
+                     desc=f"{stage.name} (clusters)")
     list(run(_assemble_task, [(job, s) for s in range(S)], desc=f"{stage.name} (write)", total_rows=job.offsets[-1]))
     stage.summary.update({"block_candidates": candidates if hashed >= 2 else 0, "close_pairs": pairs,
-                          "clusters": clusters["clusters"], "near_duplicates": clusters["duplicates"],
-                          "largest_cluster": clusters["largest_cluster"], "unhashed": unhashed})
+                          "clusters": found["clusters"], "near_duplicates": found["duplicates"],
+                          "largest_cluster": found["largest_cluster"], "unhashed": unhashed})

@@ -28,7 +28,7 @@ from curate.distributed import distributed_reduce
 from curate.errors import CurateError, InputError
 from curate.executors import make_executor
 from curate.manifest import InputEntry, Manifest, StageEntry, StageStats
-from curate.readers import build_shard, make_reader
+from curate.readers import make_reader
 from curate.readers.base import file_fingerprint
 from curate.readers.ids import make_ids_unique
 from curate.runlock import run_lock
@@ -62,7 +62,7 @@ def ingest_task(job: tuple) -> dict:
     run_root, input_cfg, task = job
     run = RunDir(run_root)
     reader = make_reader(input_cfg)
-    result = build_shard(reader.read(task), limits=reader.limits)
+    result = reader.build(task)
     if result.quarantine.num_rows:
         write_table(result.quarantine, run.quarantine_dir / shard_name(task.index))
     write_table(result.records, run.data_shard(task.index))
@@ -79,9 +79,8 @@ def _pending_ingest_tasks(pipeline: Pipeline, run: RunDir, counters: dict):
         if remaining is not None:
             if remaining <= 0:
                 break
-            if task.items and task.items > remaining and isinstance(task.payload, list):
-                task.payload = task.payload[:remaining]
-                task.items = remaining
+            if task.items and task.items > remaining:
+                task = reader.limit_task(task, remaining)
             remaining -= task.items or cfg.shard_size
         counters["planned"] += 1
         counters["planned_items"] += task.items

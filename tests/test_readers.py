@@ -193,3 +193,67 @@ def test_hf_reader(tmp_path):
     ds.save_to_disk(str(tmp_path / "hf"))
     recs, _, _ = read_all({"format": "hf", "path": str(tmp_path / "hf")})
     assert recs.column("label").to_pylist() == ["neg", "pos"]
+
+
+def _both_paths(cfg: dict):
+    """(vectorised shards, per-row shards, how many tasks took the vectorised path) of every task."""
+    reader = make_reader(InputConfig(**cfg))
+    fast, slow, vectorised = [], [], 0
+    for t in reader.tasks():
+        vectorised += reader._columnar(t) is not None
+        fast.append(reader.build(t))
+        slow.append(build_shard(reader.read(t), limits=reader.limits))
+    return fast, slow, vectorised
+
+
+def _assert_same_shards(fast, slow):
+    for f, s in zip(fast, slow, strict=True):
+        assert f.records.equals(s.records), (f.records.slice(0, 3).to_pylist(), s.records.slice(0, 3).to_pylist())
+        assert f.quarantine.equals(s.quarantine)
+
+
+TRICKY = ["plain", "", None, 'quote " and \\ backslash', "tab\tnew\nline", "ünï cödé ✓ 漢字", "ctl \x01 char", "x" * 50]
+
+
+def test_parquet_vectorised_shards_equal_the_per_row_path(tmp_path):
+    n = 230
+    p = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"text": [TRICKY[i % 7] for i in range(n)], "label": [i % 3 for i in range(n)],
+                             "n": list(range(n)), "flag": [i % 2 == 0 for i in range(n)],
+                             "note": [TRICKY[(i + 1) % 7] for i in range(n)]}), p, row_group_size=64)
+    fast, slow, vectorised = _both_paths({"format": "parquet", "path": str(p), "shard_size": 50})
+    assert len(fast) == 5 and vectorised == 0  # "ctl \x01" in a meta column: json writes \u0001
+    _assert_same_shards(fast, slow)
+    q = tmp_path / "q.parquet"
+    pq.write_table(pa.table({"text": [TRICKY[i % 6] for i in range(n)], "label": [str(i % 3) for i in range(n)],
+                             "id": [None if i % 5 == 0 else f"s{i // 2}" for i in range(n)],
+                             "n": list(range(n)), "note": [TRICKY[(i + 2) % 6] for i in range(n)]}), q, row_group_size=64)
+    cfg = {"format": "parquet", "path": str(q), "shard_size": 50, "columns": {"source": "id"}}
+    fast, slow, vectorised = _both_paths(cfg)
+    assert vectorised == 5 and sum(f.records.num_rows for f in fast) == n
+    _assert_same_shards(fast, slow)
+    limited = make_reader(InputConfig(**cfg)).limit_task(next(make_reader(InputConfig(**cfg)).tasks()), 7)
+    assert limited.items == 7 and make_reader(InputConfig(**cfg)).build(limited).records.num_rows == 7
+
+
+def test_jsonl_vectorised_shards_equal_the_per_row_path(tmp_path):
+    lines = []
+    for i in range(120):
+        lines.append(json.dumps({"text": TRICKY[i % 6], "label": i % 4, "n": i, "ok": i % 3 == 0}, ensure_ascii=i % 2 == 0))
+        if i % 17 == 0:
+            lines.append("   ")  # blank lines: skipped, but they count in the line numbers
+    p = tmp_path / "a.jsonl"
+    p.write_text("\n".join(lines))  # no newline at the end
+    fast, slow, vectorised = _both_paths({"format": "jsonl", "path": str(p), "shard_size": 40})
+    assert vectorised == len(fast) == 4
+    _assert_same_shards(fast, slow)
+    assert sum(f.records.num_rows for f in fast) == 120
+    # a missing key, a float, a bad line: those shards take the per-row path, with the same result
+    lines[3] = json.dumps({"text": "no n here", "label": 1})
+    lines[50] = json.dumps({"text": "float", "label": 1, "n": 1.0, "ok": True})
+    lines[100] = "{not json"
+    p.write_text("\n".join(lines) + "\n")
+    fast, slow, vectorised = _both_paths({"format": "jsonl", "path": str(p), "shard_size": 40})
+    assert vectorised == 1
+    _assert_same_shards(fast, slow)
+    assert sum(f.quarantine.num_rows for f in fast) == 1

@@ -66,6 +66,17 @@ class Reader:
     def read(self, task: ReadTask) -> Iterator[RawItem]:
         raise NotImplementedError
 
+    def build(self, task: ReadTask) -> "ShardResult":
+        """The task's record and quarantine tables (in the worker; readers may vectorise it)."""
+        return build_shard(self.read(task), limits=self.limits)
+
+    def limit_task(self, task: ReadTask, n: int) -> ReadTask:
+        """``task`` cut to its first ``n`` items (``input.limit``); tasks whose payload is a list of
+        items are cut here, other readers cut their own."""
+        if isinstance(task.payload, list) and n < len(task.payload):
+            return ReadTask(index=task.index, payload=task.payload[:n], items=n)
+        return task
+
     def fingerprint_paths(self) -> list[Path]:
         """Files whose (name, size, mtime) identify the input."""
         if self.path.is_file():

@@ -10,13 +10,18 @@ other columns are carried in ``meta``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+import pyarrow.compute as pc
+
 from curate import storage
 from curate.errors import InputError
-from curate.readers.base import RawItem, Reader, ReadTask, read_file_item
+from curate.readers.base import RawItem, Reader, ReadTask, ShardResult, read_file_item
+from curate.readers.columnar import build_text_shard, row_sources
 from curate.readers.limits import DEFAULT_MAX_FILE_BYTES
 
 _DEFAULTS = {
@@ -92,14 +97,19 @@ class _ManifestReader(Reader):
         return [self.path]
 
     def _rows(self) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
-        """Yield (source, row or None, error) in file order."""
+        """Yield (source, row or None, error) in file order (formats whose rows the driver plans)."""
         raise NotImplementedError
 
     def _columns(self) -> list[str]:
         raise NotImplementedError
 
+    def _cols(self) -> dict[str, str]:
+        return resolve_columns(self._columns(), dict(self.cfg.columns), str(self.path.name))
+
     def tasks(self) -> Iterator[ReadTask]:
-        cols = resolve_columns(self._columns(), dict(self.cfg.columns), str(self.path.name))
+        """Tasks that carry their rows (CSV); Parquet and JSONL plan row or byte ranges instead, so
+        their rows never pass through the driver."""
+        cols = self._cols()
         batch: list = []
         index = 0
         for entry in self._rows():
@@ -110,13 +120,27 @@ class _ManifestReader(Reader):
         if batch:
             yield ReadTask(index=index, payload=(cols, batch), items=len(batch))
 
-    def read(self, task: ReadTask) -> Iterator[RawItem]:
+    def _task_rows(self, task: ReadTask) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+        return iter(task.payload[1])
+
+    def limit_task(self, task: ReadTask, n: int) -> ReadTask:
         cols, rows = task.payload
-        for source, row, error in rows:
+        return ReadTask(index=task.index, payload=(cols, rows[:n]), items=min(n, len(rows)))
+
+    def read(self, task: ReadTask) -> Iterator[RawItem]:
+        cols = task.payload[0]
+        for source, row, error in self._task_rows(task):
             if error is not None:
                 yield RawItem(source=source, error=("bad_row", error))
             else:
                 yield row_to_item(row, cols, self.root, source, max_bytes=self.limits.max_file_bytes)
+
+    def _columnar(self, task: ReadTask) -> ShardResult | None:
+        """The task's shard built vectorised (:mod:`curate.readers.columnar`), or None."""
+        return None
+
+    def build(self, task: ReadTask) -> ShardResult:
+        return self._columnar(task) or super().build(task)
 
 
 class CsvReader(_ManifestReader):
@@ -182,31 +206,92 @@ class JsonlReader(_ManifestReader):
             raise InputError(f"{self.path}: no JSON objects found in the first 1000 lines")
         return list(keys)
 
-    def _rows(self):
+    def tasks(self) -> Iterator[ReadTask]:
+        """One task per ``shard_size`` lines: a byte range of the file, found by counting newlines in
+        blocks (the driver holds one block, never a row)."""
+        cols = self._cols()
+        size = self.path.stat().st_size
+        index, start, line, in_task, pos, last = 0, 0, 0, 0, 0, b"\n"
+        with self.path.open("rb") as f:
+            while pos < size:
+                block = f.read(16 << 20)
+                if not block:
+                    break
+                last = block[-1:]
+                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + pos + 1
+                pos += len(block)
+                while in_task + len(ends) >= self.cfg.shard_size:
+                    take = self.cfg.shard_size - in_task
+                    end = int(ends[take - 1])
+                    yield ReadTask(index=index, payload=(cols, start, end, line), items=self.cfg.shard_size)
+                    index, start, line, in_task, ends = index + 1, end, line + self.cfg.shard_size, 0, ends[take:]
+                in_task += len(ends)
+        if start < size:
+            yield ReadTask(index=index, payload=(cols, start, size, line), items=in_task + (last != b"\n"))
+
+    def limit_task(self, task: ReadTask, n: int) -> ReadTask:
+        cols, start, end, line = task.payload
+        if n < task.items:
+            end = start + int(np.flatnonzero(np.frombuffer(self._bytes(task), dtype=np.uint8) == 10)[n - 1]) + 1
+        return ReadTask(index=task.index, payload=(cols, start, end, line), items=min(n, task.items))
+
+    def _bytes(self, task: ReadTask) -> bytes:
+        _, start, end, _ = task.payload
+        with self.path.open("rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+
+    def _task_rows(self, task: ReadTask):
         limit = self.limits.max_line_bytes
-        with open(self.path, "rb") as f:
-            for i, line in enumerate(_lines(f, limit)):
-                source = f"{self.path.name}:line{i + 1}"
-                if line is None:
-                    yield source, None, f"line is longer than {limit:,} bytes (input.max_line_bytes)"
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line.decode("utf-8"))
-                except UnicodeDecodeError:
-                    yield source, None, "line is not valid UTF-8"
-                    continue
-                except json.JSONDecodeError as exc:
-                    yield source, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
-                    continue
-                except RecursionError:
-                    yield source, None, "JSON nested too deeply"
-                    continue
-                if not isinstance(obj, dict):
-                    yield source, None, f"expected a JSON object, got {type(obj).__name__}"
-                    continue
-                yield source, obj, None
+        first = task.payload[3]
+        for i, line in enumerate(_lines(io.BytesIO(self._bytes(task)), limit)):
+            source = f"{self.path.name}:line{first + i + 1}"
+            if line is None:
+                yield source, None, f"line is longer than {limit:,} bytes (input.max_line_bytes)"
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield source, None, "line is not valid UTF-8"
+                continue
+            except json.JSONDecodeError as exc:
+                yield source, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+                continue
+            except RecursionError:
+                yield source, None, "JSON nested too deeply"
+                continue
+            if not isinstance(obj, dict):
+                yield source, None, f"expected a JSON object, got {type(obj).__name__}"
+                continue
+            yield source, obj, None
+
+    def _columnar(self, task: ReadTask) -> ShardResult | None:
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        cols, _, _, first = task.payload
+        data = self._bytes(task)
+        if not data:
+            return None
+        arr = np.frombuffer(data, dtype=np.uint8)
+        starts = np.concatenate([[0], np.flatnonzero(arr == 10) + 1])
+        starts = starts[starts < len(arr)]
+        lengths = np.diff(np.append(starts, len(arr)))
+        if lengths.max() > self.limits.max_line_bytes:
+            return None
+        solid = ~np.isin(arr, np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8))  # bytes.strip() whitespace
+        lines = first + np.flatnonzero(np.add.reduceat(solid, starts) > 0)
+        try:
+            table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False,
+                                                                                block_size=len(data) + 1))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None  # a bad line, mixed types, ...: the per-row path says which
+        if table.num_rows != len(lines) or any(c not in table.column_names for c in cols.values()):
+            return None
+        sources = pc.binary_join_element_wise(f"{self.path.name}:line", pa.array(lines + 1).cast(pa.string()), "")
+        return build_text_shard(table, cols, sources, limits=self.limits, nulls_in_meta=False)
 
 
 def _lines(f, limit: int) -> Iterator[bytes | None]:
@@ -232,10 +317,33 @@ class ParquetReader(_ManifestReader):
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise InputError(f"{self.path}: not a readable Parquet file ({exc})") from None
 
-    def _rows(self):
+    def tasks(self) -> Iterator[ReadTask]:
+        """One task per ``shard_size`` rows, as a row range: workers read their rows themselves."""
+        cols = self._cols()
+        total = storage.parquet_file(self.path).metadata.num_rows
+        for index, start in enumerate(range(0, total, self.cfg.shard_size)):
+            stop = min(total, start + self.cfg.shard_size)
+            yield ReadTask(index=index, payload=(cols, start, stop), items=stop - start)
+
+    def limit_task(self, task: ReadTask, n: int) -> ReadTask:
+        cols, start, stop = task.payload
+        return ReadTask(index=task.index, payload=(cols, start, min(stop, start + n)), items=min(n, task.items))
+
+    def _table(self, task: ReadTask):
+        _, start, stop = task.payload
         pf = storage.parquet_file(self.path)
-        i = 0
-        for batch in pf.iter_batches(batch_size=max(1, min(self.cfg.shard_size, 4096))):
-            for row in batch.to_pylist():
-                yield f"{self.path.name}:row{i}", row, None
-                i += 1
+        meta = pf.metadata
+        bounds = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        groups = [i for i in range(meta.num_row_groups) if bounds[i] < stop and bounds[i + 1] > start]
+        table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+        return table.slice(start - int(bounds[groups[0]]) if groups else 0, stop - start)
+
+    def _task_rows(self, task: ReadTask):
+        start = task.payload[1]
+        for i, row in enumerate(self._table(task).to_pylist()):
+            yield f"{self.path.name}:row{start + i}", row, None
+
+    def _columnar(self, task: ReadTask) -> ShardResult | None:
+        cols, start, stop = task.payload
+        return build_text_shard(self._table(task), cols, row_sources(f"{self.path.name}:row", start, stop - start),
+                                limits=self.limits)

@@ -269,9 +269,9 @@ def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
     run, manifest = run_pipeline(p)
     s = stage_rows(run, manifest)[0].summary
     # two classes: cleanlab removes nearly every disagreement, so the kept accuracy looks fine (0.99);
-    # the two models' chance-corrected agreement and the estimated noise rate give it away
+    # the two models' chance-corrected agreement gives it away
     assert s["abstained"] and s["member_agreement_kappa"] < 0.6 and s["cleanlab_issues"] > 0
-    assert any("kappa" in r for r in s["abstain_reasons"]) and any("labels wrong" in r for r in s["abstain_reasons"])
+    assert any("kappa" in r for r in s["abstain_reasons"])
     assert s["warning"].startswith("abstained") and "add a text `embed` stage" not in s["warning"]
     assert "use a stronger embedding model" in s["warning"]
     assert s["label_issues"] == 0 and s["guard_removed"]["abstained"] == s["cleanlab_issues"]

@@ -46,6 +46,9 @@ class CVResult:
     member_accuracy: dict[str, float] = field(default_factory=dict)
     agreement: float | None = None
     agreement_kappa: float | None = None
+    #: the logistic regression's C, and the held-out accuracy of each candidate when it was chosen
+    logistic_c: float | None = None
+    logistic_c_tried: dict[str, float] = field(default_factory=dict)
 
 
 def small_classes(labels: np.ndarray, n_classes: int, minimum: int) -> list[int]:
@@ -54,7 +57,15 @@ def small_classes(labels: np.ndarray, n_classes: int, minimum: int) -> list[int]
     return [int(k) for k in np.flatnonzero((counts > 0) & (counts < minimum))]
 
 
-def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, n_jobs: int | None):
+#: ``logistic_c: auto`` tries these inverse regularisation strengths (x10 steps, then the x3 steps beside
+#: the best): on standardised dense features noisy labels need strong regularisation (CIFAR-10N worse, 5k
+#: EfficientNet features: C=1 scores 0.46 against the clean labels, C=3e-4 0.71), on TF-IDF the usual C=1.
+C_GRID: dict[str, tuple[float, ...]] = {"dense": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), "sparse": (0.1, 1.0, 10.0)}
+#: at most this many rows fit each candidate C (and a quarter as many score it)
+C_SELECTION_ROWS = 20_000
+
+
+def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, n_jobs: int | None, c: float = 1.0):
     require("sklearn", "labels", "the label_noise classifier")
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer, StandardScaler
@@ -63,7 +74,7 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
         from sklearn.linear_model import LogisticRegression
 
         steps = [] if sparse else [StandardScaler()]
-        return make_pipeline(*steps, LogisticRegression(C=1.0, max_iter=300, tol=1e-3))
+        return make_pipeline(*steps, LogisticRegression(C=c, max_iter=300, tol=1e-3))
     if kind == "mlp":
         from sklearn.neural_network import MLPClassifier
 
@@ -78,9 +89,45 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
     raise CurateError(f"classifier: unknown classifier {kind!r}; allowed: {', '.join(CLASSIFIERS)}")
 
 
+def select_logistic_c(x, labels: np.ndarray, rows: np.ndarray, *, sparse: bool, seed: int = 0) -> tuple[float, dict]:
+    """The logistic regression ``C`` with the best accuracy on a held-out quarter of ``rows`` (against the
+    given labels: under label noise that still ranks the candidates as the clean labels would).
+
+    ``rows`` are training rows only (the first fold's), so the choice sees no row it later predicts.
+    Returns ``C`` and the accuracy of each candidate tried.
+    """
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    rows = np.asarray(rows)
+    if len(rows) > C_SELECTION_ROWS * 1.25:
+        rows = rng.choice(rows, int(C_SELECTION_ROWS * 1.25), replace=False)
+    counts = np.bincount(labels[rows])
+    strat = labels[rows] if counts[counts > 0].min() >= 2 else None
+    fit, val = train_test_split(rows, test_size=0.2, random_state=seed, stratify=strat)
+    tried: dict[float, float] = {}
+
+    def score(c: float) -> float:
+        if c not in tried:
+            model = _make_classifier("logistic", sparse=sparse, seed=seed, knn_neighbors=1, n_jobs=1, c=c)
+            with threadpool_limits(1, user_api="blas"):
+                model.fit(x[fit], labels[fit])
+                tried[c] = float((model.predict(x[val]) == labels[val]).mean())
+        return tried[c]
+
+    grid = C_GRID["sparse" if sparse else "dense"]
+    best = max(grid, key=lambda c: (score(c), -abs(np.log10(c))))
+    for c in (best / 3, best * 3):  # refine between the x10 steps
+        score(c)
+    best = max(tried, key=lambda c: (tried[c], -abs(np.log10(c))))
+    return best, {f"{c:g}": round(a, 4) for c, a in sorted(tried.items())}
+
+
 def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "auto",
                          folds: int = 5, seed: int = 0, knn_neighbors: int = 30, n_jobs: int | None = None,
-                         progress: bool = True, train_mask: np.ndarray | None = None) -> CVResult:
+                         progress: bool = True, train_mask: np.ndarray | None = None,
+                         logistic_c: float | None = None) -> CVResult:
     """Out-of-sample class probabilities for every row by stratified K-fold cross-validation.
 
     Parameters
@@ -101,6 +148,9 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
         Rows the models may be fitted on (default all): e.g. the rows a first round did not flag, so a
         second round learns from cleaner labels. Every row is still predicted by models that did not see
         it (the folds are the same as without a mask).
+    logistic_c : float, optional, keyword-only
+        Inverse regularisation strength of the logistic regression; default: chosen on the first fold's
+        training rows (:func:`select_logistic_c`), reported as ``CVResult.logistic_c``.
 
     Returns
     -------
@@ -127,14 +177,20 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     sparse = hasattr(x, "tocsr")
     classifier = resolve_classifier(classifier, sparse=sparse)
     members = classifier.split("+")
-    bases = {m: _make_classifier(m, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs) for m in members}
-    preds = {m: np.zeros((n, n_classes), dtype=np.float32) for m in members}
     splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     t0 = time.perf_counter()
     if train_mask is not None:
         train_mask = np.asarray(train_mask, dtype=bool)
         if train_mask.shape != (n,):
             raise CurateError(f"train_mask: expected shape ({n},), got {train_mask.shape}")
+    c_tried: dict = {}
+    if "logistic" in members and logistic_c is None:
+        first = next(iter(splitter.split(np.zeros(n), labels)))[0]
+        logistic_c, c_tried = select_logistic_c(x, labels, first if train_mask is None else first[train_mask[first]],
+                                                sparse=sparse, seed=seed)
+    bases = {m: _make_classifier(m, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs,
+                                 c=logistic_c if logistic_c is not None else 1.0) for m in members}
+    preds = {m: np.zeros((n, n_classes), dtype=np.float32) for m in members}
     for train, test in tqdm(splitter.split(np.zeros(n), labels), total=folds, desc=f"cross-validation ({classifier})",
                             unit="fold", file=sys.stderr, disable=not progress, leave=False):
         if train_mask is not None:
@@ -158,7 +214,8 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     hit = pred.argmax(1) == labels
     fold_acc = [float(hit[test].mean()) for _, test in splitter.split(np.zeros(n), labels)]
     out = CVResult(pred_probs=pred, accuracy=float(hit.mean()), fold_accuracy=fold_acc,
-                   seconds=time.perf_counter() - t0, classifier=classifier)
+                   seconds=time.perf_counter() - t0, classifier=classifier,
+                   logistic_c=logistic_c if "logistic" in members else None, logistic_c_tried=c_tried)
     if len(members) > 1:
         out.member_accuracy = {m: float((p.argmax(1) == labels).mean()) for m, p in preds.items()}
         a, b = preds[members[0]].argmax(1), preds[members[1]].argmax(1)

@@ -131,3 +131,24 @@ def embedding_shards(table: pa.Table) -> list[pa.Table]:
 def test_semantic_dedup_distributed_equals_driver(tmp_path, executor, embeddings, params):
     summary = run_both(tmp_path, "semantic_dedup", {"column": "emb", **params}, embedding_shards(embeddings), executor)
     assert summary["duplicates"] > 300 and summary["embedded"] == embeddings.num_rows - 10
+
+
+@pytest.mark.parametrize("params", [
+    {"k": 5, "flag_top_fraction": 0.02, "search": "exact"},
+    {"k": 10, "threshold": 0.3, "search": "exact"},
+])
+def test_outliers_distributed_equals_driver(tmp_path, executor, embeddings, params):
+    summary = run_both(tmp_path, "outliers", {"column": "emb", **params}, embedding_shards(embeddings), executor)
+    assert summary["flagged"] >= 15
+
+
+def test_outliers_cut_ties_go_to_the_earliest_rows(tmp_path, executor):
+    """Exact copies in groups of three: many rows share a score, so the top-fraction cut falls inside a
+    run of equal scores that spans shards."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(200, 8)).astype(np.float32)
+    x = np.repeat(base, 3, axis=0)[rng.permutation(600)]
+    table = pa.table({"id": [f"t{i}" for i in range(600)], "emb": pa.array([v.tolist() for v in x], pa.list_(pa.float32()))})
+    summary = run_both(tmp_path, "outliers", {"column": "emb", "k": 2, "flag_top_fraction": 0.1, "search": "exact"},
+                       split(table, [150, 250, 200]), executor)
+    assert summary["flagged"] == 60

@@ -8,7 +8,8 @@ each scheme's docstring lists: the driver's memory does not hold the rows.
 
 Schemes: :mod:`curate.distributed.minhash` (``minhash_dedup``), :mod:`curate.distributed.exact`
 (``exact_dedup``), :mod:`curate.distributed.phash` (``image_dedup``), :mod:`curate.distributed.semantic`
-(``semantic_dedup``). Other global stages reduce on the driver.
+(``semantic_dedup``), :mod:`curate.distributed.knn` (``outliers``). Other global stages reduce on the
+driver.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def _schemes() -> dict[str, Callable]:
-    from curate.distributed import exact, minhash, phash, semantic
+    from curate.distributed import exact, knn, minhash, phash, semantic
 
     return {"minhash_dedup": minhash.reduce, "exact_dedup": exact.reduce, "image_dedup": phash.reduce,
-            "semantic_dedup": semantic.reduce}
+            "semantic_dedup": semantic.reduce, "outliers": knn.reduce}
 
 
 def has_scheme(stage_name: str) -> bool:

@@ -30,55 +30,29 @@ import pyarrow as pa
 
 from curate import storage
 from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_cluster_shard, write_partitions
-from curate.embeddings.fields import embedding_matrix
-from curate.embeddings.neighbors import assign, auto_clusters, fit_centroids, normalise
+from curate.distributed.vectors import count_task, matrix, read_embeddings, vector_array
+from curate.embeddings.neighbors import assign, auto_clusters, fit_centroids
 from curate.embeddings.semantic_dedup import (centre_priority, chain_representatives, cluster_neighbours, rank_order,
                                               sample_mask, sample_size)
 from curate.rundir import shard_name
 
 
-def _vectors(x: np.ndarray) -> pa.Array:
-    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(x, np.float32).reshape(-1)), x.shape[1])
-
-
-def _matrix(table: pa.Table, column: str) -> np.ndarray:
-    col = table.column(column).combine_chunks()
-    d = col.type.list_size
-    return col.flatten().to_numpy().reshape(len(col), d) if len(col) else np.zeros((0, d), np.float32)
-
-
-def _embeddings(job: ReduceJob, s: int, column: str, extra: list[str] = ()) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Map shard ``s``: the table (``id`` and ``extra`` columns), unit embeddings of the rows that have
-    one, and those rows' local indices."""
-    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=list(dict.fromkeys(["id", column, *extra])))
-    x, valid = embedding_matrix(t, column)
-    rows = np.flatnonzero(valid)
-    x = normalise(x) if x.shape[1] else x
-    return t, np.ascontiguousarray(x[rows]), rows
-
-
-def _count_task(arg) -> dict:
-    job, s, column = arg
-    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=[column])
-    return {"rows": t.num_rows, "valid": int(embedding_matrix(t, column)[1].sum())}
-
-
 def _sample_task(arg) -> dict:
     job, s, column, n_valid, sample, seed = arg
-    _, x, rows = _embeddings(job, s, column)
+    _, x, rows = read_embeddings(job, s, column)
     pick = sample_mask(rows + job.offsets[s], n_valid, sample, seed=seed)
     if pick.any():
-        storage.write_table(pa.table({"vector": _vectors(x[pick])}), storage.join(job.work, "B", f"{s:05d}.parquet"),
+        storage.write_table(pa.table({"vector": vector_array(x[pick])}), storage.join(job.work, "B", f"{s:05d}.parquet"),
                             compression="lz4")
     return {"sampled": int(pick.sum())}
 
 
 def _assign_task(arg) -> dict:
     job, s, column, score_column, by_centroid = arg
-    t, x, rows = _embeddings(job, s, column, [score_column] if score_column else [])
+    t, x, rows = read_embeddings(job, s, column, [score_column] if score_column else [])
     if not len(rows):
         return {"rows": t.num_rows}
-    centroids = _matrix(storage.read_table(storage.join(job.work, "C", "centroids.parquet")), "vector")
+    centroids = matrix(storage.read_table(storage.join(job.work, "C", "centroids.parquet")), "vector")
     cluster = assign(x, centroids)
     if by_centroid:
         prio = centre_priority(x, centroids, cluster, by_centroid)
@@ -87,7 +61,7 @@ def _assign_task(arg) -> dict:
     else:
         prio = np.zeros(len(rows))
     out = pa.table({"cluster": cluster, "row": rows + job.offsets[s], "prio": prio,
-                    "id": t.column("id").take(pa.array(rows)), "vector": _vectors(x)})
+                    "id": t.column("id").take(pa.array(rows)), "vector": vector_array(x)})
     write_partitions(out, partition_of(cluster, partitions=job.partitions), storage.join(job.work, "D"), s)
     return {"rows": t.num_rows}
 
@@ -104,7 +78,7 @@ def _clusters_task(arg) -> dict:
     order = rank_order(rows, t.column("prio").to_numpy(), cluster)
     t = t.take(pa.array(order))
     rows, cluster = rows[order], cluster[order]
-    x = _matrix(t, "vector")
+    x = matrix(t, "vector")
     ids = np.asarray(t.column("id").to_pylist(), dtype=object)
     n = len(rows)
     nn = np.full(n, -1, dtype=np.int64)  # positions in this partition
@@ -160,7 +134,7 @@ def reduce(stage, job: ReduceJob, executor, *, block_floats: int = 1 << 24) -> N
     S, P = job.n_shards, job.partitions
     storage.rmtree(job.work)
     run = executor.map_unordered
-    n_valid = sum(r["valid"] for r in run(_count_task, [(job, s, column) for s in range(S)],
+    n_valid = sum(r["valid"] for r in run(count_task, [(job, s, column) for s in range(S)],
                                           desc=f"{stage.name} (count)", total_rows=job.offsets[-1]))
     threshold = 1 - p.eps
     parts = []
@@ -170,10 +144,10 @@ def reduce(stage, job: ReduceJob, executor, *, block_floats: int = 1 << 24) -> N
         list(run(_sample_task, [(job, s, column, n_valid, fit, p.seed) for s in range(S)],
                  desc=f"{stage.name} (sample)"))
         folder = storage.join(job.work, "B")
-        sample = np.concatenate([_matrix(storage.read_table(f), "vector") for f in sorted(folder.glob("*.parquet"))])
+        sample = np.concatenate([matrix(storage.read_table(f), "vector") for f in sorted(folder.glob("*.parquet"))])
         centroids = fit_centroids(sample, k, seed=p.seed)
         del sample
-        storage.write_table(pa.table({"vector": _vectors(centroids)}), storage.join(job.work, "C", "centroids.parquet"))
+        storage.write_table(pa.table({"vector": vector_array(centroids)}), storage.join(job.work, "C", "centroids.parquet"))
         list(run(_assign_task, [(job, s, column, score_column, by_centroid) for s in range(S)],
                  desc=f"{stage.name} (assign)", total_rows=job.offsets[-1]))
         parts = list(run(_clusters_task, [(job, q, threshold, block_floats) for q in range(P)],

@@ -124,25 +124,41 @@ def knn(x: np.ndarray, k: int, *, backend: str = "auto", block: int = 4096,
         if not have_faiss():
             raise CurateError("search: approximate nearest neighbours need faiss; pip install faiss-cpu (or search: exact)")
         sims, idx = _ivf_search(x, k)
-    elif use_faiss:
+    else:
+        sims, idx = top_k(x, x, k + 1, use_faiss=use_faiss, block=block)
+    return drop_self(sims, idx, np.arange(n))
+
+
+def top_k(queries: np.ndarray, base: np.ndarray, k: int, *, use_faiss: bool, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``base`` most similar to each query (inner product, exact), most similar first:
+    ``(similarities (Q, k') float32, indices (Q, k') int64)`` with ``k' = min(k, len(base))``. faiss
+    ``IndexFlatIP`` or blocked numpy."""
+    k = min(k, len(base))
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if use_faiss:
         import faiss
 
-        index = faiss.IndexFlatIP(x.shape[1])
-        index.add(x)
-        sims, idx = index.search(x, k + 1)
-    else:
-        sims = np.empty((n, k + 1), dtype=np.float32)
-        idx = np.empty((n, k + 1), dtype=np.int64)
-        for s in range(0, n, block):
-            block_sims = x[s:s + block] @ x.T
-            part = np.argpartition(-block_sims, k, axis=1)[:, :k + 1]
-            ps = np.take_along_axis(block_sims, part, axis=1)
-            order = np.argsort(-ps, axis=1)
-            idx[s:s + block] = np.take_along_axis(part, order, axis=1)
-            sims[s:s + block] = np.take_along_axis(ps, order, axis=1)
-    # drop each row itself (or, if a duplicate hid it, the last neighbour)
-    rows = np.arange(n)[:, None]
-    is_self = idx == rows
+        index = faiss.IndexFlatIP(base.shape[1])
+        index.add(base)
+        return index.search(queries, k)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    for s in range(0, len(queries), block):
+        block_sims = queries[s:s + block] @ base.T
+        part = np.argpartition(-block_sims, k - 1, axis=1)[:, :k]
+        ps = np.take_along_axis(block_sims, part, axis=1)
+        order = np.argsort(-ps, axis=1)
+        idx[s:s + block] = np.take_along_axis(part, order, axis=1)
+        sims[s:s + block] = np.take_along_axis(ps, order, axis=1)
+    return sims, idx
+
+
+def drop_self(sims: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``k + 1`` neighbours per query to ``k``: drop the query's own row ``rows[i]`` (or, if duplicates of it
+    hid it, the last neighbour)."""
+    n, k = len(idx), idx.shape[1] - 1
+    is_self = idx == np.asarray(rows)[:, None]
     drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
     keep = np.ones_like(is_self)
     keep[np.arange(n), drop] = False

@@ -26,6 +26,8 @@ class OutliersParams(EmbeddingFieldParams):
     def _one_rule(self):
         if self.threshold is not None and "flag_top_fraction" in self.model_fields_set and self.flag_top_fraction:
             raise ValueError("give flag_top_fraction or threshold, not both")
+        if self.threshold is not None:
+            self.flag_top_fraction = None  # so that the dumped params validate again (workers, the manifest)
         return self
 
 

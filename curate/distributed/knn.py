@@ -1,0 +1,148 @@
+"""``outliers``' reduce as shard tasks: kNN by shards of an index, global cut-offs by histogram passes.
+
+The index is sharded as the data is: map shard ``j`` is index shard ``j`` (``S`` shards, ``D``
+dimensions, ``k`` neighbours).
+
+A. **count** (one task per map shard): rows with an embedding.
+B. **search** (one task per query shard ``q``): the unit embeddings of shard ``q`` are searched in
+   every index shard ``j`` in turn (exact inner product, faiss ``IndexFlatIP`` or blocked numpy, as
+   the local exact search); the ``k + 1`` best of each shard are merged into the ``k + 1`` best
+   overall, the row itself dropped as locally (:func:`curate.embeddings.neighbors.drop_self`), and the
+   mean cosine distance written per row. Every task reads every shard once: ``S`` reads of the whole
+   embedding matrix in all, ``O(N^2 D)`` work spread over the tasks; task memory is two shards.
+C. **cut-offs** (:mod:`curate.distributed.select`, two histogram passes): the score of the
+   ``m``-th highest row for ``flag_top_fraction`` (ties to the earliest rows, as locally), and the median
+   and 99th percentile of the summary, exactly. Then how many of the rows tied at the cut each shard
+   flags (earliest shards first).
+D. **assemble** (one task per map shard): flags and details.
+
+Driver memory: two 65,536-bin histograms and ``S`` counts. The scores equal the local ``search:
+exact`` ones and the flags and summary follow from them; with ``search: approximate`` (or ``auto``
+from 200,000 rows) the local reduce uses an IVF index instead, so the distributed path (always
+exact) finds the true neighbours where the local one may miss some.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from curate import storage
+from curate.distributed.select import histogram, order_statistics
+from curate.distributed.shuffle import ReduceJob
+from curate.distributed.vectors import count_task, read_embeddings
+from curate.embeddings.neighbors import drop_self, have_faiss, top_k
+from curate.rundir import shard_name
+
+
+def _search_task(arg) -> dict:
+    job, q, column, k = arg
+    t, xq, rows = read_embeddings(job, q, column)
+    scores = np.full(t.num_rows, np.nan, dtype=np.float32)
+    if len(rows):
+        use_faiss = have_faiss()
+        best_s = np.full((len(rows), 0), -np.inf, dtype=np.float32)
+        best_i = np.zeros((len(rows), 0), dtype=np.int64)
+        for j in range(job.n_shards):
+            _, xj, rows_j = read_embeddings(job, j, column) if j != q else (None, xq, rows)
+            if not len(rows_j):
+                continue
+            sims, idx = top_k(xq, xj, k + 1, use_faiss=use_faiss)
+            sims = np.concatenate([best_s, sims], axis=1)
+            idx = np.concatenate([best_i, rows_j[idx] + job.offsets[j]], axis=1)
+            order = np.argsort(-sims, axis=1, kind="stable")[:, :k + 1]
+            best_s, best_i = np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
+        sims, _ = drop_self(best_s, best_i, rows + job.offsets[q])
+        scores[rows] = (1.0 - sims).mean(axis=1)
+    storage.write_table(pa.table({"score": scores}), storage.join(job.work, "B", f"{q:05d}.parquet"), compression="lz4")
+    return {"rows": t.num_rows}
+
+
+def _scores(job: ReduceJob, s: int) -> np.ndarray:
+    return storage.read_table(storage.join(job.work, "B", f"{s:05d}.parquet")).column("score").to_numpy()
+
+
+def _histogram_task(arg) -> dict:
+    job, s, high = arg
+    return {"histogram": histogram(_scores(job, s), high)}
+
+
+def _ties_task(arg) -> dict:
+    job, s, cut = arg
+    return {"shard": s, "ties": int(np.sum(_scores(job, s) == cut))}
+
+
+def _assemble_task(arg) -> dict:
+    job, s, cut, take_ties, rule, k_eff = arg
+    from curate.runner import _instantiate, finalize
+    from curate.stages.base import flag_table
+
+    stage = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
+    ids = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["id"]).column("id")
+    scores = _scores(job, s)
+    if cut is None:
+        out = np.zeros(len(scores), dtype=bool)
+    elif stage.params.threshold is not None:
+        out = np.nan_to_num(scores, nan=-np.inf) > cut
+    else:
+        out = np.nan_to_num(scores, nan=-np.inf) > cut
+        out[np.flatnonzero(scores == cut)[:take_ties]] = True
+    flags = ["outlier" if f else None for f in out.tolist()]
+    details = [f"mean cosine distance to its {k_eff} nearest neighbours {v:.3f}, {rule}" if f else None
+               for v, f in zip(scores.tolist(), out.tolist())]
+    table = flag_table({"knn_distance": pa.array(scores, mask=np.isnan(scores))}, flags, details, stage.output_schema())
+    storage.write_table(finalize(stage, ids, table), storage.join(job.stage_dir, shard_name(s)))
+    return {"rows": len(ids), "flagged": int(out.sum())}
+
+
+def reduce(stage, job: ReduceJob, executor) -> None:
+    """Run phases A-D (module docstring) on ``executor``; the summary goes to ``stage.summary``."""
+    p = stage.params
+    column = p.embedding_column()
+    S = job.n_shards
+    storage.rmtree(job.work)
+    run = executor.map_unordered
+    n_valid = sum(r["valid"] for r in run(count_task, [(job, s, column) for s in range(S)],
+                                          desc=f"{stage.name} (count)", total_rows=job.offsets[-1]))
+    k_eff = max(1, min(p.k, n_valid - 1))
+    if n_valid >= 2:
+        list(run(_search_task, [(job, q, column, k_eff) for q in range(S)], desc=f"{stage.name} (search)",
+                 total_rows=job.offsets[-1]))
+    else:
+        for s in range(S):  # fewer than two embeddings: no neighbours, every score missing
+            n = job.offsets[s + 1] - job.offsets[s]
+            storage.write_table(pa.table({"score": np.full(n, np.nan, np.float32)}),
+                                storage.join(job.work, "B", f"{s:05d}.parquet"))
+    cut, take_ties, rule = None, [0] * S, ""
+    summary = {}
+    if n_valid >= 2:
+        def histograms(high):
+            return (r["histogram"] for r in run(_histogram_task, [(job, s, high) for s in range(S)],
+                                                desc=f"{stage.name} (cut-offs)"))
+
+        top = p.flag_top_fraction if p.threshold is None else None
+        m = max(1, int(round(top * n_valid))) if top else 0
+        q99 = 0.99 * (n_valid - 1)
+        ranks = [(n_valid - 1) // 2, n_valid // 2, int(np.floor(q99)), min(n_valid - 1, int(np.floor(q99)) + 1)]
+        if m:
+            ranks.append(n_valid - m)
+        values, above = order_statistics(histograms, ranks)
+        median = float(np.median(values[:2] if n_valid % 2 == 0 else values[:1]))
+        p99 = float(np.quantile(values[2:4], q99 - np.floor(q99)))
+        if p.threshold is not None:
+            cut, rule = p.threshold, f"> threshold {p.threshold:.3f}"
+        elif m:
+            cut = float(values[4])
+            rule = f"top {p.flag_top_fraction:.1%} (>= {cut:.3f})"
+            remaining = m - int(above[4])  # rows tied at the cut that are flagged, earliest first
+            ties = sorted(run(_ties_task, [(job, s, np.float32(cut)) for s in range(S)], desc=f"{stage.name} (ties)"),
+                          key=lambda r: r["shard"])
+            for r in ties:
+                take_ties[r["shard"]] = min(remaining, r["ties"])
+                remaining -= take_ties[r["shard"]]
+        summary = {"k": k_eff, "distance_median": round(median, 4), "distance_p99": round(p99, 4)}
+    flagged = sum(r["flagged"] for r in run(_assemble_task, [(job, s, cut, take_ties[s], rule, k_eff) for s in range(S)],
+                                            desc=f"{stage.name} (write)", total_rows=job.offsets[-1]))
+    if summary:
+        stage.summary.update({"k": summary["k"], "flagged": flagged, "distance_median": summary["distance_median"],
+                              "distance_p99": summary["distance_p99"]})

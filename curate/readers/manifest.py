@@ -330,13 +330,23 @@ class ParquetReader(_ManifestReader):
         return ReadTask(index=task.index, payload=(cols, start, min(stop, start + n)), items=min(n, task.items))
 
     def _table(self, task: ReadTask):
+        """The task's rows: its row groups streamed in batches up to the last row it needs."""
+        import pyarrow as pa
+
         _, start, stop = task.payload
         pf = storage.parquet_file(self.path)
         meta = pf.metadata
         bounds = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         groups = [i for i in range(meta.num_row_groups) if bounds[i] < stop and bounds[i + 1] > start]
-        table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
-        return table.slice(start - int(bounds[groups[0]]) if groups else 0, stop - start)
+        batches, pos = [], int(bounds[groups[0]]) if groups else 0
+        for batch in (pf.iter_batches(batch_size=4096, row_groups=groups, use_threads=False) if groups else ()):
+            lo, hi = max(start, pos), min(stop, pos + batch.num_rows)
+            if hi > lo:
+                batches.append(batch.slice(lo - pos, hi - lo))
+            pos += batch.num_rows
+            if pos >= stop:
+                break
+        return pa.Table.from_batches(batches, schema=pf.schema_arrow)
 
     def _task_rows(self, task: ReadTask):
         start = task.payload[1]

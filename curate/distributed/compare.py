@@ -48,4 +48,7 @@ def reduce_map_shards(stage_name: str, params: dict, map_dir: Path, stage_dir: P
                                   params=parsed.model_dump(mode="json"), ctx=ctx, key=f"{stage_dir}:{stage_name}")
         if not done:
             raise ValueError(f"{stage_name} has no distributed scheme, or the executor does not distribute reduces")
+        from curate import storage
+
+        storage.rmtree(storage.join(Path(map_dir), "_dist"))  # the exchange files (the runner clears the map dir)
     return stage.summary

@@ -5,10 +5,11 @@ dimensions, ``k`` neighbours).
 
 A. **count** (one task per map shard): rows with an embedding.
 B. **search** (one task per query shard ``q``): the unit embeddings of shard ``q`` are searched in
-   every index shard ``j`` in turn (exact inner product, faiss ``IndexFlatIP`` or blocked numpy, as
-   the local exact search); the ``k + 1`` best of each shard are merged into the ``k + 1`` best
-   overall, the row itself dropped as locally (:func:`curate.embeddings.neighbors.drop_self`), and the
-   mean cosine distance written per row. Every task reads every shard once: ``S`` reads of the whole
+   every index shard ``j`` in turn (faiss ``IndexFlatIP`` or blocked numpy proposes candidates, which
+   are ranked by batch-independent similarities, as the local exact search does:
+   :func:`curate.embeddings.neighbors.exact_neighbours`); the ``k + 1`` best of each shard are merged
+   into the ``k + 1`` best overall, the row itself dropped as locally
+   (:func:`curate.embeddings.neighbors.drop_self`), and the mean cosine distance written per row. Every task reads every shard once: ``S`` reads of the whole
    embedding matrix in all, ``O(N^2 D)`` work spread over the tasks; task memory is two shards.
 C. **cut-offs** (:mod:`curate.distributed.select`, two histogram passes): the score of the
    ``m``-th highest row for ``flag_top_fraction`` (ties to the earliest rows, as locally), and the median
@@ -30,11 +31,12 @@ import pyarrow as pa
 from curate import storage
 from curate.distributed.select import histogram, order_statistics
 from curate.distributed.shuffle import ReduceJob
-from curate.distributed.vectors import count_task, read_embeddings
-from curate.embeddings.neighbors import drop_self, have_faiss, top_k
+from curate.distributed.vectors import count_task, one_thread, read_embeddings
+from curate.embeddings.neighbors import drop_self, exact_neighbours, have_faiss, merge_neighbours
 from curate.rundir import shard_name
 
 
+@one_thread
 def _search_task(arg) -> dict:
     job, q, column, k = arg
     t, xq, rows = read_embeddings(job, q, column)
@@ -47,11 +49,9 @@ def _search_task(arg) -> dict:
             _, xj, rows_j = read_embeddings(job, j, column) if j != q else (None, xq, rows)
             if not len(rows_j):
                 continue
-            sims, idx = top_k(xq, xj, k + 1, use_faiss=use_faiss)
-            sims = np.concatenate([best_s, sims], axis=1)
-            idx = np.concatenate([best_i, rows_j[idx] + job.offsets[j]], axis=1)
-            order = np.argsort(-sims, axis=1, kind="stable")[:, :k + 1]
-            best_s, best_i = np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
+            sims, ids = exact_neighbours(xq, xj, rows_j + job.offsets[j], k + 1, use_faiss=use_faiss)
+            best_s, best_i = merge_neighbours(np.concatenate([best_s, sims], axis=1),
+                                              np.concatenate([best_i, ids], axis=1), k + 1)
         sims, _ = drop_self(best_s, best_i, rows + job.offsets[q])
         scores[rows] = (1.0 - sims).mean(axis=1)
     storage.write_table(pa.table({"score": scores}), storage.join(job.work, "B", f"{q:05d}.parquet"), compression="lz4")

@@ -30,13 +30,14 @@ import pyarrow as pa
 
 from curate import storage
 from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, write_cluster_shard, write_partitions
-from curate.distributed.vectors import count_task, matrix, read_embeddings, vector_array
+from curate.distributed.vectors import count_task, matrix, one_thread, read_embeddings, vector_array
 from curate.embeddings.neighbors import assign, auto_clusters, fit_centroids
 from curate.embeddings.semantic_dedup import (centre_priority, chain_representatives, cluster_neighbours, rank_order,
                                               sample_mask, sample_size)
 from curate.rundir import shard_name
 
 
+@one_thread
 def _sample_task(arg) -> dict:
     job, s, column, n_valid, sample, seed = arg
     _, x, rows = read_embeddings(job, s, column)
@@ -47,6 +48,7 @@ def _sample_task(arg) -> dict:
     return {"sampled": int(pick.sum())}
 
 
+@one_thread
 def _assign_task(arg) -> dict:
     job, s, column, score_column, by_centroid = arg
     t, x, rows = read_embeddings(job, s, column, [score_column] if score_column else [])
@@ -66,6 +68,7 @@ def _assign_task(arg) -> dict:
     return {"rows": t.num_rows}
 
 
+@one_thread
 def _clusters_task(arg) -> dict:
     job, p, threshold, block_floats = arg
     from curate.stages.semantic_dedup import duplicate_detail

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 import pyarrow as pa
 
@@ -39,3 +42,29 @@ def count_task(arg) -> dict:
     job, s, column = arg
     t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=[column])
     return {"rows": t.num_rows, "valid": int(embedding_matrix(t, column)[1].sum())}
+
+
+@contextlib.contextmanager
+def _one_thread():
+    limits = contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(1)  # BLAS and OpenMP (faiss)
+    except ImportError:
+        pass
+    with limits:
+        yield
+
+
+def one_thread(task):
+    """Run a task with one BLAS / OpenMP thread: a task is one CPU slot of its executor (Ray sets
+    ``OMP_NUM_THREADS=1`` for its tasks likewise); threads on top of the executor's processes only
+    oversubscribe the cores (faiss's OpenMP threads spin: several times slower on a busy machine)."""
+
+    @functools.wraps(task)
+    def run(arg):
+        with _one_thread():
+            return task(arg)
+
+    return run

@@ -37,11 +37,37 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+#: Similarities computed with float32 BLAS closer than this to a row's best are recomputed exactly
+#: (:func:`exact_dot`): float32 matrix products round differently with the matrix shape and the number
+#: of threads, and the distributed reduces must pick the same neighbour as the local ones.
+NEAR_TIE = 1e-4
+
+
+def exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products ``a[i] . b[i]`` in float64 with a fixed summation order (numpy's
+    sum-of-products loop, no BLAS): the same value for the same pair in any process, batch or shape."""
+    return np.einsum("ij,ij->i", np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+
+def best_match(sims: np.ndarray, queries: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The column of the most similar ``base`` row of each query, given approximate similarities
+    ``sims`` ``(Q, B)`` (``-inf`` = not a candidate): candidates within :data:`NEAR_TIE` of a row's best
+    are compared with :func:`exact_dot`; exact ties go to the lowest column."""
+    best = np.argmax(sims, axis=1)
+    top = sims[np.arange(len(sims)), best]
+    near = sims >= (top - NEAR_TIE)[:, None]
+    for i in np.flatnonzero(near.sum(axis=1) > 1).tolist():
+        cols = np.flatnonzero(near[i])
+        exact = exact_dot(np.broadcast_to(queries[i], (len(cols), queries.shape[1])), base[cols])
+        best[i] = cols[int(np.argmax(exact))]  # argmax: the first of equal values
+    return best
+
+
 def assign(x: np.ndarray, centroids: np.ndarray, *, block: int = 65536) -> np.ndarray:
-    """Index of the most similar centroid of every row."""
+    """Index of the most similar centroid of every row (near ties decided exactly: :func:`best_match`)."""
     out = np.empty(len(x), dtype=np.int64)
     for s in range(0, len(x), block):
-        out[s:s + block] = np.argmax(x[s:s + block] @ centroids.T, axis=1)
+        out[s:s + block] = best_match(x[s:s + block] @ centroids.T, x[s:s + block], centroids)
     return out
 
 
@@ -125,8 +151,35 @@ def knn(x: np.ndarray, k: int, *, backend: str = "auto", block: int = 4096,
             raise CurateError("search: approximate nearest neighbours need faiss; pip install faiss-cpu (or search: exact)")
         sims, idx = _ivf_search(x, k)
     else:
-        sims, idx = top_k(x, x, k + 1, use_faiss=use_faiss, block=block)
+        sims, idx = exact_neighbours(x, x, np.arange(n), k + 1, use_faiss=use_faiss, block=block)
     return drop_self(sims, idx, np.arange(n))
+
+
+#: Extra candidates :func:`exact_neighbours` takes from the float32 search before ranking them exactly.
+CANDIDATE_MARGIN = 4
+
+
+def exact_neighbours(queries: np.ndarray, base: np.ndarray, base_ids: np.ndarray, k: int, *, use_faiss: bool,
+                     block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``base`` most similar to each query, by similarities that do not depend on how
+    the rows are batched: :func:`top_k` (float32) proposes ``k +`` :data:`CANDIDATE_MARGIN` candidates,
+    :func:`exact_dot` scores them, ties go to the lower id. Returns ``(similarities (Q, k') float32,
+    base_ids of the neighbours (Q, k'))``, ``k' = min(k, len(base))``; the same as searching the union
+    of several bases and merging with :func:`merge_neighbours`."""
+    sims, idx = top_k(queries, base, k + CANDIDATE_MARGIN, use_faiss=use_faiss, block=block)
+    exact = np.empty(idx.shape, dtype=np.float32)
+    step = max(1, 4096 // max(1, idx.shape[1]))  # queries per exact_dot batch: 4,096 pairs
+    for s in range(0, len(queries), step):
+        part = idx[s:s + step]
+        q = np.repeat(np.arange(s, s + len(part)), part.shape[1])
+        exact[s:s + step] = exact_dot(queries[q], base[part.reshape(-1)]).reshape(part.shape)
+    return merge_neighbours(exact, np.asarray(base_ids)[idx], k)
+
+
+def merge_neighbours(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of candidate columns ``(Q, C)``: highest similarity first, ties to the lower id."""
+    order = np.lexsort((ids, -sims), axis=1)[:, :k] if sims.size else np.zeros((len(sims), 0), np.int64)
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def top_k(queries: np.ndarray, base: np.ndarray, k: int, *, use_faiss: bool, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.dedup.hashing import mix64
-from curate.embeddings.neighbors import assign, auto_clusters, fit_centroids, kmeans
+from curate.embeddings.neighbors import assign, auto_clusters, best_match, exact_dot, fit_centroids, kmeans
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ def sample_size(sample: int, k: int) -> int:
 
 def cluster_neighbours(e: np.ndarray, block_floats: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
     """For the ranked members ``e`` ``(m, D)`` of one cluster: the position and cosine of each member's
-    most similar higher-ranked member (``-1`` / NaN for the first). Memory: ``block_floats`` floats."""
+    most similar higher-ranked member (``-1`` / NaN for the first). Memory: ``block_floats`` floats.
+    The cosines are :func:`curate.embeddings.neighbors.exact_dot` values (near ties decided by them
+    too), so any batching of the work gives the same answer."""
     m = len(e)
     best_pos = np.full(m, -1, dtype=np.int64)
     best_sim = np.full(m, np.nan, dtype=np.float32)
@@ -66,9 +68,9 @@ def cluster_neighbours(e: np.ndarray, block_floats: int = 1 << 24) -> tuple[np.n
         sims = e[s:end] @ e[:end].T  # rows s..end-1 against every item ranked before them (and themselves)
         pos = np.arange(s, end)[:, None]
         sims[np.arange(end)[None, :] >= pos] = -np.inf
-        best = np.argmax(sims, axis=1)
+        best = best_match(sims, e[s:end], e[:end])
         best_pos[s:end] = best
-        best_sim[s:end] = sims[np.arange(end - s), best]
+        best_sim[s:end] = exact_dot(e[s:end], e[best])
     return best_pos, best_sim
 
 

@@ -1,0 +1,109 @@
+"""semantic_dedup's reduce on 1,000,000 random 512-d embeddings with planted copies: driver vs distributed.
+
+The embeddings are random unit vectors (``--rows``, default 1,000,000, ``--dim`` 512), stored as
+float16 in the map shards (1 GB instead of 2; the reduce works in float32), generated shard by shard
+(50 shards of 20,000). In each shard the last ``--copies`` (default 10%) rows are planted copies of
+rows of the previous shard plus Gaussian noise (cosine 0.984-0.999 to their source, all above the
+default ``1 - eps = 0.95``). Each arm runs only the reduce (``_reduce_scale.py``) with the stage's
+defaults (``clusters: auto`` = 1,000, ``kmeans_sample`` 100,000, ``keep: first``): ``local`` (every
+embedding on the driver) and ``distributed`` (k-means on the sample on the driver, assignment and the
+per-cluster comparisons as shard tasks on the local executor, 2 workers), optionally ``ray``. Recall:
+planted copies in their source's duplicate cluster. The arms' output shards are compared column by column.
+
+    flock /tmp/team/heavy.lock nice -n 5 python benchmarks/semantic_scale.py [--arms local,distributed] [--rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, machine  # noqa: E402
+from _reduce_scale import load, read_column, run_arm, same_outputs  # noqa: E402
+
+
+def _base(shard: int, n: int, dim: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng([seed, shard]).standard_normal((n, dim), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def make_shards(rows: int, dim: int, copy_share: float, shards: int, out: Path, seed: int = 0) -> np.ndarray:
+    """Write the map shards one at a time; returns the planted ``(source row, copy row)`` pairs."""
+    import pyarrow as pa
+
+    from curate.rundir import shard_name
+    from curate.storage import write_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    per = rows // shards
+    n_copies = int(per * copy_share)
+    n_base = per - n_copies
+    pairs = []
+    for s in range(shards):
+        prev = (s - 1) % shards
+        rng = np.random.default_rng([seed, shards + s])
+        src = rng.choice(n_base, size=n_copies, replace=False)
+        sigma = rng.uniform(0.002, 0.008, size=(n_copies, 1)).astype(np.float32)
+        copies = _base(prev, n_base, dim, seed)[src] + sigma * rng.standard_normal((n_copies, dim), dtype=np.float32)
+        x = np.concatenate([_base(s, n_base, dim, seed), copies]).astype(np.float16)
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)
+        write_table(pa.table({"id": [f"v{s:03d}-{i:06d}" for i in range(per)], "embedding": emb}), out / shard_name(s))
+        pairs.append(np.stack([prev * per + src, s * per + n_base + np.arange(n_copies)], axis=1))
+    return np.concatenate(pairs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--copies", type=float, default=0.1)
+    ap.add_argument("--shards", type=int, default=50)
+    ap.add_argument("--arms", default="local,distributed")
+    ap.add_argument("--work", type=Path, default=Path("/work/scratch/h15b/semantic_scale"))
+    ap.add_argument("--keep-data", action="store_true", help="reuse the map shards of an earlier run")
+    args = ap.parse_args()
+    params = {"column": "embedding"}
+    map_dir = args.work / "map"
+    t0 = time.perf_counter()
+    pairs_file = args.work / "planted.npy"
+    if args.keep_data and pairs_file.exists():
+        planted = np.load(pairs_file)
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        planted = make_shards(args.rows, args.dim, args.copies, args.shards, map_dir)
+        np.save(pairs_file, planted)
+    print(f"{args.rows:,} x {args.dim} embeddings ({len(planted):,} planted copies) in {args.shards} shards: "
+          f"{time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
+    results = {}
+    for arm in args.arms.split(","):
+        load_before = load()
+        r = run_arm(arm, "semantic_dedup", params, map_dir, args.work / arm, args.shards)
+        cluster = np.asarray(read_column(args.work / arm, args.shards, "cluster_id"), dtype=object)
+        r["recall"] = float(np.mean(cluster[planted[:, 0]] == cluster[planted[:, 1]]))
+        r["load"] = (load_before, load())
+        results[arm] = r
+        s = r["summary"]
+        print(f"{arm:12s} wall {r['seconds']:7.1f} s  driver {r['driver_peak_gib']:.2f} GiB  workers "
+              f"{r['workers_peak_gib']:.2f} GiB  recall {r['recall']:.4f}  flagged {s['duplicates']:,}  "
+              f"k-means clusters {s['kmeans_clusters']:,} (largest {s['largest_kmeans_cluster']:,})  "
+              f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}", flush=True)
+    arms = list(results)
+    for other in arms[1:]:
+        same = same_outputs(args.work / arms[0], args.work / other, args.shards)
+        print(f"{arms[0]} and {other}: output shards {'identical' if same else 'DIFFERENT'}, summaries "
+              f"{'equal' if results[arms[0]]['summary'] == results[other]['summary'] else 'DIFFERENT'}")
+    out = REPO / "benchmarks" / ".cache" / "semantic_scale.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

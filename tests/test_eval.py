@@ -128,6 +128,27 @@ def test_curated_arm_is_exactly_the_export(noisy_run, tmp_path):
             extra.unlink()
 
 
+@pytest.mark.slow
+def test_finished_trainings_are_reused_an_added_seed_trains_alone_and_jobs_agree(noisy_run):
+    tmp, _ = noisy_run
+    opts = _opts(test=str(tmp / "test.parquet"), arms=("raw", "curated", "random"), seeds=1, epochs=7)
+    first = evaluate(tmp / "run", opts)
+    assert not any(r.get("cached") for a in first["arms"] for r in a["runs"])
+    assert list((tmp / "run" / "cache" / "eval").rglob("*.npz"))
+    opts.seeds = 2
+    second = evaluate(tmp / "run", opts)
+    for a, b in zip(first["arms"], second["arms"]):
+        assert b["runs"][0]["cached"] and not b["runs"][1].get("cached"), b
+        assert b["runs"][0]["accuracy"] == a["runs"][0]["accuracy"]
+        assert b["runs"][0]["seconds"] == a["runs"][0]["seconds"]  # the training's own time, kept
+    opts.seeds, opts.retrain, opts.jobs, opts.threads = 1, True, 2, 1  # trained again, in two processes
+    again = evaluate(tmp / "run", opts)
+    assert not any(r.get("cached") for a in again["arms"] for r in a["runs"])
+    assert [a["accuracy"] for a in again["arms"]] == [a["accuracy"] for a in first["arms"]]
+    opts.retrain, opts.jobs, opts.epochs = False, 1, 6  # other settings: another training
+    assert not any(r.get("cached") for a in evaluate(tmp / "run", opts)["arms"] for r in a["runs"])
+
+
 def test_test_split_holds_out_items_of_every_arm(noisy_run):
     tmp, _ = noisy_run
     result = evaluate(tmp / "run", _opts(test_split=0.25, arms=("raw", "curated"), seeds=1))

@@ -42,10 +42,14 @@ def register(main: click.Group) -> None:
 @click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True, help="cnn: images resized to this square.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads while training (default: 1 for linear/mlp, "
               "torch's default for cnn).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trainings at a time, each in its own process (with --threads torch threads; default: cores / jobs).")
+@click.option("--retrain", is_flag=True, help="Train every arm again instead of reusing the stored result of the same "
+              "training (model cache eval/ folder; an interrupted eval resumes from it).")
 @click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of the table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(run_dir, test, test_format, test_columns, test_root, test_split, model, features, seeds, pending, arms,
-                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, as_json, quiet):
+                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, jobs, retrain, as_json, quiet):
     """Does curation pay? Train the same small model on the raw, curated, random-same-size and per-stage sets
     of RUN_DIR and score each on a trusted test set (writes RUN_DIR/eval/eval.json)."""
     import json
@@ -59,7 +63,8 @@ def eval_command(run_dir, test, test_format, test_columns, test_root, test_split
                        test_split=test_split, model=model, features=features, seeds=seeds, pending=pending,
                        arms=tuple(a.strip() for a in arms.split(",") if a.strip()), clean_labels=clean_labels,
                        leakage=not no_leakage_check, cosine=cosine, epochs=epochs, batch_size=batch_size, lr=lr,
-                       width=width, image_size=image_size, threads=threads, quiet=quiet)
+                       width=width, image_size=image_size, threads=threads, jobs=jobs, retrain=retrain,
+                       quiet=quiet)
     result = evaluate(run_dir, opts)
     if as_json:
         click.echo(json.dumps(result, indent=2))

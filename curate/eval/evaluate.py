@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from curate.errors import CurateError
 from curate.eval.arms import ARM_KINDS, Arm, build_arms
 from curate.eval.features import Features, embedding_columns, pixel_matrix, resolve_vectors, test_vectors, train_vectors
 from curate.eval.leakage import ImageKeys, LeakageCheck
-from curate.eval.models import MODELS, accuracy, make_model, timed_fit
+from curate.eval.models import MODELS, accuracy, make_model
 from curate.eval.results import FORMAT, add_deltas, arm_result
 from curate.eval.testset import TestSet, holdout_test_set, read_test_set, test_input_config
+from curate.eval.trained import TrainingCache, digest
 from curate.rundir import RunDir, write_json
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class EvalOptions:
     width: int | None = None
     image_size: int = 32
     threads: int | None = None
+    jobs: int = 1
+    retrain: bool = False
     quiet: bool = False
 
 
@@ -250,21 +254,31 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         notes.append(f"{int((~test_ok).sum()):,} test items have no features (e.g. undecodable); they count as wrong")
 
     prep_train, prep_test = model.prepare(train_x, test_x)
-    results = []
-    trained: dict[tuple, dict[str, Any]] = {}  # an arm with the same items and labels as an earlier one is not retrained
-    for arm in arms:
+    store = _Store(TrainingCache(run.model_cache_dir / "eval", read=not opts.retrain), model.describe(),
+                   digest(prep_train), digest(prep_test) + digest(test_ok), len(code), len(y_test))
+    plans: list[_ArmPlan | None] = []
+    first_of: dict[tuple, int] = {}  # an arm with the same items and labels as an earlier one is not retrained
+    for i, arm in enumerate(arms):
         key = _arm_key(arm, scan.labels)
-        if key is not None and key in trained and trained[key] is not None:
-            same = trained[key]
-            res = arm_result(arm, [{**r, "seconds": 0.0} for r in same["runs"]])
+        if key is not None and key in first_of and plans[first_of[key]] is not None:
+            plans.append(_ArmPlan(arm, [], same_as=first_of[key]))
+            continue
+        plan = _plan_arm(arm, train_ok, scan.labels, code, opts.seeds, store, notes)
+        if key is not None:
+            first_of[key] = i
+        plans.append(plan)
+    _train(plans, model, prep_train, prep_test, test_ok, store, opts)
+    results = []
+    for plan in plans:
+        if plan is None:
+            results.append(None)
+        elif plan.same_as is not None:
+            same = results[plan.same_as]
+            res = arm_result(plan.arm, [{**r, "seconds": 0.0} for r in same["runs"]])
             res["info"] = {**res["info"], "same_as": same["name"]}
             results.append(res)
-            continue
-        res = _train_arm(arm, model, prep_train, train_ok, prep_test, test_ok, y_test, scan.labels, code, leaked, opts,
-                         notes)
-        if key is not None:
-            trained[key] = res
-        results.append(res)
+        else:
+            results.append(arm_result(plan.arm, [t.score(y_test, leaked) for t in plan.trainings]))
     results = [r for r in results if r is not None]
     add_deltas(results)
     test_desc = dict(test.description)
@@ -319,32 +333,102 @@ def _arm_key(arm: Arm, given: list[str | None]) -> tuple | None:
     return (arm.rows.tobytes(), hash(labels))
 
 
-def _train_arm(arm: Arm, model, train_x, train_ok, test_x, test_ok, y_test, given, code, leaked, opts: EvalOptions,
-               notes: list[str]) -> dict[str, Any] | None:
+@dataclass
+class _Store:
+    """The training cache with what every key of this eval shares."""
+
+    cache: TrainingCache
+    model_info: dict[str, Any]
+    train_digest: str
+    test_digest: str
+    n_classes: int
+    test_items: int
+
+    def key(self, rows: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> str:
+        from curate.eval.trained import training_key
+
+        return training_key(self.model_info, self.train_digest, rows, y, n_classes, self.test_digest, seed)
+
+
+@dataclass
+class _Training:
+    """One (arm, seed) training: its rows and labels, its cache key, and (once known) its test predictions."""
+
+    seed: int
+    rows: np.ndarray
+    y: np.ndarray
+    key: str
+    pred: np.ndarray | None = None
+    seconds: float = 0.0
+    cached: bool = False
+
+    def score(self, y_test: np.ndarray, leaked: np.ndarray | None) -> dict[str, Any]:
+        run = {"seed": self.seed, "train_items": int(len(self.rows)), "accuracy": round(accuracy(self.pred, y_test), 5),
+               "seconds": round(self.seconds, 2)}
+        if self.cached:
+            run["cached"] = True
+        if leaked is not None:
+            nl = accuracy(self.pred, y_test, ~leaked)
+            run["accuracy_no_leak"] = None if nl is None else round(nl, 5)
+        return run
+
+
+@dataclass
+class _ArmPlan:
+    arm: Arm
+    trainings: list[_Training]
+    same_as: int | None = None  # index of the earlier arm with the same items and labels
+
+
+def _plan_arm(arm: Arm, train_ok, given, code, seeds: int, store: _Store, notes: list[str]) -> _ArmPlan | None:
+    """The arm's trainings, one per seed, with the stored predictions of those already done."""
+    trainings = []
+    for seed in range(seeds):
+        rows = arm.rows_for(seed)
+        labels = arm.labels if arm.random_pool is None and arm.labels is not None else None
+        y = np.array([code[(labels[k] if labels is not None else given[r])] for k, r in enumerate(rows)], dtype=np.int64)
+        keep = train_ok[rows]
+        rows, y = rows[keep], y[keep]
+        if len(np.unique(y)) < 2:
+            notes.append(f"{arm.name}: fewer than two classes among its {len(rows)} items; not trained")
+            return None
+        t = _Training(seed, rows, y, store.key(rows, y, len(code), seed))
+        hit = store.cache.get(t.key)
+        if hit is not None and len(hit[0]) == store.test_items:
+            t.pred, t.seconds, t.cached = hit[0], hit[1], True
+        trainings.append(t)
+    return _ArmPlan(arm, trainings)
+
+
+def _train(plans: list[_ArmPlan | None], model, train_x, test_x, test_ok, store: _Store, opts: EvalOptions) -> None:
+    """Train every planned training not found in the cache (in ``opts.jobs`` processes) and store it."""
     from tqdm.auto import tqdm
 
-    runs = []
-    n_classes = len(code)
-    with tqdm(total=opts.seeds * model.units(), desc=f"arm {arm.name}", unit="epoch" if model.units() > 1 else "fit",
-              file=sys.stderr, disable=opts.quiet) as bar:
-        for seed in range(opts.seeds):
-            rows = arm.rows_for(seed)
-            labels = arm.labels if arm.random_pool is None and arm.labels is not None else None
-            y = np.array([code[(labels[k] if labels is not None else given[r])] for k, r in enumerate(rows)], dtype=np.int64)
-            keep = train_ok[rows]
-            rows, y = rows[keep], y[keep]
-            if len(np.unique(y)) < 2:
-                notes.append(f"{arm.name}: fewer than two classes among its {len(rows)} items; not trained")
-                return None
-            x = train_x[rows]
-            secs = timed_fit(model, x, y, n_classes, seed, progress=bar.update)
-            pred = np.full(len(y_test), -2, dtype=np.int64)
-            if test_ok.any():
-                pred[test_ok] = model.predict(test_x[test_ok])
-            acc = accuracy(pred, y_test)
-            run = {"seed": seed, "train_items": int(len(rows)), "accuracy": round(acc, 5), "seconds": round(secs, 2)}
-            if leaked is not None:
-                nl = accuracy(pred, y_test, ~leaked)
-                run["accuracy_no_leak"] = None if nl is None else round(nl, 5)
-            runs.append(run)
-    return arm_result(arm, runs)
+    from curate.eval.jobs import Task, fit_predict, run_parallel
+
+    todo = [(p, t) for p in plans if p is not None and p.same_as is None for t in p.trainings if t.pred is None]
+    n_classes = store.n_classes
+    unit = "epoch" if model.units() > 1 else "fit"
+    if opts.jobs <= 1 or len(todo) <= 1:
+        for plan in (p for p in plans if p is not None and p.same_as is None):
+            with tqdm(total=len(plan.trainings) * model.units(), desc=f"arm {plan.arm.name}", unit=unit, file=sys.stderr,
+                      disable=opts.quiet) as bar:
+                for t in plan.trainings:
+                    if t.pred is None:
+                        t.pred, t.seconds = fit_predict(model, train_x, test_x, test_ok, t.rows, t.y, n_classes, t.seed,
+                                                        progress=bar.update)
+                        store.cache.put(t.key, t.pred, t.seconds)
+                    else:
+                        bar.update(model.units())
+        return
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // opts.jobs)
+    settings = {**model.config.__dict__, "threads": threads}
+    tasks = [Task((i, t.seed), model.name, settings, t.rows, t.y, n_classes, t.seed) for i, (_, t) in enumerate(todo)]
+    log.info("training %d arm-seeds in %d processes of %d thread(s)", len(tasks), opts.jobs, threads)
+    with tqdm(total=len(tasks) * model.units(), desc=f"train ({opts.jobs} jobs)", unit=unit, file=sys.stderr,
+              disable=opts.quiet) as bar:
+        for (i, _), pred, secs in run_parallel(tasks, train_x, test_x, test_ok, jobs=opts.jobs, threads=threads,
+                                               done=lambda task: bar.update(model.units())):
+            t = todo[i][1]
+            t.pred, t.seconds = pred, secs
+            store.cache.put(t.key, pred, secs)

@@ -19,7 +19,8 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
         {"name": "raw" | "curated" | "random" | "without:01-label_noise" | "relabelled:01-label_noise" | "ceiling",
          "kind": "raw" | "curated" | "random" | "without" | "relabelled" | "ceiling",
          "stage": null | "01-label_noise", "description": "...", "train_items": 50000, "info": {...},
-         "runs": [{"seed": 0, "train_items": 50000, "accuracy": 0.75, "accuracy_no_leak": 0.749, "seconds": 3.2}],
+         "runs": [{"seed": 0, "train_items": 50000, "accuracy": 0.75, "accuracy_no_leak": 0.749, "seconds": 3.2,
+                   "cached": true (only when the training was reused from the model cache's eval/ folder)}],
          "accuracy": {"mean": 0.75, "std": 0.002, "min": ..., "max": ..., "n": 3},
          "accuracy_no_leak": {...} | null,
          "delta_vs_raw": 0.013 | null, "seconds": 9.6}

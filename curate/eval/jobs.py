@@ -1,0 +1,105 @@
+"""Trainings of one eval in parallel processes (``--jobs N``), for models that train on one core each.
+
+The model inputs (prepared training and test features) are written once to a temporary folder (numpy
+arrays as ``.npy``, memory-mapped by the workers; anything else, e.g. a sparse TF-IDF matrix, pickled);
+each task names its rows, labels and seed and gets back the test predictions and its training seconds.
+Workers are spawned (not forked: the parent may hold torch's thread pool), each with ``threads`` torch
+threads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+
+@dataclass
+class Task:
+    """One training: the model by name and settings, the rows of the prepared inputs and their labels."""
+
+    tag: Any
+    model: str
+    settings: dict[str, Any]
+    rows: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    seed: int
+
+
+def _save(obj, path: Path) -> str:
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        np.save(path.with_suffix(".npy"), obj)
+        return str(path.with_suffix(".npy"))
+    with open(path.with_suffix(".pkl"), "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return str(path.with_suffix(".pkl"))
+
+
+def _load(path: str):
+    if path.endswith(".npy"):
+        return np.load(path, mmap_mode="r")
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+_INPUTS: dict[str, Any] = {}
+
+
+def _init(paths: dict[str, str], threads: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    for k, p in paths.items():
+        _INPUTS[k] = _load(p)
+
+
+def fit_predict(model, train_x, test_x, test_ok: np.ndarray, rows: np.ndarray, y: np.ndarray, n_classes: int,
+                seed: int, progress=None) -> tuple[np.ndarray, float]:
+    """Train ``model`` on ``train_x[rows]`` with labels ``y``; predictions for every test item (-2 where
+    ``test_ok`` is false) and the training seconds."""
+    from curate.eval.models import timed_fit
+
+    x = train_x[rows]
+    if isinstance(x, np.memmap):
+        x = np.asarray(x)
+    secs = timed_fit(model, x, y, n_classes, seed, progress=progress)
+    pred = np.full(len(test_ok), -2, dtype=np.int64)
+    if test_ok.any():
+        pred[test_ok] = model.predict(np.asarray(test_x[test_ok]) if isinstance(test_x, np.ndarray) else test_x[test_ok])
+    return pred, secs
+
+
+def _work(task: Task) -> tuple[Any, np.ndarray, float]:
+    from curate.eval.models import make_model
+
+    model = make_model(task.model, **task.settings)
+    pred, secs = fit_predict(model, _INPUTS["train"], _INPUTS["test"], np.asarray(_INPUTS["test_ok"]), task.rows,
+                             task.y, task.n_classes, task.seed)
+    return task.tag, pred, secs
+
+
+def run_parallel(tasks: list[Task], train_x, test_x, test_ok: np.ndarray, *, jobs: int, threads: int,
+                 done: Callable[[Task], None] | None = None) -> Iterator[tuple[Any, np.ndarray, float]]:
+    """Yield ``(tag, predictions, seconds)`` per task as they finish, ``jobs`` at a time."""
+    tmp = Path(tempfile.mkdtemp(prefix="curate-eval-"))
+    try:
+        paths = {"train": _save(train_x, tmp / "train"), "test": _save(test_x, tmp / "test"),
+                 "test_ok": _save(np.asarray(test_ok), tmp / "test_ok")}
+        by_tag = {t.tag: t for t in tasks}
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init,
+                                 initargs=(paths, threads)) as pool:
+            futures = [pool.submit(_work, t) for t in tasks]
+            for fut in as_completed(futures):
+                tag, pred, secs = fut.result()
+                if done is not None:
+                    done(by_tag[tag])
+                yield tag, pred, secs
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -65,8 +65,9 @@ class ImageDedup(GlobalStage):
 
         Memory per million images (64-bit hashes): ~0.2 GB (ids, packed hashes, sort orders) plus 24
         bytes per verified pair; time grows with the block collisions (see ``curate.dedup.phash``).
-        Distributed: each block's value is a shuffle key; groups yield verified pairs; union-find
-        runs on the pairs only."""
+        Distributed (:mod:`curate.distributed.phash`): each block's value is a shuffle key, groups
+        yield verified pairs in partition tasks, components and clusters run as shard tasks; nothing
+        per row on the driver."""
         p = self.params
         n = mapped.num_rows
         ids = mapped.column("id").to_pylist()

@@ -48,6 +48,11 @@ class Outliers(GlobalStage):
                                     label="kNN distance"),))
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
+        """Mean distance to the k nearest neighbours, then the top fraction or the threshold.
+
+        Memory per million rows of D floats: the embeddings twice (8 D MB) plus the index. Distributed
+        (:mod:`curate.distributed.knn`): exact kNN by shards of the index as shard tasks, the cut-offs by
+        histogram passes; equal to ``search: exact`` here."""
         from curate.embeddings.neighbors import normalise
         from curate.embeddings.outliers import flag_outliers, knn_distance
 

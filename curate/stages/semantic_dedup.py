@@ -71,6 +71,11 @@ class SemanticDedup(GlobalStage):
                       label="cosine similarity"),))
 
     def reduce(self, mapped: pa.Table) -> pa.Table:
+        """k-means fitted on about ``kmeans_sample`` rows, every row assigned, SemDeDup per cluster.
+
+        Memory per million rows of D floats: the embeddings twice (8 D MB: read and normalised) plus one
+        similarity block. Distributed (:mod:`curate.distributed.semantic`): the sample is fitted on the
+        driver, assignment and the per-cluster work run as shard tasks; same results."""
         from curate.embeddings.neighbors import normalise
         from curate.embeddings.semantic_dedup import semantic_dedup
 

@@ -21,6 +21,7 @@ The issue's goal: recall >= 0.8 with at most twice as many unannotated pairs as 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -158,7 +159,10 @@ def main():
     ap.add_argument("--distractors-train", type=int, default=6000)
     ap.add_argument("--full", action="store_true", help="all 10,000 test + 50,000 train images")
     ap.add_argument("--few", action="store_true", help="defaults and cosine >= 0.8 only (implied by --full)")
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache (reused across runs)")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache (reused across runs; a pipeline's "
+                                                                        "cache: folder works too)")
+    ap.add_argument("--embed", default='{"image_size": 160}',
+                    help="embed stage parameters (JSON; backend timm, default model tf_efficientnet_lite0, packaged weights)")
     ap.add_argument("--ukbench", action="store_true", help="also the imagededup UKBench sample")
     ap.add_argument("--features", action="store_true", help="AUROC of each piece of evidence on the candidate pairs")
     args = ap.parse_args()
@@ -167,7 +171,9 @@ def main():
     print(f"{int(s.is_test.sum())} test + {int((~s.is_test).sum())} train images; ciFAIR pairs: {len(s.near)} near-duplicate, "
           f"{len(s.similar)} very similar, {len(s.annotated)} annotated in all")
     t0 = time.perf_counter()
-    x = embed_images(s.images, s.ids, image_size=160, cache_dir=args.cache, num_workers=1)
+    embed = {"num_workers": 1, **json.loads(args.embed)}
+    print(f"embed: {embed}")
+    x = embed_images(s.images, s.ids, cache_dir=args.cache, **embed)
     print(f"embeddings: {x.shape} in {time.perf_counter() - t0:.0f} s (cached after the first run)")
     t0 = time.perf_counter()
     mapped = phash_map(s.images, s.ids)

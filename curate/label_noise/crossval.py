@@ -224,6 +224,28 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     return out
 
 
+def refit_rounds(x, labels: np.ndarray, first: CVResult, *, rounds: int, flag, n_classes: int, folds: int = 5,
+                 **cv_kwargs) -> tuple[CVResult, list[dict], str | None]:
+    """Rounds 2..``rounds`` of :func:`cross_val_pred_probs`: each fits only on the rows ``flag`` (e.g.
+    cleanlab on the previous round's probabilities, returning a bool mask of suspected errors) did not
+    flag, with the same folds, so every row is still predicted out of sample by a model that learnt from
+    cleaner labels.
+
+    Returns the last round's result, one ``{accuracy, seconds, fitted_on}`` entry per round, and why it
+    stopped early (a class would keep fewer rows than ``folds``), else ``None``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.bincount(labels, minlength=n_classes) > 0
+    cv, history = first, [{"accuracy": round(first.accuracy, 4), "seconds": round(first.seconds, 2)}]
+    for _ in range(1, rounds):
+        keep = ~np.asarray(flag(cv.pred_probs), dtype=bool)
+        if np.bincount(labels[keep], minlength=n_classes)[present].min() < folds:
+            return cv, history, "a class would keep fewer rows than folds"
+        cv = cross_val_pred_probs(x, labels, n_classes=n_classes, folds=folds, train_mask=keep, **cv_kwargs)
+        history.append({"accuracy": round(cv.accuracy, 4), "seconds": round(cv.seconds, 2), "fitted_on": int(keep.sum())})
+    return cv, history, None
+
+
 def cohen_kappa(a: np.ndarray, b: np.ndarray, n_classes: int) -> float:
     """Agreement of two label vectors beyond chance: ``(p_o - p_e) / (1 - p_e)``."""
     p_o = float((a == b).mean())

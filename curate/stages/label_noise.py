@@ -247,7 +247,21 @@ class LabelNoise(GlobalStage):
                                       progress=not (self.ctx is not None and self.ctx.quiet), logistic_c=p.logistic_c)
             first = cv
             if p.rounds > 1:
-                cv = self._more_rounds(x[idx], y, len(kept), cv, summary)
+                from curate.label_noise.crossval import refit_rounds
+                from curate.label_noise.detect import find_issues
+
+                def flag(pred_probs):
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message=".*too few examples.*")
+                        return find_issues(y, pred_probs, copy=True, method=p.method, rank_by=p.rank_by,
+                                           min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs).is_issue
+
+                cv, summary["rounds"], stopped = refit_rounds(
+                    x[idx], y, cv, rounds=p.rounds, flag=flag, n_classes=len(kept), folds=p.folds,
+                    classifier=p.classifier, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs,
+                    progress=not (self.ctx is not None and self.ctx.quiet), logistic_c=p.logistic_c)
+                if stopped:
+                    summary["rounds_stopped"] = stopped
             pp = cv.pred_probs
             names = [cmap.name(int(k)) for k in kept]
             summary.update({"classifier": cv.classifier, "folds": p.folds, "cv_seconds": round(cv.seconds, 2),
@@ -294,30 +308,6 @@ class LabelNoise(GlobalStage):
         log.info("label_noise: %d of %d scored rows flagged (cleanlab %d; held-out accuracy %.3f, %.3f on the "
                  "labels cleanlab keeps)", int(g.flags.sum()), len(idx), g.cleanlab_flags, accuracy, g.kept_accuracy)
         return self._result(n, cmap.names, codes, idx, res, back, g.flags)
-
-    def _more_rounds(self, x, y: np.ndarray, n_classes: int, cv, summary: dict):
-        """Rounds 2..``rounds``: refit on the rows the previous round's cleanlab kept (same folds)."""
-        from curate.label_noise.crossval import cross_val_pred_probs
-        from curate.label_noise.detect import find_issues
-
-        p = self.params
-        history = [{"accuracy": round(cv.accuracy, 4), "seconds": round(cv.seconds, 2)}]
-        for _ in range(1, p.rounds):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*too few examples.*")
-                res = find_issues(y, cv.pred_probs, copy=True, method=p.method, rank_by=p.rank_by,
-                                  min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
-            keep = ~res.is_issue
-            if np.bincount(y[keep], minlength=n_classes)[np.bincount(y, minlength=n_classes) > 0].min() < p.folds:
-                summary["rounds_stopped"] = "a class would keep fewer rows than folds"
-                break
-            cv = cross_val_pred_probs(x, y, n_classes=n_classes, classifier=p.classifier, folds=p.folds, seed=p.seed,
-                                      knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs, train_mask=keep,
-                                      progress=not (self.ctx is not None and self.ctx.quiet), logistic_c=p.logistic_c)
-            history.append({"accuracy": round(cv.accuracy, 4), "seconds": round(cv.seconds, 2),
-                            "fitted_on": int(keep.sum())})
-        summary["rounds"] = history
-        return cv
 
     def _abstain_warning(self, spec: FeatureSpec, g, scored: int) -> str:
         """Why nothing was flagged, and what to add."""

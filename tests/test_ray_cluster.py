@@ -111,3 +111,16 @@ def test_a_worker_killed_mid_stage_is_retried_and_the_result_is_unchanged(cluste
     assert len(list(slow.glob("part-*.parquet"))) == n
     for s in ref.stages:
         assert read_stage(RunDir(tmp_path / "ref"), s.dir).equals(read_stage(RunDir(out), s.dir)), s.dir
+
+
+@pytest.mark.slow
+def test_distributed_image_dedup_on_three_nodes_equals_driver(cluster, tmp_path):
+    """image_dedup's scheme (block shuffle, components, clusters) on Ray gives the driver reduce's shards."""
+    from curate.executors.ray import RayExecutor
+    from tests.test_distributed_reduces import hash_rows, run_both, split
+
+    table = hash_rows(400, 64, 6)
+    n = table.num_rows
+    with RayExecutor(workers=3, quiet=True) as executor:
+        summary = run_both(tmp_path, "image_dedup", {"max_distance": 6}, split(table, [n // 2, n - n // 2]), executor)
+    assert summary["near_duplicates"] > 50

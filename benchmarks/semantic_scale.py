@@ -90,11 +90,14 @@ def main() -> None:
         r["recall"] = float(np.mean(cluster[planted[:, 0]] == cluster[planted[:, 1]]))
         r["load"] = (load_before, load())
         results[arm] = r
+        (args.work / f"{arm}.json").write_text(json.dumps(r))
         s = r["summary"]
         print(f"{arm:12s} wall {r['seconds']:7.1f} s  driver {r['driver_peak_gib']:.2f} GiB  workers "
               f"{r['workers_peak_gib']:.2f} GiB  recall {r['recall']:.4f}  flagged {s['duplicates']:,}  "
               f"k-means clusters {s['kmeans_clusters']:,} (largest {s['largest_kmeans_cluster']:,})  "
               f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}", flush=True)
+    for f in sorted(args.work.glob("*.json")):  # arms of an earlier run over the same data (--keep-data)
+        results.setdefault(f.stem, json.loads(f.read_text()))
     arms = list(results)
     for other in arms[1:]:
         same = same_outputs(args.work / arms[0], args.work / other, args.shards)

@@ -152,3 +152,38 @@ def test_outliers_cut_ties_go_to_the_earliest_rows(tmp_path, executor):
     summary = run_both(tmp_path, "outliers", {"column": "emb", "k": 2, "flag_top_fraction": 0.1, "search": "exact"},
                        split(table, [150, 250, 200]), executor)
     assert summary["flagged"] == 60
+
+
+# -- through the runner -----------------------------------------------------------------------------------
+def test_pipeline_with_distributed_reduces_equals_the_local_run(make_pipeline, tmp_path, monkeypatch):
+    """``curate run`` of the COCO example (tiny CLIP embeddings): image_dedup, semantic_dedup and outliers
+    reduced as shard tasks give the local run's shards and summaries."""
+    pytest.importorskip("open_clip", reason="needs curate[clip]")
+    from curate.config import load_pipeline
+    from curate.rundir import RunDir
+    from curate.runner import Runner
+    from curate.shards import read_stage
+    from tests.conftest import EXAMPLES
+    from curate.models.testing import write_tiny_clip
+
+    clip = write_tiny_clip(tmp_path / "clip")
+    stages = [{"embed": {"model": f"local-dir:{clip}", "batch_size": 8}},
+              {"image_dedup": {"max_distance": 10}},
+              {"semantic_dedup": {"field": "image", "eps": 0.02, "clusters": 3}},
+              {"outliers": {"field": "text", "k": 3, "flag_top_fraction": 0.1, "search": "exact"}}]
+    cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 16}
+    pipeline = load_pipeline(make_pipeline(cfg, stages, workers=2, cache=str(tmp_path / "models")))  # embeds once
+    local = Runner(pipeline, output=str(tmp_path / "local"), quiet=True).execute()
+    monkeypatch.setattr(LocalExecutor, "distributed_reduce", True, raising=False)
+    from curate.distributed import knn, phash, semantic
+
+    calls = []
+    for module in (phash, semantic, knn):
+        monkeypatch.setattr(module, "reduce", lambda *a, real=module.reduce: calls.append(1) or real(*a))
+    dist = Runner(pipeline, output=str(tmp_path / "dist"), quiet=True).execute()
+    assert len(calls) == 3, "the distributed schemes did not run"
+    assert local.input.shards >= 3
+    for a, b in zip(local.stages[1:], dist.stages[1:]):
+        assert a.summary == b.summary
+        assert read_stage(RunDir(tmp_path / "local"), a.dir).equals(read_stage(RunDir(tmp_path / "dist"), b.dir))
+    assert local.stages[1].summary["near_duplicates"] > 0

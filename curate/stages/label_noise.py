@@ -128,7 +128,7 @@ class LabelNoise(GlobalStage):
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "2"
+    version = "3"
 
     params: LabelNoiseParams
     OUTPUTS = OUTPUTS

@@ -10,6 +10,7 @@ shuffle, Hamming checks and components as shard tasks on the local executor, 2 w
 compared column by column.
 
     flock /tmp/team/heavy.lock nice -n 5 python benchmarks/dedup_phash_scale.py [--arms local,distributed] [--rows N]
+    flock /tmp/team/heavy.lock nice -n 5 python benchmarks/dedup_phash_scale.py --arms ray --keep-data   # another arm, same data
 """
 
 from __future__ import annotations
@@ -64,12 +65,18 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=50)
     ap.add_argument("--arms", default="local,distributed")
     ap.add_argument("--work", type=Path, default=Path("/work/scratch/h15b/phash_scale"))
+    ap.add_argument("--keep-data", action="store_true", help="reuse the map shards (and arms) of an earlier run")
     args = ap.parse_args()
     params = {"hash": "phash", "hash_size": 8, "max_distance": 6, "keep": "largest_image"}
-    shutil.rmtree(args.work, ignore_errors=True)
     map_dir = args.work / "map"
     t0 = time.perf_counter()
-    planted = make_shards(args.rows, args.copies, args.shards, map_dir)
+    pairs_file = args.work / "planted.npy"
+    if args.keep_data and pairs_file.exists():
+        planted = np.load(pairs_file)
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        planted = make_shards(args.rows, args.copies, args.shards, map_dir)
+        np.save(pairs_file, planted)
     print(f"{args.rows:,} hashes ({len(planted):,} planted copies) in {args.shards} shards: "
           f"{time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
     results = {}

@@ -40,9 +40,12 @@ from curate.rundir import shard_name
 
 
 def _hashes(table: pa.Table, column: str, nbytes: int) -> np.ndarray:
+    """A fixed-size binary column of packed hashes as an ``(N, nbytes)`` uint8 matrix."""
     col = table.column(column).combine_chunks()
-    return np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * nbytes:(col.offset + len(col)) * nbytes] \
-        .reshape(len(col), nbytes) if len(col) else np.zeros((0, nbytes), np.uint8)
+    if not len(col):
+        return np.zeros((0, nbytes), np.uint8)
+    data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
+    return data[col.offset * nbytes:(col.offset + len(col)) * nbytes].reshape(len(col), nbytes)
 
 
 def _shuffle_key(sub: np.ndarray) -> np.ndarray:

@@ -96,6 +96,8 @@ def main() -> None:
                     help="Parquet of the 50k training JPEGs (benchmarks/eval_cifar10n.py writes it)")
     ap.add_argument("--work", default="/work/scratch/cifar")
     ap.add_argument("--cache", default="/work/scratch/cifar/cache")
+    ap.add_argument("--out", default="backbone_choice.json", help="results file in --work (the img/s of a rerun are "
+                                                                   "cache reads)")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     from label_noise_common import shared_data
@@ -138,7 +140,7 @@ def main() -> None:
               f"clean-trained {res['train_on_clean']['ensemble']:.4f} (logistic {res['train_on_clean']['logistic']:.4f}); "
               f"stage F1 worse {res['stage_worse']['f1']:.3f} ({res['stage_worse']['clean_flagged']:.3f} clean flagged), "
               f"aggre {res['stage_aggre']['f1']:.3f}", flush=True)
-        (work / "backbone_choice.json").write_text(json.dumps(results, indent=1))
+        (work / args.out).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

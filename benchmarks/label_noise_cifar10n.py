@@ -83,7 +83,9 @@ def read_run(run: Path) -> dict:
     manifest = rd.require_finished()
     meta = [json.loads(m) for m in read_records(rd, ["meta"]).column("meta").to_pylist()]
     out = {"index": np.array([int(m["index"]) for m in meta])}
-    ln = read_stage(rd, rd.stage("label_noise").dir, ["flag", "cleanlab_issue", "suggested_label", "given_label"])
+    ln = read_stage(rd, rd.stage("label_noise").dir, ["flag", "cleanlab_issue", "suggested_label", "given_label",
+                                                      "label_quality"])
+    out["quality"] = ln.column("label_quality").to_numpy(zero_copy_only=False)
     out["flagged"] = np.array(ln.column("flag").is_valid().to_numpy(zero_copy_only=False))
     out["cleanlab"] = np.array(ln.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False))
     out["suggested"] = np.array([NAMES.index(s) if s is not None else -1 for s in ln.column("suggested_label").to_pylist()])
@@ -107,15 +109,33 @@ def report(title: str, r: dict, given: np.ndarray, clean: np.ndarray, secs: floa
             "argmax(pred_probs) != label": scores((r["suggested"] != given) & (r["suggested"] >= 0), truth)}
     for k, v in rows.items():
         print(line(k, v))
+    oracle = best_cutoff(r["quality"], truth)
+    print(f"    label_quality ranking: AUROC {oracle['auroc']:.4f}; best F1 of any cutoff (needs the truth) {oracle['f1']:.3f} "
+          f"at {oracle['flagged']} flags, clean flagged {oracle['clean_flagged']:.3f}")
     fixed = int((r["flagged"] & truth & (r["suggested"] == clean)).sum())
     print(f"    flagged true errors whose suggested label is the clean one: {fixed}/{int((r['flagged'] & truth).sum())}")
     if summary.get("warning"):
         print(f"    stage warning: {summary['warning']}")
     keys = ("features", "classifier", "heldout_accuracy", "kept_accuracy", "member_accuracy", "member_agreement_kappa",
             "estimated_noise_rate", "abstained", "abstain_reasons", "guard_removed", "rounds", "cv_seconds")
-    return {"rows": rows, "seconds": round(secs, 1), "suggested_is_clean": fixed,
+    return {"rows": rows, "seconds": round(secs, 1), "suggested_is_clean": fixed, "oracle_cutoff": oracle,
             "accuracy_vs_clean": round(float((r["suggested"] == clean).mean()), 4),
             "summary": {k: summary.get(k) for k in keys if k in summary}}
+
+
+def best_cutoff(quality: np.ndarray, truth: np.ndarray) -> dict:
+    """The best F1 any "flag the k lowest label qualities" rule reaches (k chosen with the truth: an upper
+    bound for thresholds on this ranking), and the ranking's AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    q = np.nan_to_num(np.asarray(quality, dtype=np.float64), nan=np.inf)
+    order = np.argsort(q, kind="stable")
+    tp = np.cumsum(truth[order])
+    k = np.arange(1, len(order) + 1)
+    f1 = 2 * tp / (k + truth.sum())
+    b = int(f1.argmax())
+    return {"auroc": round(float(roc_auc_score(truth, -q)), 4), "f1": round(float(f1[b]), 4), "flagged": int(k[b]),
+            "clean_flagged": round(float((k[b] - tp[b]) / (~truth).sum()), 4)}
 
 
 def parse_variant(text: str) -> dict:
@@ -134,7 +154,8 @@ def variant_run(text: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray) 
     res, summary, _ = run_stage(table, shard_size=5000, classes=NAMES, features="emb", **params)
     r = {"flagged": np.array(res.column("flag").is_valid().to_numpy(zero_copy_only=False)),
          "cleanlab": np.array(res.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False)),
-         "suggested": np.array([NAMES.index(s) for s in res.column("suggested_label").to_pylist()]), "summary": summary}
+         "suggested": np.array([NAMES.index(s) for s in res.column("suggested_label").to_pylist()]), "summary": summary,
+         "quality": res.column("label_quality").to_numpy(zero_copy_only=False)}
     return report(f"variant {text}", r, given, clean, time.perf_counter() - t0)
 
 
@@ -176,11 +197,12 @@ def main() -> None:
     for name in args.labels.split(","):
         train, _ = prepare(name)
         t = pq.read_table(train, columns=["label", "clean_label", "index"])
-        order = np.argsort(t.column("index").to_numpy())
-        given_all = np.array([NAMES.index(v) for v in t.column("label").to_pylist()])[order]
-        clean_all = np.array([NAMES.index(v) for v in t.column("clean_label").to_pylist()])[order]
-        print(f"\nCIFAR-10N {name}: {len(given_all)} images, {int((given_all != clean_all).sum())} wrong labels "
-              f"({(given_all != clean_all).mean():.2%})")
+        index = t.column("index").to_numpy()
+        given_all, clean_all = np.full(index.max() + 1, -1), np.full(index.max() + 1, -1)  # by dataset index
+        given_all[index] = [NAMES.index(v) for v in t.column("label").to_pylist()]
+        clean_all[index] = [NAMES.index(v) for v in t.column("clean_label").to_pylist()]
+        wrong = int((given_all[index] != clean_all[index]).sum())
+        print(f"\nCIFAR-10N {name}: {len(index)} images, {wrong} wrong labels ({wrong / len(index):.2%})")
         out = results.setdefault(name, {})
         x = None
         if {"curate", "datalab"} & set(methods) or args.variants:

@@ -557,3 +557,13 @@ def test_a_second_round_fits_on_the_rows_the_first_kept(tmp_path, make_pipeline)
     assert len(rounds) == 2 and 0.5 * len(given) < rounds[1]["fitted_on"] < len(given)
     flagged = np.array([r["flag"] == "label_issue" for r in sorted(ann, key=lambda r: int(r["text"][1:]))])
     assert (flagged & wrong).sum() >= 0.85 * wrong.sum() and (flagged & ~wrong).sum() <= 0.05 * (~wrong).sum()
+
+
+def test_quiet_run_shows_no_cross_validation_progress(tmp_path, make_pipeline, capfd):
+    x, y, given = planted(30, 1.0, seed=5)
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"r{i}", "label": "abcd"[g], "emb": x[i].round(3).tolist()}
+                                       for i, g in enumerate(given)])
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")}, [{"label_noise": {"features": "meta.emb"}}])
+    capfd.readouterr()
+    run_pipeline(p)  # quiet=True, as curate run -q
+    assert "cross-validation" not in capfd.readouterr().err

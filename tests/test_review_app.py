@@ -401,6 +401,7 @@ def test_review_command_checks_the_run_and_binds_localhost(run, tmp_path):
 
     cmd = streamlit_command(str(run.root), host="127.0.0.1", port=8600)
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[cmd.index("--server.port") + 1] == "8600"
+    assert cmd[cmd.index("--client.toolbarMode") + 1] == "minimal"  # no Deploy button, and no redraw to hide it
     assert cmd[-1] == str(run.root) and any(Path(c).name == "app.py" and Path(c).parent.name == "review" and Path(c).is_file() for c in cmd)
     m = run.manifest()
     m.status = None

@@ -27,7 +27,7 @@ def streamlit_command(run_dir: str, *, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "curate.commands.review_server", str(os.getpid()), "run", str(Path(app.__file__).resolve()),
             "--server.headless", "true", "--server.address", host, "--server.port", str(port),
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--server.runOnSave", "false", "--global.developmentMode", "false",
+            "--server.runOnSave", "false", "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
             "--", str(run_dir)]
 
 

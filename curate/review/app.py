@@ -370,7 +370,7 @@ def items_view(st, queue) -> None:
         queue.prefetch_thumbnails(queue.page(positions, ss.page + 1, size), THUMB)
     html = [cards.card_html(r, queue.stages, number=first + k + 1, thumb=thumbs.get(r["id"]), current=k == ss.cursor,
                             tag=tags.get(r["pos"]) if tags else None) for k, r in enumerate(recs)]
-    st.html(cards.grid_html(html))
+    st.html(cards.grid_html(html, style=False))  # the current item above carries the stylesheet
 
 
 def _current_item(st, queue, rec: dict, number: int, n_on_page: int, first: int) -> None:
@@ -428,10 +428,10 @@ def _current_item(st, queue, rec: dict, number: int, n_on_page: int, first: int)
         for stage in queue.group_stages():
             group = queue.group_of(stage, rec["pos"])
             if group is not None:
-                _group_unit(st, queue, stage, group, current=rec["pos"], key=f"cur_{stage}")
+                _group_unit(st, queue, stage, group, current=rec["pos"], key=f"cur_{stage}", style=False)
 
 
-def _group_unit(st, queue, stage: str, group: dict, *, current: int | None, key: str) -> None:
+def _group_unit(st, queue, stage: str, group: dict, *, current: int | None, key: str, style: bool = True) -> None:
     """A duplicate group side by side with its decisions: keep another member instead, not duplicates."""
     from curate.review import cards
 
@@ -440,7 +440,7 @@ def _group_unit(st, queue, stage: str, group: dict, *, current: int | None, key:
     thumbs = queue.thumbnails(list(group["members"]), THUMB)
     sv = queue.by_dir[stage]
     st.markdown(f"**Duplicate group** · {sv.title} · {len(members)} items")
-    st.html(cards.cluster_html(members, queue.stages, thumbs, keepers=keepers, current=current))
+    st.html(cards.cluster_html(members, queue.stages, thumbs, keepers=keepers, current=current, style=style))
     with st.container(horizontal=True, key=f"grp_{key}"):
         for k, m in enumerate(members, start=1):
             if m["pos"] not in keepers:
@@ -471,9 +471,9 @@ def clusters_view(st, queue) -> None:
         st.info("No duplicate groups left to review." if ss.get("c_which", "to review") == "to review"
                 else "This stage found no duplicate groups.")
         return
-    for _, g in groups.iloc[ss.c_page * per:(ss.c_page + 1) * per].iterrows():
+    for k, (_, g) in enumerate(groups.iloc[ss.c_page * per:(ss.c_page + 1) * per].iterrows()):
         with st.container(border=True):
-            _group_unit(st, queue, stage, g.to_dict(), current=None, key=f"g{g['group']}")
+            _group_unit(st, queue, stage, g.to_dict(), current=None, key=f"g{g['group']}", style=k == 0)
 
 
 # -- thresholds -------------------------------------------------------------------------------------------

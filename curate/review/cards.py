@@ -21,6 +21,7 @@ STYLE = """<style>
 .cr-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(205px,1fr));gap:10px;margin:2px 0 6px}
 .cr-card{border:1px solid rgba(128,128,128,.35);border-radius:8px;padding:8px;font-size:13.5px;line-height:1.35;
  overflow-wrap:anywhere;background:rgba(128,128,128,.04)}
+.cr-grid>.cr-card{content-visibility:auto;contain-intrinsic-size:auto 300px}
 .cr-card.cr-cur{border:2px solid #ff4b4b;box-shadow:0 0 0 2px rgba(255,75,75,.18)}
 .cr-head{display:flex;gap:6px;align-items:center;margin-bottom:5px;flex-wrap:wrap}
 .cr-num{font-weight:700;min-width:1.6em}
@@ -166,20 +167,21 @@ def card_html(rec: dict, stages: list[StageView], *, number: int, thumb: bytes |
     return f'<div class="{cls}"><div class="cr-head">{head}</div>{_img(thumb)}{_body(rec, stages, full=False)}</div>'
 
 
-def grid_html(cards: list[str]) -> str:
-    return STYLE + '<div class="cr-grid">' + "".join(cards) + "</div>"
+def grid_html(cards: list[str], *, style: bool = True) -> str:
+    """A page of cards. ``style``: include the cards' stylesheet (once per page is enough)."""
+    return (STYLE if style else "") + '<div class="cr-grid">' + "".join(cards) + "</div>"
 
 
-def item_html(rec: dict, stages: list[StageView], *, number: int, image: bytes | None) -> str:
+def item_html(rec: dict, stages: list[StageView], *, number: int, image: bytes | None, style: bool = True) -> str:
     """The current item, larger: image, every flag with its detail, caption (or the repair's diff), labels."""
     meta = f'{esc(rec.get("source"))} · {esc(rec.get("width"))}×{esc(rec.get("height"))} · id {esc(rec["id"])}'
     head = f'<div class="cr-head"><span class="cr-num">{number}</span>{_status(rec)}<span class="cr-detail">{meta}</span></div>'
-    return (STYLE + f'<div class="cr-item"><div>{_img(image, "cr-big")}</div>'
+    return ((STYLE if style else "") + f'<div class="cr-item"><div>{_img(image, "cr-big")}</div>'
             f'<div>{head}{_body(rec, stages, full=True)}</div></div>')
 
 
 def cluster_html(members: list[dict], stages: list[StageView], thumbs: dict, *, keepers: set[int],
-                 current: int | None = None) -> str:
+                 current: int | None = None, style: bool = True) -> str:
     """A duplicate group side by side: each member's thumbnail, the kept one marked, caption and flags."""
     cards = []
     for k, rec in enumerate(members, start=1):
@@ -188,4 +190,4 @@ def cluster_html(members: list[dict], stages: list[StageView], thumbs: dict, *, 
         cls = "cr-card cr-cur" if rec["pos"] == current else "cr-card"
         cards.append(f'<div class="{cls}"><div class="cr-head"><span class="cr-num">#{k}</span>{mark}{_status(rec)}</div>'
                      f'{_img(thumbs.get(rec["id"]))}{_body(rec, stages, full=False)}</div>')
-    return STYLE + '<div class="cr-row">' + "".join(cards) + "</div>"
+    return (STYLE if style else "") + '<div class="cr-row">' + "".join(cards) + "</div>"

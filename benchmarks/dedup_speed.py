@@ -252,6 +252,9 @@ def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
         "  - minhash_dedup: {field: text, threshold: 0.8, num_perm: 128, ngram: 5, "
         "tokens: word, verify: true, keep: first, action: review}\n")
     cmd = [str(Path(sys.executable).parent / "curate"), "run", str(pipeline), "--force"]
+    import resource
+
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     err_log = workdir / f"curate-run-{executor}.stderr"
     with open(err_log, "w") as err:
@@ -261,6 +264,8 @@ def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
     wall = time.perf_counter() - t0
     if proc.wait():
         sys.exit(f"curate run failed:\n{out_text}\n{err_log.read_text()[-3000:]}")
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the run and every process it waited for
     manifest = json.loads((run_dir / "manifest.json").read_text())
     stage = manifest["stages"][0]
     from curate.rundir import RunDir
@@ -285,6 +290,8 @@ def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
     print(f"  wall {wall:.0f} s; ingest {manifest['input']['seconds']:.0f} s; stage {stage['seconds']:.0f} s "
           f"({len(rows) / stage['seconds']:,.0f} rows/s); peak RSS: driver {main_peak / 2**30:.2f} GiB, "
           f"workers {child_peak / 2**30:.2f} GiB, all {peak / 2**30:.2f} GiB")
+    print(f"  CPU (user + sys of the run and the processes it waited for): {cpu:.0f} s "
+          f"({cpu / wall:.2f} cores busy on average)")
     print(f"  summary: {json.dumps(stage['summary'])}")
     hi = jac >= 0.8
     print(f"  planted pairs: {len(copies):,}; exact Jaccard >= 0.8: {int(hi.sum()):,} (median Jaccard {np.median(jac):.2f})")

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Most bytes of pickled tasks the driver holds at once (see :meth:`RayExecutor.map_unordered`).
 WINDOW_BYTES = 64 << 20
+#: Most tasks in one Ray Dataset: a step of up to this many shards runs as one Dataset execution.
+WINDOW_TASKS = 1024
 
 
 class _RunTasks:
@@ -106,9 +108,10 @@ class RayExecutor(Executor):
         """Run ``fn`` over ``tasks`` as Ray Datasets; ``parallel=False`` marks a model stage (an actor
         pool, GPUs when there are any).
 
-        Tasks are taken from the (lazy) iterator in windows of at most ``4 x CPUs`` tasks or
-        :data:`WINDOW_BYTES` of pickled tasks, one Dataset per window: a task may carry its input rows
-        (manifest readers plan ingest that way), and the driver never holds more than a window."""
+        Tasks are taken from the (lazy) iterator in windows of at most :data:`WINDOW_TASKS` tasks or
+        :data:`WINDOW_BYTES` of pickled tasks, one Dataset per window. Tasks are small descriptions
+        (shard numbers and paths; Parquet and JSONL ingest plan row or byte ranges), except CSV ingest
+        tasks, which carry their rows: the byte bound keeps the driver to one window of those."""
         bar = self.progress(desc, total_rows)
         try:
             cpus, gpus = self.resources()
@@ -118,7 +121,7 @@ class RayExecutor(Executor):
                 for task in it:
                     items.append(pickle.dumps(task))
                     size += len(items[-1])
-                    if len(items) >= 4 * cpus or size >= WINDOW_BYTES:
+                    if len(items) >= WINDOW_TASKS or size >= WINDOW_BYTES:
                         break
                 if not items:
                     return
@@ -130,9 +133,9 @@ class RayExecutor(Executor):
         import pyarrow as pa
 
         n = len(items)
-        ds = self.ray.data.from_arrow(pa.table({"task": pa.array(items, pa.binary())}))
+        # one block per task (no repartition step): tasks spread over the cluster
+        ds = self.ray.data.from_arrow([pa.table({"task": pa.array([b], pa.binary())}) for b in items])
         del items[:]  # the Dataset holds them now (in the object store)
-        ds = ds.repartition(n)  # one block per task: tasks spread over the cluster
         if parallel:
             ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow", num_cpus=1,
                                 compute=self.ray.data.TaskPoolStrategy(size=min(n, cpus)))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from curate.config import load_pipeline
 from curate.distributed import components, exact, minhash
@@ -78,3 +80,53 @@ def test_distributed_exact_and_minhash_reduces_equal_the_local_ones(make_pipelin
     assert summary["near_duplicates"] > 60 and summary["largest_cluster"] >= 35 and summary["empty_texts"] >= 2
     assert_same(tmp_path, local, dist)
     assert not (RunDir(tmp_path / "dist").stage_dir(dist.stages[1].dir) / "_map").exists()
+
+
+def planted_texts(n: int, seed: int = 0) -> pa.Array:
+    """``n`` texts of random words (vectorised), a tenth of them near-duplicate copies (one word
+    replaced) of an earlier row, a third of those copied again (chains), and a 150-row boilerplate
+    cluster whose copies differ by one word each."""
+    rng = np.random.default_rng(seed)
+    n_copies, n_boiler = n // 10, 150
+    n_base = n - n_copies - n_boiler
+    lengths = rng.integers(30, 60, size=n_base)
+    tokens = rng.integers(0, 50_000, size=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    docs = [tokens[starts[i]:starts[i + 1]] for i in range(n_base)]
+    for _ in range(n_copies):
+        src = docs[int(rng.integers(len(docs)))].copy()  # may be a copy itself: chains
+        src[int(rng.integers(len(src)))] = rng.integers(50_000, 60_000)
+        docs.append(src)
+    boiler = rng.integers(0, 50_000, size=30)
+    for j in range(n_boiler):
+        copy = boiler.copy()
+        copy[j % 30] = 60_000 + j
+        docs.append(copy)
+    order = rng.permutation(len(docs))
+    flat = np.concatenate([docs[i] for i in order])
+    offsets = np.concatenate([[0], np.cumsum([len(docs[i]) for i in order])]).astype(np.int32)
+    words = pa.array([f"w{i}" for i in range(60_000 + n_boiler)])
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), words.take(pa.array(flat))), " ")
+
+
+@pytest.mark.slow
+def test_200k_rows_distributed_minhash_equals_the_driver_reduce(make_pipeline, tmp_path, monkeypatch):
+    """Kept ids, flags, cluster memberships and Jaccards of 200,000 rows: the distributed reduce (shuffle,
+    components in large/small-star rounds, clusters in tasks) gives the driver reduce's shards exactly."""
+    path = tmp_path / "planted.parquet"
+    pq.write_table(pa.table({"text": planted_texts(200_000)}), path)
+    stages = [{"minhash_dedup": {"threshold": 0.7, "ngram": 3, "keep": "longest_text"}}]
+    pipeline = load_pipeline(make_pipeline({"format": "parquet", "path": str(path), "shard_size": 25_000},
+                                           stages, workers=2))
+    local = Runner(pipeline, output=str(tmp_path / "run"), quiet=True).execute()
+    before = read_stage(RunDir(tmp_path / "run"), local.stages[0].dir)
+    monkeypatch.setattr(LocalExecutor, "distributed_reduce", True, raising=False)
+    monkeypatch.setattr(components, "EDGES_PER_TASK", 4_000)  # several partitions: star rounds
+    calls = []
+    monkeypatch.setattr(minhash, "reduce", lambda *a, real=minhash.reduce: calls.append(1) or real(*a))
+    dist = Runner(pipeline, output=str(tmp_path / "run"), from_stage="minhash_dedup", quiet=True).execute()
+    assert calls == [1]
+    summary = local.stages[0].summary
+    assert summary["near_duplicates"] > 18_000 and summary["largest_cluster"] >= 150
+    assert dist.stages[0].summary == summary and dist.stages[0].stats == local.stages[0].stats
+    assert read_stage(RunDir(tmp_path / "run"), dist.stages[0].dir).equals(before)

@@ -163,6 +163,19 @@ def test_keyboard_buttons_decide_the_current_item_and_advance(at, run):
     assert {r.reviewer for r in DecisionStore(run.review_db).history()} == {"tester"}
 
 
+def test_details_button_shows_every_column_only_when_asked(at, run):
+    def details_text():
+        return [t.value for t in at.text if "04-image_quality.sharpness:" in t.value]
+
+    assert details_text() == []  # no column dump on the first page
+    at.button(key="details").click().run()
+    shown = details_text()
+    assert len(shown) == 1 and f"id: {current_id(at)}" in shown[0] and "00-text_quality.n_words:" in shown[0]
+    assert at.button(key="details").label == "Hide details"
+    at.button(key="details").click().run()
+    assert details_text() == [] and at.button(key="details").label == "Details"
+
+
 def test_undo_restores_the_previous_status(at, run):
     ids = page_ids(at)
     at.button(key="acc_cur").click().run()

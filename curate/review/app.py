@@ -185,6 +185,10 @@ def _pick(st, n_on_page: int) -> None:
         ss.cursor = min(int(v) - 1, max(n_on_page - 1, 0))
 
 
+def _toggle(st, key: str) -> None:
+    st.session_state[key] = not st.session_state.get(key)
+
+
 def _ask_bulk(st, queue, decision: str, scope: str, ids: list[str]) -> None:
     st.session_state.confirm = {"decision": decision, "scope": scope, "ids": ids}
 
@@ -394,16 +398,20 @@ def _current_item(st, queue, rec: dict, number: int, n_on_page: int, first: int)
                       kwargs={"current": True, "n_on_page": n_on_page})
             st.button("◀ Item", key="prev_item", shortcut="K", on_click=_move, args=(st, -1, n_on_page))
             st.button("Item ▶", key="next_item", shortcut="J", on_click=_move, args=(st, +1, n_on_page))
-            ss["pick"] = number
-            st.selectbox("Go to card", [first + k + 1 for k in range(n_on_page)], key="pick", on_change=_pick,
-                         args=(st, n_on_page), label_visibility="collapsed", width=90)
+            # the first page draws only widget kinds it needs anyway (each new kind is more script for the
+            # browser to load): the card picker waits in a popover, Details is a button
+            with st.popover("Go to card"):
+                ss["pick"] = number
+                st.selectbox("Card on this page", [first + k + 1 for k in range(n_on_page)], key="pick", on_change=_pick,
+                             args=(st, n_on_page), width=120)
             with st.popover("Flag by hand"):
                 st.text_input("What is wrong with it?", key=f"flag_reason_{item}",
                               placeholder="e.g. watermark, wrong caption")
                 with st.container(horizontal=True):
                     st.button("Flag for review", key="flag_review", on_click=_flag, args=(st, queue, item, False))
                     st.button("Flag and reject", key="flag_reject", on_click=_flag, args=(st, queue, item, True))
-            details = st.toggle("Details", key="details_on")
+            details = bool(ss.get("details_on"))
+            st.button("Hide details" if details else "Details", key="details", on_click=_toggle, args=(st, "details_on"))
             st.text(f"current: {number - first} of {n_on_page} on this page")
         with st.container(horizontal=True, vertical_alignment="bottom", key="choices"):
             if prop["caption"] is not None:

@@ -24,6 +24,7 @@ both.
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import os
 import posixpath
@@ -213,9 +214,10 @@ class RemotePath:
         write_bytes(self, text.encode(encoding))
 
     def open(self, mode: str = "rb"):
-        """A binary file object (``rb`` or ``wb``; a ``wb`` stream is not atomic: use :func:`atomic_path`)."""
+        """A binary file object (``rb``: buffered, seekable, with ``readline``; ``wb``: a stream, not
+        atomic: use :func:`atomic_path`)."""
         if mode == "rb":
-            return self.fs.open_input_file(self.path)
+            return io.BufferedReader(_RawInput(self.fs.open_input_file(self.path)), buffer_size=1 << 20)
         if mode == "wb":
             return self.fs.open_output_stream(self.path)
         raise ValueError(f"RemotePath.open: mode must be 'rb' or 'wb', got {mode!r}")
@@ -226,6 +228,34 @@ class RemotePath:
         except FileNotFoundError:
             if not missing_ok:
                 raise
+
+
+class _RawInput(io.RawIOBase):
+    """A pyarrow random-access file as a raw Python stream (for ``io.BufferedReader``)."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.f.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
 
 
 Location = Union[Path, RemotePath]

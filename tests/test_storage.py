@@ -178,3 +178,30 @@ def test_input_run_directory_and_export_all_on_s3(s3, make_pipeline, tmp_path):
             assert storage.read_table(remote / name).equals(storage.read_table(tmp_path / "export-local" / name))
     with pytest.raises(Exception, match="only --format parquet"):
         export_run(f"s3://{BUCKET}/runs/captions", f"s3://{BUCKET}/exports/wds", fmt="webdataset", quiet=True)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_jsonl_and_csv_inputs_on_s3_equal_local_ones(s3, tmp_path, fmt):
+    """A manifest on S3 is planned and read through the same readers (byte ranges for JSONL) as a local one."""
+    import json
+
+    from curate.config import InputConfig
+    from curate.readers import make_reader
+
+    rows = [{"text": f"document {i} \u00e9 \"quoted\", with a comma" if i % 9 else "", "label": str(i % 4)}
+            for i in range(130)]
+    if fmt == "jsonl":
+        data = "\n".join(json.dumps(r) if i != 77 else "{broken" for i, r in enumerate(rows)).encode()
+    else:
+        quoted = ['"' + r["text"].replace('"', '""') + '"' for r in rows]
+        data = ("text,label\n" + "".join(f"{q},{r['label']}\n" for q, r in zip(quoted, rows))).encode()
+    storage.write_bytes(f"s3://{BUCKET}/inputs/m.{fmt}", data)
+    (tmp_path / f"m.{fmt}").write_bytes(data)
+    shards = {}
+    for where, path in (("s3", f"s3://{BUCKET}/inputs/m.{fmt}"), ("local", str(tmp_path / f"m.{fmt}"))):
+        reader = make_reader(InputConfig(format=fmt, path=path, shard_size=50))
+        shards[where] = [reader.build(t) for t in reader.tasks()]
+    assert len(shards["s3"]) == 3
+    for remote, local in zip(shards["s3"], shards["local"], strict=True):
+        assert remote.records.equals(local.records) and remote.quarantine.equals(local.quarantine)
+    assert sum(s.records.num_rows for s in shards["s3"]) == 130 - (fmt == "jsonl")

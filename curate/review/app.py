@@ -23,6 +23,9 @@ import sys
 from pathlib import Path
 
 PAGE_SIZES = (12, 24, 48)
+# 12: at 1280x800 the grid starts below the current item, and every card drawn costs the first page
+# (docs/benchmarks/review.md); a reviewer who wants more picks 24 or 48 under Filters and sorting
+DEFAULT_PAGE_SIZE = 12
 VIEW_LABELS = {"review": "Review queue", "audit": "Auto-dropped", "all": "Browse all", "clusters": "Duplicate groups",
                "sample": "Random sample", "thresholds": "Thresholds", "team": "Reviewers"}
 ITEM_VIEWS = ("review", "audit", "all", "sample")
@@ -54,7 +57,7 @@ def _init_state(st, reviewer: str) -> None:
     ss = st.session_state
     defaults = {"page": 0, "cursor": 0, "undo_stack": [], "confirm": None, "message": None,
                 "reviewer": reviewer, "view": "review", "f_stages": [], "f_reasons": [], "f_status": [],
-                "f_score": None, "f_search": "", "f_sort": None, "f_desc": False, "page_size": 24,
+                "f_score": None, "f_search": "", "f_sort": None, "f_desc": False, "page_size": DEFAULT_PAGE_SIZE,
                 "mine_only": False, "c_page": 0}
     for k, v in defaults.items():
         if k not in ss:

@@ -14,7 +14,8 @@ a two-element Streamlit page (one button with a shortcut, one line of text).
     The first page is also timed on the page's own clock as **fully rendered**, the same definition for
     the app and the floor: from the start of navigation to the last change of the page (any DOM
     mutation, any image loaded) before it stays unchanged for 1.5 s, once its marker text is shown, no
-    script run is in progress and every image on it is loaded.
+    script run is in progress and every image on it is loaded. A third page, the app's first-page widget
+    set with no data, is timed the same way in the same loop: what the widgets alone cost.
 
     nice -n 10 .venv/bin/python benchmarks/review_app.py [--items 100000] [--reps 7] [--no-browser]
 
@@ -157,6 +158,38 @@ new MutationObserver(() => { window.__last = performance.now(); }).observe(docum
 document.addEventListener('load', (e) => { if (e.target.tagName === 'IMG') window.__last = Math.max(window.__last, performance.now()); }, true);"""
 
 
+# the app's first-page widget set (sidebar, progress, page and item buttons, popovers, inputs, headings)
+# with no data: what those widgets alone cost over the floor
+_WIDGETS = _HELLO + """with st.sidebar:
+    st.header("curate review"); st.text("run: x"); st.text_input("Reviewer", key="r")
+    st.radio("View", ["Review queue", "Auto-dropped", "Browse all", "Duplicate groups", "Random sample", "Thresholds", "Reviewers"], key="v")
+    st.text_input("Search text, label, id, reason", key="s")
+    with st.popover("Filters and sorting"):
+        st.multiselect("Stage", [1, 2])
+    st.caption("Keys: A accept")
+st.progress(0.3, text="Reviewed 0 / 92,308")
+with st.container(horizontal=True):
+    st.button("Page", key="p1"); st.button("Page 2", key="p2"); st.markdown("page **1** of **3,847**"); st.button("Undo", key="u")
+    with st.popover("Bulk decisions"):
+        st.button("Accept this page")
+with st.container(border=True):
+    st.html("<div><b>item</b></div>")
+    with st.container(horizontal=True):
+        for k in ("Accept", "Reject", "Item", "Item 2"): st.button(k, key=k)
+        with st.popover("Go to card"):
+            st.selectbox("Card on this page", [1, 2, 3], key="g")
+        with st.popover("Flag by hand"):
+            st.text_input("What")
+        st.button("Details", key="d")
+        st.text("current: 1 of 12 on this page")
+    st.text_input("Note", key="note", width=340)
+    st.markdown("**Duplicate group**"); st.html("<div>group</div>")
+    with st.container(horizontal=True):
+        st.button("Keep #2 instead"); st.button("These are not duplicates")
+st.html("<div>grid</div>")
+"""
+
+
 def _serve(cmd: list[str], log_path: Path, port_flag: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -188,9 +221,14 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
     hproc, hurl = _serve([sys.executable, "-m", "streamlit", "run", str(hello), "--server.headless", "true",
                           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                          run_root.parent / "hello.log", "--server.port")
+    widgets = run_root.parent / "widgets.py"
+    widgets.write_text(_WIDGETS)
+    wproc, wurl = _serve([sys.executable, "-m", "streamlit", "run", str(widgets), "--server.headless", "true",
+                          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                         run_root.parent / "widgets.log", "--server.port")
     out: dict[str, list[float] | float] = {k: [] for k in ("hello_first", "hello_rerun", "first_page", "page_turn",
                                                            "decision", "cluster_view", "thresholds_view",
-                                                           "hello_rendered", "first_page_rendered")}
+                                                           "hello_rendered", "first_page_rendered", "widgets_rendered")}
     try:
         args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
@@ -230,15 +268,16 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
                 return time.perf_counter() - t
 
             # warm both servers (the review server loads its queue on the first session: not timed)
-            for u, marker in ((hurl, "clicks 0"), (url, FIRST)):
+            for u, marker in ((hurl, "clicks 0"), (wurl, "clicks 0"), (url, FIRST)):
                 page = b.new_page(viewport=size)
                 page.goto(u)
                 wait(page, marker)
                 page.close()
             for k in range(reps):  # first pages, interleaved: floor, app, floor, app, ...
-                for key, u, marker in (("hello", hurl, "clicks 0"), ("first_page", url, FIRST)):
+                for key, u, marker in (("hello", hurl, "clicks 0"), ("widgets", wurl, "clicks 0"), ("first_page", url, FIRST)):
                     wall, last = rendered(u, marker)
-                    out["hello_first" if key == "hello" else key].append(wall)
+                    if key != "widgets":
+                        out["hello_first" if key == "hello" else key].append(wall)
                     out[f"{key}_rendered"].append(last)
             hp, ap = b.new_page(viewport=size), b.new_page(viewport=size)
             hp.goto(hurl)
@@ -263,7 +302,7 @@ def browser_figures(run_root: Path, reps: int) -> dict | None:
                 wait(ap, FIRST, images=True)
             b.close()
     finally:
-        for pr in (proc, hproc):
+        for pr in (proc, hproc, wproc):
             pr.terminate()
             pr.wait(timeout=30)
     return {k: med(v) for k, v in out.items()}
@@ -316,6 +355,8 @@ def main() -> None:
                       "the floor's first page")
                 print(f"  first page fully rendered      {ms(b['first_page_rendered'])}  "
                       f"x{b['first_page_rendered'] / b['hello_rendered']:.2f} the floor's ({ms(b['hello_rendered'])}; goal <= 1.3)")
+                print(f"  the app's widget set, no data  {ms(b['widgets_rendered'])}  "
+                      f"x{b['widgets_rendered'] / b['hello_rendered']:.2f} the floor's (fully rendered)")
                 print(f"  page turn (N key)              {ms(b['page_turn'])}  x{b['page_turn'] / b['hello_rerun']:.2f} "
                       "the floor's rerun (goal <= 2)")
                 print(f"  decision (A key, next item)    {ms(b['decision'])}  x{b['decision'] / b['hello_rerun']:.2f} the floor's rerun")

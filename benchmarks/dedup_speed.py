@@ -214,26 +214,37 @@ def planted_jaccard(rows, dup_of):
 
 
 def tree_peak_rss(proc, interval: float = 0.1) -> tuple[int, int, int]:
-    """Peak resident memory of a running subprocess (the driver), of its children (workers, Ray's
-    processes) and of both together, sampled until it exits."""
+    """Peak resident memory of a running subprocess, of its descendants and of both (see :func:`tree_usage`)."""
+    return tree_usage(proc, interval)[:3]
+
+
+def tree_usage(proc, interval: float = 0.1) -> tuple[int, int, int, float]:
+    """Peak resident memory of a running subprocess (the driver), of its descendants (workers, Ray's
+    processes) and of both together, sampled until it exits; and the CPU seconds (user + sys) of the
+    tree, from each process's last sample (a process's last interval before it exits is missed)."""
     import psutil
 
     root = psutil.Process(proc.pid)
     peak = main_peak = child_peak = 0
+    cpu: dict[int, float] = {}
     while proc.poll() is None:
         main = children = 0
         try:
             main = root.memory_info().rss
+            t = root.cpu_times()
+            cpu[root.pid] = t.user + t.system
             for p in root.children(recursive=True):
                 try:
                     children += p.memory_info().rss
+                    t = p.cpu_times()
+                    cpu[p.pid] = t.user + t.system
                 except psutil.Error:
                     pass
         except psutil.Error:
             break
         main_peak, child_peak, peak = max(main_peak, main), max(child_peak, children), max(peak, main + children)
         time.sleep(interval)
-    return main_peak, child_peak, peak
+    return main_peak, child_peak, peak, sum(cpu.values())
 
 
 def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
@@ -252,20 +263,15 @@ def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
         "  - minhash_dedup: {field: text, threshold: 0.8, num_perm: 128, ngram: 5, "
         "tokens: word, verify: true, keep: first, action: review}\n")
     cmd = [str(Path(sys.executable).parent / "curate"), "run", str(pipeline), "--force"]
-    import resource
-
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     err_log = workdir / f"curate-run-{executor}.stderr"
     with open(err_log, "w") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
-    main_peak, child_peak, peak = tree_peak_rss(proc)
+    main_peak, child_peak, peak, cpu = tree_usage(proc)
     out_text = proc.stdout.read()
     wall = time.perf_counter() - t0
     if proc.wait():
         sys.exit(f"curate run failed:\n{out_text}\n{err_log.read_text()[-3000:]}")
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the run and every process it waited for
     manifest = json.loads((run_dir / "manifest.json").read_text())
     stage = manifest["stages"][0]
     from curate.rundir import RunDir
@@ -290,7 +296,7 @@ def stage_end_to_end(rows, dup_of, workdir: Path, executor: str = "local"):
     print(f"  wall {wall:.0f} s; ingest {manifest['input']['seconds']:.0f} s; stage {stage['seconds']:.0f} s "
           f"({len(rows) / stage['seconds']:,.0f} rows/s); peak RSS: driver {main_peak / 2**30:.2f} GiB, "
           f"workers {child_peak / 2**30:.2f} GiB, all {peak / 2**30:.2f} GiB")
-    print(f"  CPU (user + sys of the run and the processes it waited for): {cpu:.0f} s "
+    print(f"  CPU (user + sys of the run's process tree, sampled): {cpu:.0f} s "
           f"({cpu / wall:.2f} cores busy on average)")
     print(f"  summary: {json.dumps(stage['summary'])}")
     hi = jac >= 0.8

@@ -187,3 +187,19 @@ def test_pipeline_with_distributed_reduces_equals_the_local_run(make_pipeline, t
         assert a.summary == b.summary
         assert read_stage(RunDir(tmp_path / "local"), a.dir).equals(read_stage(RunDir(tmp_path / "dist"), b.dir))
     assert local.stages[1].summary["near_duplicates"] > 0
+
+
+def test_order_statistics_from_histograms_are_exact():
+    """The histogram selection behind the outliers cut-offs: exact values and counts above, with NaN,
+    ties, negative values and shards of very different sizes."""
+    from curate.distributed.select import histogram, order_statistics
+
+    rng = np.random.default_rng(2)
+    parts = [rng.normal(size=n).astype(np.float32) for n in (1, 500, 3000, 0, 40)]
+    parts[2][:200] = 0.375  # a run of ties
+    parts[1][:7] = np.nan
+    values = np.sort(np.concatenate(parts)[~np.isnan(np.concatenate(parts))])
+    ranks = [0, 1, 150, 600, 601, len(values) // 2, len(values) - 1]
+    got, above = order_statistics(lambda high: (histogram(p, high) for p in parts), ranks)
+    assert np.array_equal(got, values[ranks])
+    assert above.tolist() == [int((values > v).sum()) for v in got]

@@ -16,6 +16,7 @@ from curate.distributed.compare import reduce_map_shards, write_map_shards
 from curate.executors.local import LocalExecutor
 from curate.rundir import shard_name
 from curate.shards import read_stage_shard
+from tests.embedding_fixtures import tiny_clip_dir  # noqa: F401  (fixture)
 
 
 class DistributedLocal(LocalExecutor):
@@ -155,24 +156,22 @@ def test_outliers_cut_ties_go_to_the_earliest_rows(tmp_path, executor):
 
 
 # -- through the runner -----------------------------------------------------------------------------------
-def test_pipeline_with_distributed_reduces_equals_the_local_run(make_pipeline, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_pipeline_with_distributed_reduces_equals_the_local_run(make_pipeline, tmp_path, monkeypatch, tiny_clip_dir):
     """``curate run`` of the COCO example (tiny CLIP embeddings): image_dedup, semantic_dedup and outliers
     reduced as shard tasks give the local run's shards and summaries."""
-    pytest.importorskip("open_clip", reason="needs curate[clip]")
     from curate.config import load_pipeline
     from curate.rundir import RunDir
     from curate.runner import Runner
     from curate.shards import read_stage
     from tests.conftest import EXAMPLES
-    from curate.models.testing import write_tiny_clip
 
-    clip = write_tiny_clip(tmp_path / "clip")
-    stages = [{"embed": {"model": f"local-dir:{clip}", "batch_size": 8}},
+    stages = [{"embed": {"model": f"local-dir:{tiny_clip_dir}", "batch_size": 8}},
               {"image_dedup": {"max_distance": 10}},
               {"semantic_dedup": {"field": "image", "eps": 0.02, "clusters": 3}},
               {"outliers": {"field": "text", "k": 3, "flag_top_fraction": 0.1, "search": "exact"}}]
     cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 16}
-    pipeline = load_pipeline(make_pipeline(cfg, stages, workers=2, cache=str(tmp_path / "models")))  # embeds once
+    pipeline = load_pipeline(make_pipeline(cfg, stages, workers=1, cache=str(tmp_path / "models")))  # embeds once
     local = Runner(pipeline, output=str(tmp_path / "local"), quiet=True).execute()
     monkeypatch.setattr(LocalExecutor, "distributed_reduce", True, raising=False)
     from curate.distributed import knn, phash, semantic

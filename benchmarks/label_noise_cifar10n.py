@@ -20,7 +20,7 @@ correctly labelled images flagged ("clean flagged"):
 
 Runs go to ``--work``/runs, embeddings to the shared model cache ``--cache`` (keyed by image bytes: the
 ``worse`` and ``aggre`` runs and ``curate eval --test`` share them; a killed run resumes from the cache).
-The train Parquet manifests come from ``benchmarks/eval_cifar10n.py``'s ``prepare``. Results are also
+The train Parquet manifests come from ``benchmarks/eval_cifar10n.py``'s ``prepare`` (in benchmarks/.cache/eval). Results are also
 written to ``--work``/label_noise_cifar10n.json.
 """
 
@@ -195,7 +195,7 @@ def main() -> None:
     out_path = args.work / "label_noise_cifar10n.json"
     results: dict = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in args.labels.split(","):
-        train, _ = prepare(name)
+        train, _ = prepare(REPO / "benchmarks" / ".cache" / "eval", name)
         t = pq.read_table(train, columns=["label", "clean_label", "index"])
         index = t.column("index").to_numpy()
         given_all, clean_all = np.full(index.max() + 1, -1), np.full(index.max() + 1, -1)  # by dataset index

@@ -66,6 +66,53 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def planted_shards(args, make):
+    """The map shards under ``args.work/map`` and the planted pairs: made by ``make(map_dir)``, or those of
+    an earlier run when ``args.keep_data`` is set and they exist."""
+    import shutil
+
+    import numpy as np
+
+    pairs_file = args.work / "planted.npy"
+    if args.keep_data and pairs_file.exists():
+        return np.load(pairs_file)
+    shutil.rmtree(args.work, ignore_errors=True)
+    planted = make(args.work / "map")
+    np.save(pairs_file, planted)
+    return planted
+
+
+def compare_arms(args, stage: str, params: dict, map_dir: Path, planted, describe, out_name: str) -> dict:
+    """Run each of ``args.arms`` over the same map shards, print one line per arm (``describe(summary)``
+    adds the stage's own figures), check that the arms wrote identical shards and write the results to
+    ``benchmarks/.cache/<out_name>``. Arms of an earlier run over the same data (``--keep-data``) join in."""
+    import numpy as np
+
+    results = {}
+    for arm in args.arms.split(","):
+        load_before = load()
+        r = run_arm(arm, stage, params, map_dir, args.work / arm, args.shards)
+        cluster = np.asarray(read_column(args.work / arm, args.shards, "cluster_id"), dtype=object)
+        r["recall"] = float(np.mean(cluster[planted[:, 0]] == cluster[planted[:, 1]]))
+        r["load"] = (load_before, load())
+        results[arm] = r
+        (args.work / f"{arm}.json").write_text(json.dumps(r))
+        print(f"{arm:12s} wall {r['seconds']:7.1f} s  driver {r['driver_peak_gib']:.2f} GiB  workers "
+              f"{r['workers_peak_gib']:.2f} GiB  recall {r['recall']:.4f}  {describe(r['summary'])}  "
+              f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}", flush=True)
+    for f in sorted(args.work.glob("*.json")):
+        results.setdefault(f.stem, json.loads(f.read_text()))
+    arms = list(results)
+    for other in arms[1:]:
+        same = same_outputs(args.work / arms[0], args.work / other, args.shards)
+        print(f"{arms[0]} and {other}: output shards {'identical' if same else 'DIFFERENT'}, summaries "
+              f"{'equal' if results[arms[0]]['summary'] == results[other]['summary'] else 'DIFFERENT'}")
+    out = HERE / ".cache" / out_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    return results
+
+
 def _main(argv: list[str]) -> None:
     arm, stage, params, map_dir, out_dir, n_shards, workers = argv
     import shutil

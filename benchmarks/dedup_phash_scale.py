@@ -16,8 +16,6 @@ compared column by column.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, machine  # noqa: E402
-from _reduce_scale import load, read_column, run_arm, same_outputs  # noqa: E402
+from _common import machine  # noqa: E402
+from _reduce_scale import compare_arms, planted_shards  # noqa: E402
 
 
 def make_shards(rows: int, copy_share: float, shards: int, out: Path, seed: int = 0) -> np.ndarray:
@@ -70,39 +68,12 @@ def main() -> None:
     params = {"hash": "phash", "hash_size": 8, "max_distance": 6, "keep": "largest_image"}
     map_dir = args.work / "map"
     t0 = time.perf_counter()
-    pairs_file = args.work / "planted.npy"
-    if args.keep_data and pairs_file.exists():
-        planted = np.load(pairs_file)
-    else:
-        shutil.rmtree(args.work, ignore_errors=True)
-        planted = make_shards(args.rows, args.copies, args.shards, map_dir)
-        np.save(pairs_file, planted)
+    planted = planted_shards(args, lambda folder: make_shards(args.rows, args.copies, args.shards, folder))
     print(f"{args.rows:,} hashes ({len(planted):,} planted copies) in {args.shards} shards: "
           f"{time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
-    results = {}
-    for arm in args.arms.split(","):
-        load_before = load()
-        r = run_arm(arm, "image_dedup", params, map_dir, args.work / arm, args.shards)
-        cluster = np.asarray(read_column(args.work / arm, args.shards, "cluster_id"), dtype=object)
-        r["recall"] = float(np.mean(cluster[planted[:, 0]] == cluster[planted[:, 1]]))
-        r["load"] = (load_before, load())
-        results[arm] = r
-        (args.work / f"{arm}.json").write_text(json.dumps(r))
-        s = r["summary"]
-        print(f"{arm:12s} wall {r['seconds']:7.1f} s  driver {r['driver_peak_gib']:.2f} GiB  workers "
-              f"{r['workers_peak_gib']:.2f} GiB  recall {r['recall']:.4f}  candidates {s['block_candidates']:,}  "
-              f"pairs {s['close_pairs']:,}  flagged {s['near_duplicates']:,}  load {r['load'][0]:.1f}-{r['load'][1]:.1f}",
-              flush=True)
-    for f in sorted(args.work.glob("*.json")):  # arms of an earlier run over the same data (--keep-data)
-        results.setdefault(f.stem, json.loads(f.read_text()))
-    arms = list(results)
-    for other in arms[1:]:
-        same = same_outputs(args.work / arms[0], args.work / other, args.shards)
-        print(f"{arms[0]} and {other}: output shards {'identical' if same else 'DIFFERENT'}, summaries "
-              f"{'equal' if results[arms[0]]['summary'] == results[other]['summary'] else 'DIFFERENT'}")
-    out = REPO / "benchmarks" / ".cache" / "dedup_phash_scale.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    describe = lambda s: (f"candidates {s['block_candidates']:,}  pairs {s['close_pairs']:,}  "  # noqa: E731
+                          f"flagged {s['near_duplicates']:,}")
+    compare_arms(args, "image_dedup", params, map_dir, planted, describe, "dedup_phash_scale.json")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ planted copies in their source's duplicate cluster. The arms' output shards are 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, machine  # noqa: E402
-from _reduce_scale import load, read_column, run_arm, same_outputs  # noqa: E402
+from _common import machine  # noqa: E402
+from _reduce_scale import compare_arms, planted_shards  # noqa: E402
 
 
 def _base(shard: int, n: int, dim: int, seed: int) -> np.ndarray:
@@ -73,39 +71,12 @@ def main() -> None:
     params = {"column": "embedding"}
     map_dir = args.work / "map"
     t0 = time.perf_counter()
-    pairs_file = args.work / "planted.npy"
-    if args.keep_data and pairs_file.exists():
-        planted = np.load(pairs_file)
-    else:
-        shutil.rmtree(args.work, ignore_errors=True)
-        planted = make_shards(args.rows, args.dim, args.copies, args.shards, map_dir)
-        np.save(pairs_file, planted)
+    planted = planted_shards(args, lambda folder: make_shards(args.rows, args.dim, args.copies, args.shards, folder))
     print(f"{args.rows:,} x {args.dim} embeddings ({len(planted):,} planted copies) in {args.shards} shards: "
           f"{time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
-    results = {}
-    for arm in args.arms.split(","):
-        load_before = load()
-        r = run_arm(arm, "semantic_dedup", params, map_dir, args.work / arm, args.shards)
-        cluster = np.asarray(read_column(args.work / arm, args.shards, "cluster_id"), dtype=object)
-        r["recall"] = float(np.mean(cluster[planted[:, 0]] == cluster[planted[:, 1]]))
-        r["load"] = (load_before, load())
-        results[arm] = r
-        (args.work / f"{arm}.json").write_text(json.dumps(r))
-        s = r["summary"]
-        print(f"{arm:12s} wall {r['seconds']:7.1f} s  driver {r['driver_peak_gib']:.2f} GiB  workers "
-              f"{r['workers_peak_gib']:.2f} GiB  recall {r['recall']:.4f}  flagged {s['duplicates']:,}  "
-              f"k-means clusters {s['kmeans_clusters']:,} (largest {s['largest_kmeans_cluster']:,})  "
-              f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}", flush=True)
-    for f in sorted(args.work.glob("*.json")):  # arms of an earlier run over the same data (--keep-data)
-        results.setdefault(f.stem, json.loads(f.read_text()))
-    arms = list(results)
-    for other in arms[1:]:
-        same = same_outputs(args.work / arms[0], args.work / other, args.shards)
-        print(f"{arms[0]} and {other}: output shards {'identical' if same else 'DIFFERENT'}, summaries "
-              f"{'equal' if results[arms[0]]['summary'] == results[other]['summary'] else 'DIFFERENT'}")
-    out = REPO / "benchmarks" / ".cache" / "semantic_scale.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    describe = lambda s: (f"flagged {s['duplicates']:,}  k-means clusters {s['kmeans_clusters']:,} "  # noqa: E731
+                          f"(largest {s['largest_kmeans_cluster']:,})")
+    compare_arms(args, "semantic_dedup", params, map_dir, planted, describe, "semantic_scale.json")
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ def main() -> None:
         pipe.write_text(PIPELINE.format(labels=labels, manifest=train, run=run, cache=cache, stages=stages))
         secs, out = curate("run", str(pipe), "-q")
         print(f"\n[{labels}] curate run {pipe.name}: {secs:.0f} s\n{out}", flush=True)
-        for model in args.models.split(","):
+        for model in [m for m in args.models.split(",") if m]:  # --models '': the runs only
             extra = ["--jobs", str(args.jobs), "--threads", str(args.threads)]
             if model in ("linear", "mlp"):
                 extra += ["--seeds", str(args.seeds)]

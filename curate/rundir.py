@@ -55,12 +55,15 @@ class RunDir:
         """This run's own caches (the review index)."""
         return self.root / "cache"
 
+    def model_cache_for(self, cache: str | None) -> Location:
+        """Where stages keep model caches (embeddings, ONNX graphs) for a pipeline's ``cache:`` setting:
+        that folder, which several runs may share, else :attr:`cache_dir`."""
+        return storage.location(cache) if cache else self.cache_dir
+
     @property
     def model_cache_dir(self) -> Location:
-        """Where stages keep model caches (embeddings, ONNX graphs): the pipeline's ``cache:`` folder, which
-        several runs may share, else :attr:`cache_dir`."""
-        shared = self.manifest().config.get("cache") if self.exists() else None
-        return storage.location(shared) if shared else self.cache_dir
+        """:meth:`model_cache_for` the pipeline this run was last run with (its manifest)."""
+        return self.model_cache_for(self.manifest().config.get("cache") if self.exists() else None)
 
     @property
     def manifest_path(self) -> Location:

@@ -211,7 +211,7 @@ class Runner:
         self.pipeline = pipeline
         self.run = RunDir(output or pipeline.config.output_dir())
         self.workers = workers or pipeline.config.workers
-        self.model_cache = storage.location(pipeline.config.cache) if pipeline.config.cache else self.run.cache_dir
+        self.model_cache = self.run.model_cache_for(pipeline.config.cache)
         self.force = force
         self.from_stage = from_stage
         self.quiet = quiet

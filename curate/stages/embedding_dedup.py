@@ -5,7 +5,7 @@ is :func:`curate.embeddings.neardup.near_duplicate_pairs`."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa

@@ -242,24 +242,18 @@ class LabelNoise(GlobalStage):
             to_compact = np.full(len(cmap), -1, dtype=np.int64)
             to_compact[kept] = np.arange(len(kept))
             y = to_compact[codes[idx]]
+            progress = not (self.ctx is not None and self.ctx.quiet)
             cv = cross_val_pred_probs(x[idx], y, n_classes=len(kept), classifier=p.classifier,
                                       folds=p.folds, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs,
-                                      progress=not (self.ctx is not None and self.ctx.quiet), logistic_c=p.logistic_c)
+                                      progress=progress, logistic_c=p.logistic_c)
             first = cv
             if p.rounds > 1:
                 from curate.label_noise.crossval import refit_rounds
-                from curate.label_noise.detect import find_issues
-
-                def flag(pred_probs):
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", message=".*too few examples.*")
-                        return find_issues(y, pred_probs, copy=True, method=p.method, rank_by=p.rank_by,
-                                           min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs).is_issue
 
                 cv, summary["rounds"], stopped = refit_rounds(
-                    x[idx], y, cv, rounds=p.rounds, flag=flag, n_classes=len(kept), folds=p.folds,
-                    classifier=p.classifier, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs,
-                    progress=not (self.ctx is not None and self.ctx.quiet), logistic_c=p.logistic_c)
+                    x[idx], y, cv, rounds=p.rounds, flag=lambda pred_probs: self._find_issues(y, pred_probs).is_issue,
+                    n_classes=len(kept), folds=p.folds, classifier=p.classifier, seed=p.seed,
+                    knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs, progress=progress, logistic_c=p.logistic_c)
                 if stopped:
                     summary["rounds_stopped"] = stopped
             pp = cv.pred_probs
@@ -285,12 +279,9 @@ class LabelNoise(GlobalStage):
             agreement = None
             back = np.arange(len(cmap))
 
-        from curate.label_noise.detect import find_issues, guard, summarize, trust
+        from curate.label_noise.detect import guard, summarize, trust
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*too few examples.*")
-            res = find_issues(y, pp, copy=False, method=p.method, rank_by=p.rank_by,
-                              min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
+        res = self._find_issues(y, pp, copy=False)
         g = guard(y, res, min_confidence=p.min_confidence, max_class_fraction=p.max_class_fraction,
                   min_kept_accuracy=p.min_kept_accuracy, agreement=agreement, min_agreement=p.min_agreement,
                   min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction, max_noise_rate=p.max_noise_rate)
@@ -308,6 +299,16 @@ class LabelNoise(GlobalStage):
         log.info("label_noise: %d of %d scored rows flagged (cleanlab %d; held-out accuracy %.3f, %.3f on the "
                  "labels cleanlab keeps)", int(g.flags.sum()), len(idx), g.cleanlab_flags, accuracy, g.kept_accuracy)
         return self._result(n, cmap.names, codes, idx, res, back, g.flags)
+
+    def _find_issues(self, labels: np.ndarray, pred_probs: np.ndarray, *, copy: bool = True):
+        """cleanlab's issue finding with this stage's settings (every round and the final pass)."""
+        from curate.label_noise.detect import find_issues
+
+        p: LabelNoiseParams = self.params
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*too few examples.*")
+            return find_issues(labels, pred_probs, copy=copy, method=p.method, rank_by=p.rank_by,
+                               min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
 
     def _abstain_warning(self, spec: FeatureSpec, g, scored: int) -> str:
         """Why nothing was flagged, and what to add."""

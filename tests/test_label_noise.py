@@ -176,7 +176,9 @@ def test_knn_and_mlp_classifiers_run(tmp_path, make_pipeline):
     write_jsonl(tmp_path / "d.jsonl", rows)
     for clf in ("knn", "mlp"):
         p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
-                          [{"label_noise": {"features": "meta.emb", "classifier": clf, "folds": 3}}], name=clf)
+                          # 10 neighbours: a fold's training set holds only about 26 rows per class
+                          [{"label_noise": {"features": "meta.emb", "classifier": clf, "folds": 3, "knn_neighbors": 10}}],
+                          name=clf)
         run, manifest = run_pipeline(p, output=str(tmp_path / clf))
         entry, ann = stage_rows(run, manifest)
         assert entry.summary["classifier"] == clf and len(entry.summary["fold_accuracy"]) == 3

@@ -1,4 +1,11 @@
-"""Out-of-sample predicted probabilities by stratified K-fold cross-validation."""
+"""Out-of-sample predicted probabilities by K-fold cross-validation.
+
+The fold of a row is a hash of its row number (:func:`fold_of`), not a stratified split of all rows,
+so a process that sees one shard knows its rows' folds, and every fold's held-out rows are predicted
+in blocks of :data:`PREDICT_BLOCK` rows: the driver reduce and the distributed one
+(:mod:`curate.distributed.label_noise`) fit and predict on the same matrices and give the same
+probabilities.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +58,22 @@ class CVResult:
     logistic_c_tried: dict[str, float] = field(default_factory=dict)
 
 
+#: held-out rows are predicted this many at a time (a multiple of scikit-learn's 256-row distance chunks):
+#: matrix products round differently with the matrix shape, so every path predicts the same blocks
+PREDICT_BLOCK = 16_384
+
+
+def fold_of(rows: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """The fold (``0..folds-1``) of each dataset row number in ``rows``: a hash of the row number and
+    ``seed``, so it is known row by row (any shard, any process). Folds are not stratified: class
+    shares per fold vary by about ``sqrt(n_class / folds)`` rows."""
+    from curate.dedup.hashing import mix64
+
+    rows = np.asarray(rows, dtype=np.int64).astype(np.uint64)
+    salt = mix64(np.array([seed], dtype=np.uint64) ^ np.uint64(0x6C61626E6F697365))[0]  # "labnoise"
+    return (mix64(rows ^ salt) % np.uint64(folds)).astype(np.int64)
+
+
 def small_classes(labels: np.ndarray, n_classes: int, minimum: int) -> list[int]:
     """Class indices that have at least one but fewer than ``minimum`` examples."""
     counts = np.bincount(labels, minlength=n_classes)
@@ -89,15 +112,10 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
     raise CurateError(f"classifier: unknown classifier {kind!r}; allowed: {', '.join(CLASSIFIERS)}")
 
 
-def select_logistic_c(x, labels: np.ndarray, rows: np.ndarray, *, sparse: bool, seed: int = 0) -> tuple[float, dict]:
-    """The logistic regression ``C`` with the best accuracy on a held-out quarter of ``rows`` (against the
-    given labels: under label noise that still ranks the candidates as the clean labels would).
-
-    ``rows`` are training rows only (the first fold's), so the choice sees no row it later predicts.
-    Returns ``C`` and the accuracy of each candidate tried.
-    """
+def c_selection_split(labels: np.ndarray, rows: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :func:`select_logistic_c` fits (``fit``) and scores (``val``) its candidates on: at most
+    :data:`C_SELECTION_ROWS` * 1.25 of ``rows``, a stratified 80/20 split."""
     from sklearn.model_selection import train_test_split
-    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     rows = np.asarray(rows)
@@ -106,14 +124,33 @@ def select_logistic_c(x, labels: np.ndarray, rows: np.ndarray, *, sparse: bool, 
     counts = np.bincount(labels[rows])
     strat = labels[rows] if counts[counts > 0].min() >= 2 else None
     fit, val = train_test_split(rows, test_size=0.2, random_state=seed, stratify=strat)
+    return fit, val
+
+
+def select_logistic_c(x, labels: np.ndarray, rows: np.ndarray, *, sparse: bool, seed: int = 0) -> tuple[float, dict]:
+    """The logistic regression ``C`` with the best accuracy on a held-out quarter of ``rows`` (against the
+    given labels: under label noise that still ranks the candidates as the clean labels would).
+
+    ``rows`` are training rows only (the first fold's), so the choice sees no row it later predicts.
+    ``x`` and ``labels`` are indexed by row (only the rows of :func:`c_selection_split` are read).
+    Returns ``C`` and the accuracy of each candidate tried.
+    """
+    fit, val = c_selection_split(labels, rows, seed=seed)
+    return select_c_on(x[fit], labels[fit], x[val], labels[val], sparse=sparse, seed=seed)
+
+
+def select_c_on(x_fit, y_fit: np.ndarray, x_val, y_val: np.ndarray, *, sparse: bool, seed: int = 0) -> tuple[float, dict]:
+    """:func:`select_logistic_c`'s search on ready fit / validation matrices."""
+    from threadpoolctl import threadpool_limits
+
     tried: dict[float, float] = {}
 
     def score(c: float) -> float:
         if c not in tried:
             model = _make_classifier("logistic", sparse=sparse, seed=seed, knn_neighbors=1, n_jobs=1, c=c)
             with threadpool_limits(1, user_api="blas"):
-                model.fit(x[fit], labels[fit])
-                tried[c] = float((model.predict(x[val]) == labels[val]).mean())
+                model.fit(x_fit, y_fit)
+                tried[c] = float((model.predict(x_val) == y_val).mean())
         return tried[c]
 
     grid = C_GRID["sparse" if sparse else "dense"]
@@ -124,11 +161,61 @@ def select_logistic_c(x, labels: np.ndarray, rows: np.ndarray, *, sparse: bool, 
     return best, {f"{c:g}": round(a, 4) for c, a in sorted(tried.items())}
 
 
+def make_members(classifier: str, *, sparse: bool, seed: int, knn_neighbors: int, n_jobs: int | None,
+                 logistic_c: float | None) -> dict:
+    """The unfitted model of each member of ``classifier`` (``logistic+knn``: two)."""
+    return {m: _make_classifier(m, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs,
+                                c=logistic_c if logistic_c is not None else 1.0) for m in classifier.split("+")}
+
+
+def fit_members(bases: dict, x_train, y_train: np.ndarray) -> dict:
+    """Each member fitted on one fold's training rows."""
+    from sklearn.base import clone
+    from threadpoolctl import threadpool_limits
+
+    models = {}
+    for m, base in bases.items():
+        model = clone(base)
+        # logistic and mlp do many small matrix products: one BLAS thread is 1.5-3x faster than several
+        # fighting over the cores (measured on 2 shared cores); knn's large distance products keep them
+        with threadpool_limits(1 if m in ("logistic", "mlp") else None, user_api="blas"):
+            model.fit(x_train, y_train)
+        models[m] = model
+    return models
+
+
+def predict_members(models: dict, x, n_classes: int) -> dict[str, np.ndarray]:
+    """Each fitted member's probabilities ``(n, n_classes)`` float32 for the rows of ``x``, one block of at
+    most :data:`PREDICT_BLOCK` rows (callers split held-out rows into those blocks)."""
+    from threadpoolctl import threadpool_limits
+
+    out = {}
+    for m, model in models.items():
+        p = np.zeros((x.shape[0], n_classes), dtype=np.float32)
+        with threadpool_limits(1 if m in ("logistic", "mlp") else None, user_api="blas"):
+            proba = model.predict_proba(x)
+        cls = model.classes_ if not hasattr(model, "steps") else model.steps[-1][1].classes_
+        p[:, np.asarray(cls, dtype=np.int64)] = proba
+        out[m] = p
+    return out
+
+
+def combine_members(preds: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+    """Row-wise: kNN's exact zeros lifted on the ``present`` classes, each member renormalised, then the
+    members averaged (in place on ``preds``; float32)."""
+    for m, p in preds.items():
+        if m == "knn":  # neighbour votes give exact zeros; keep every class possible
+            p[:, present] = 0.999 * p[:, present] + 0.001 / len(present)
+        p /= p.sum(axis=1, keepdims=True)
+    members = list(preds)
+    return preds[members[0]] if len(members) == 1 else np.mean([preds[m] for m in members], axis=0, dtype=np.float32)
+
+
 def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "auto",
                          folds: int = 5, seed: int = 0, knn_neighbors: int = 30, n_jobs: int | None = None,
                          progress: bool = True, train_mask: np.ndarray | None = None,
-                         logistic_c: float | None = None) -> CVResult:
-    """Out-of-sample class probabilities for every row by stratified K-fold cross-validation.
+                         logistic_c: float | None = None, rows: np.ndarray | None = None) -> CVResult:
+    """Out-of-sample class probabilities for every row by K-fold cross-validation.
 
     Parameters
     ----------
@@ -143,7 +230,7 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
         ``logistic+knn`` averages the two models' probabilities (fitted on the same folds); ``auto`` is
         ``logistic+knn`` on dense features and ``logistic`` on sparse ones (:data:`AUTO_CLASSIFIER`).
     folds : int, keyword-only
-        ``K`` of K-fold, at least 2.
+        ``K`` of K-fold, at least 2. The fold of row ``i`` is ``fold_of(rows[i], folds, seed)``.
     train_mask : np.ndarray of bool, shape (N,), optional, keyword-only
         Rows the models may be fitted on (default all): e.g. the rows a first round did not flag, so a
         second round learns from cleaner labels. Every row is still predicted by models that did not see
@@ -151,15 +238,15 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     logistic_c : float, optional, keyword-only
         Inverse regularisation strength of the logistic regression; default: chosen on the first fold's
         training rows (:func:`select_logistic_c`), reported as ``CVResult.logistic_c``.
+    rows : np.ndarray of int, shape (N,), optional, keyword-only
+        The dataset row number of each row, which fixes its fold (default ``0..N-1``).
 
     Returns
     -------
     CVResult
         ``pred_probs`` of shape (N, n_classes): each row predicted by models that did not see it.
     """
-    model_selection = require("sklearn.model_selection", "labels", "cross-validation")
-    from sklearn.base import clone
-    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+    require("sklearn.model_selection", "labels", "cross-validation")
     from tqdm.auto import tqdm
 
     labels = np.asarray(labels, dtype=np.int64)
@@ -174,45 +261,41 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     too_small = small_classes(labels, n_classes, folds)
     if too_small:
         raise CurateError(f"classes {too_small[:5]} have fewer examples than folds ({folds}); drop them first")
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    if rows.shape != (n,):
+        raise CurateError(f"rows: expected shape ({n},), got {rows.shape}")
+    fold = fold_of(rows, folds, seed)
     sparse = hasattr(x, "tocsr")
     classifier = resolve_classifier(classifier, sparse=sparse)
     members = classifier.split("+")
-    splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     t0 = time.perf_counter()
     if train_mask is not None:
         train_mask = np.asarray(train_mask, dtype=bool)
         if train_mask.shape != (n,):
             raise CurateError(f"train_mask: expected shape ({n},), got {train_mask.shape}")
+    fits = np.ones(n, dtype=bool) if train_mask is None else train_mask
     c_tried: dict = {}
     if "logistic" in members and logistic_c is None:
-        first = next(iter(splitter.split(np.zeros(n), labels)))[0]
-        logistic_c, c_tried = select_logistic_c(x, labels, first if train_mask is None else first[train_mask[first]],
-                                                sparse=sparse, seed=seed)
-    bases = {m: _make_classifier(m, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs,
-                                 c=logistic_c if logistic_c is not None else 1.0) for m in members}
+        logistic_c, c_tried = select_logistic_c(x, labels, np.flatnonzero((fold != 0) & fits), sparse=sparse, seed=seed)
+    bases = make_members(classifier, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs,
+                         logistic_c=logistic_c)
     preds = {m: np.zeros((n, n_classes), dtype=np.float32) for m in members}
-    for train, test in tqdm(splitter.split(np.zeros(n), labels), total=folds, desc=f"cross-validation ({classifier})",
-                            unit="fold", file=sys.stderr, disable=not progress, leave=False):
-        if train_mask is not None:
-            train = train[train_mask[train]]
-            if len(np.unique(labels[train])) < 2:
-                raise CurateError("train_mask leaves fewer than two classes to fit in a fold")
-        for m, base in bases.items():
-            model = clone(base)
-            # logistic and mlp do many small matrix products: one BLAS thread is 1.5-3x faster than several
-            # fighting over the cores (measured on 2 shared cores); knn's large distance products keep them
-            with threadpool_limits(1 if m in ("logistic", "mlp") else None, user_api="blas"):
-                model.fit(x[train], labels[train])
-                proba = model.predict_proba(x[test])
-            cls = model.classes_ if not hasattr(model, "steps") else model.steps[-1][1].classes_
-            preds[m][np.ix_(test, np.asarray(cls, dtype=np.int64))] = proba
-    for m, p in preds.items():
-        if m == "knn":  # neighbour votes give exact zeros; keep every class possible
-            p[:, present] = 0.999 * p[:, present] + 0.001 / len(present)
-        p /= p.sum(axis=1, keepdims=True)
-    pred = preds[members[0]] if len(members) == 1 else np.mean([preds[m] for m in members], axis=0, dtype=np.float32)
+    for f in tqdm(range(folds), total=folds, desc=f"cross-validation ({classifier})", unit="fold", file=sys.stderr,
+                  disable=not progress, leave=False):
+        train, test = np.flatnonzero((fold != f) & fits), np.flatnonzero(fold == f)
+        if not len(test):
+            continue
+        if len(np.unique(labels[train])) < 2:
+            raise CurateError("train_mask leaves fewer than two classes to fit in a fold" if train_mask is not None
+                              else "a fold's training rows hold fewer than two classes; use fewer folds")
+        models = fit_members(bases, x[train], labels[train])
+        for a in range(0, len(test), PREDICT_BLOCK):
+            block = test[a:a + PREDICT_BLOCK]
+            for m, p in predict_members(models, x[block], n_classes).items():
+                preds[m][block] = p
+    pred = combine_members(preds, present)
     hit = pred.argmax(1) == labels
-    fold_acc = [float(hit[test].mean()) for _, test in splitter.split(np.zeros(n), labels)]
+    fold_acc = [float(hit[fold == f].mean()) for f in range(folds) if (fold == f).any()]
     out = CVResult(pred_probs=pred, accuracy=float(hit.mean()), fold_accuracy=fold_acc,
                    seconds=time.perf_counter() - t0, classifier=classifier,
                    logistic_c=logistic_c if "logistic" in members else None, logistic_c_tried=c_tried)

@@ -74,6 +74,52 @@ def check_pred_probs(pred_probs: np.ndarray, labels: np.ndarray, *, copy: bool =
     return p
 
 
+def exact_sums(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Exact, order-independent sums of non-negative float32 ``values`` per group, as integer parts:
+    ``(n_groups, 256)`` int64 sums of the 24-bit significands per exponent. Sums of several shards' parts
+    add up exactly (integers), so any split of the rows gives the same total (:func:`exact_means`)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    exponent = (bits >> np.uint32(23)) & np.uint32(0xFF)
+    significand = (bits & np.uint32(0x7FFFFF)) | ((exponent > 0).astype(np.uint32) << np.uint32(23))
+    flat = np.asarray(groups, dtype=np.int64) * 256 + exponent.astype(np.int64)
+    # float64 weights are exact here: each is < 2**24, and a shard's partial sums stay below 2**53
+    sums = np.bincount(flat, weights=significand.astype(np.float64), minlength=n_groups * 256)
+    return sums.astype(np.int64).reshape(n_groups, 256)
+
+
+def exact_means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The means (float64, correctly rounded) from :func:`exact_sums` parts and the row counts per group
+    (NaN where a group has no rows)."""
+    from fractions import Fraction
+
+    out = np.full(len(counts), np.nan)
+    for g in np.flatnonzero(counts):
+        # a float32 with biased exponent e and significand m is m * 2**(max(e, 1) - 150)
+        total = sum(int(v) << (max(e, 1) - 1) for e, v in enumerate(sums[g].tolist()) if v)
+        out[g] = float(Fraction(total, (1 << 149) * int(counts[g])))
+    return out
+
+
+def confident_thresholds(label_counts: np.ndarray, self_confidence_sums: np.ndarray) -> np.ndarray:
+    """cleanlab's per-class thresholds (the mean probability of the given class over the rows given that
+    class, at least ``CONFIDENT_THRESHOLDS_LOWER_BOUND``, 2 for absent classes) from the counts and the
+    :func:`exact_sums` of the self-confidences. cleanlab takes that mean with ``np.mean`` in float32,
+    whose rounding depends on the row order; this one is exact, so every split of the rows agrees. They
+    differ by float32 rounding only (a few units in the last place)."""
+    from cleanlab.internal.constants import CONFIDENT_THRESHOLDS_LOWER_BOUND
+
+    # float32 means in a float64 array, as cleanlab's (its comparisons then run in float64)
+    means = exact_means(self_confidence_sums, label_counts).astype(np.float32).astype(np.float64)
+    means[np.asarray(label_counts) == 0] = 2.0
+    return np.clip(means, CONFIDENT_THRESHOLDS_LOWER_BOUND, None)
+
+
+def thresholds_for(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """:func:`confident_thresholds` of rows with class indices ``labels`` and probabilities ``p`` (N, K)."""
+    k = p.shape[1]
+    return confident_thresholds(np.bincount(labels, minlength=k), exact_sums(p[np.arange(len(labels)), labels], labels, k))
+
+
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMethod = "prune_by_noise_rate",
                 rank_by: RankMethod = "self_confidence", min_examples_per_class: int = 1,
                 n_jobs: int | None = None, copy: bool = True) -> IssueResult:
@@ -109,7 +155,8 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
     labels = np.asarray(labels, dtype=np.int64)
     p = check_pred_probs(pred_probs, labels, copy=copy)
     t0 = time.perf_counter()
-    cj = compute_confident_joint(labels, p, calibrate=True)
+    # thresholds by an exact sum (any split of the rows agrees: curate.distributed.label_noise)
+    cj = compute_confident_joint(labels, p, thresholds=thresholds_for(labels, p), calibrate=True)
     is_issue = find_label_issues(labels, p, filter_by=method, min_examples_per_class=min_examples_per_class,
                                  confident_joint=cj if method in _USES_JOINT else None, n_jobs=n_jobs)
     quality = get_label_quality_scores(labels, p, method=rank_by).astype(np.float32)

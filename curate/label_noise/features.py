@@ -130,25 +130,53 @@ def meta_lists(metas: list[str | None], key: str) -> pa.Array:
 # -- whole dataset (reduce) ------------------------------------------------------------------------
 
 
-def reduce_dims(x: np.ndarray, *, components: int, seed: int = 0, standardize: bool = True) -> tuple[np.ndarray, dict]:
+#: PCA of pixel features is fitted on at most about this many rows, picked by a hash of the row number
+#: (:func:`curate.embeddings.semantic_dedup.sample_mask`), so a distributed reduce fits the same sample
+PCA_SAMPLE = 100_000
+
+
+def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``(x - mean) @ components.T`` as float32, computed in float64 with a fixed summation order (no
+    BLAS): the same value for a row in any batch or process."""
+    centred = np.asarray(x, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    return np.einsum("ij,kj->ik", centred, np.asarray(components, dtype=np.float64)).astype(np.float32)
+
+
+def fit_pca(x: np.ndarray, *, components: int, seed: int = 0):
+    """The fitted PCA of ``x`` (randomized SVD) when it reduces anything, else ``None``."""
+    if not (components and components < x.shape[1] and x.shape[0] > components):
+        return None
+    PCA = require("sklearn.decomposition", "labels", "PCA of pixel features").PCA
+    return PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(x)
+
+
+def pca_info(pca, input_dim: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"input_dim": int(input_dim)}
+    if pca is not None:
+        info["pca_components"] = int(pca.n_components_)
+        info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+    return info
+
+
+def reduce_dims(x: np.ndarray, *, components: int, seed: int = 0, standardize: bool = True,
+                fit_rows: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Standardise columns and project onto the top ``components`` principal components.
 
     Unsupervised (no labels), so fitting it on the whole dataset leaks nothing into the cross-validation.
-    Returns the reduced matrix, shape (N, min(components, D)), and a description for the summary.
+    ``fit_rows`` (bool mask or indices): fit the PCA on these rows only (default all), project every row
+    (:func:`project`). Returns the reduced matrix, shape (N, min(components, D)), and a description for
+    the summary.
     """
     x = x.astype(np.float32, copy=False)
-    info: dict[str, Any] = {"input_dim": int(x.shape[1])}
     if standardize:
         mean = x.mean(axis=0)
         std = x.std(axis=0)
         std[std < 1e-6] = 1.0
         x = (x - mean) / std
-    if components and components < x.shape[1] and x.shape[0] > components:
-        PCA = require("sklearn.decomposition", "labels", "PCA of pixel features").PCA
-        pca = PCA(n_components=components, svd_solver="randomized", random_state=seed)
-        x = pca.fit_transform(x).astype(np.float32)
-        info["pca_components"] = int(components)
-        info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+    pca = fit_pca(x if fit_rows is None else x[fit_rows], components=components, seed=seed)
+    info = pca_info(pca, x.shape[1])
+    if pca is not None:
+        x = project(x, pca.mean_, pca.components_)
     return x, info
 
 

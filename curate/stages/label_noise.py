@@ -128,7 +128,7 @@ class LabelNoise(GlobalStage):
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "3"
+    version = "4"
 
     params: LabelNoiseParams
     OUTPUTS = OUTPUTS
@@ -245,7 +245,7 @@ class LabelNoise(GlobalStage):
             progress = not (self.ctx is not None and self.ctx.quiet)
             cv = cross_val_pred_probs(x[idx], y, n_classes=len(kept), classifier=p.classifier,
                                       folds=p.folds, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs,
-                                      progress=progress, logistic_c=p.logistic_c)
+                                      progress=progress, logistic_c=p.logistic_c, rows=idx)
             first = cv
             if p.rounds > 1:
                 from curate.label_noise.crossval import refit_rounds
@@ -253,7 +253,8 @@ class LabelNoise(GlobalStage):
                 cv, summary["rounds"], stopped = refit_rounds(
                     x[idx], y, cv, rounds=p.rounds, flag=lambda pred_probs: self._find_issues(y, pred_probs).is_issue,
                     n_classes=len(kept), folds=p.folds, classifier=p.classifier, seed=p.seed,
-                    knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs, progress=progress, logistic_c=p.logistic_c)
+                    knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs, progress=progress, logistic_c=p.logistic_c,
+                    rows=idx)
                 if stopped:
                     summary["rounds_stopped"] = stopped
             pp = cv.pred_probs
@@ -354,8 +355,12 @@ class LabelNoise(GlobalStage):
         if spec.kind == "pixels":
             info = {"pixels": f"{p.pixel_size}x{p.pixel_size} {p.pixel_mode}"}
             # scaled to [0, 1], not standardised per pixel (that amplifies near-constant border pixels)
+            from curate.embeddings.semantic_dedup import sample_mask
+            from curate.label_noise.features import PCA_SAMPLE
+
+            rows = np.flatnonzero(present)  # PCA fitted on a hashed sample of at most about PCA_SAMPLE rows
             reduced, pinfo = reduce_dims(x[present] / 255.0, components=p.pca_components, seed=p.seed,
-                                         standardize=False)
+                                         standardize=False, fit_rows=sample_mask(rows, len(rows), PCA_SAMPLE, seed=p.seed))
             info.update(pinfo)
             x = np.zeros((len(present), reduced.shape[1]), dtype=np.float32)
             x[present] = reduced

@@ -8,8 +8,9 @@ each scheme's docstring lists: the driver's memory does not hold the rows.
 
 Schemes: :mod:`curate.distributed.minhash` (``minhash_dedup``), :mod:`curate.distributed.exact`
 (``exact_dedup``), :mod:`curate.distributed.phash` (``image_dedup``), :mod:`curate.distributed.semantic`
-(``semantic_dedup``), :mod:`curate.distributed.knn` (``outliers``). Other global stages reduce on the
-driver.
+(``semantic_dedup``), :mod:`curate.distributed.knn` (``outliers``), :mod:`curate.distributed.label_noise`
+(``label_noise``, but for tfidf features). Other global stages reduce on the driver. A scheme module may
+have ``declines(stage) -> str | None``: settings it does not cover reduce on the driver (logged).
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ log = logging.getLogger(__name__)
 
 
 def _schemes() -> dict[str, Callable]:
-    from curate.distributed import exact, knn, minhash, phash, semantic
+    from curate.distributed import exact, knn, label_noise, minhash, phash, semantic
 
     return {"minhash_dedup": minhash.reduce, "exact_dedup": exact.reduce, "image_dedup": phash.reduce,
-            "semantic_dedup": semantic.reduce, "outliers": knn.reduce}
+            "semantic_dedup": semantic.reduce, "outliers": knn.reduce, "label_noise": label_noise.reduce}
+
+
+def _declines(stage) -> str | None:
+    import importlib
+
+    module = importlib.import_module(_schemes()[stage.name].__module__)
+    check = getattr(module, "declines", None)
+    return check(stage) if check is not None else None
 
 
 def has_scheme(stage_name: str) -> bool:
@@ -40,6 +49,10 @@ def distributed_reduce(stage, executor, *, run_root: str, map_dir, stage_dir, n_
     The scheme writes the stage's output shards into ``stage_dir`` and its summary into ``stage.summary``."""
     scheme = _schemes().get(stage.name)
     if scheme is None or not getattr(executor, "distributed_reduce", False):
+        return False
+    why = _declines(stage)
+    if why is not None:
+        log.info("%s: reduce on the driver: the distributed scheme does not cover %s", stage.name, why)
         return False
     from curate import storage
     from curate.distributed.shuffle import ReduceJob

@@ -10,7 +10,8 @@ plain arrays too::
     summarize(labels, issues, class_names, flags=kept.flags)
 
 The stage (``curate/stages/label_noise.py``) is exactly these steps (plus :func:`refit_rounds` when
-``rounds`` > 1), so a distributed reduce can replace step 1 and reuse 2 and 3 unchanged.
+``rounds`` > 1); its distributed reduce (:mod:`curate.distributed.label_noise`) computes the same from
+per-shard statistics.
 
 Heavy dependencies (scikit-learn, cleanlab) are imported inside the functions.
 """

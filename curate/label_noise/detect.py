@@ -175,7 +175,11 @@ def trust(accuracy: float, labels: np.ndarray) -> dict[str, Any]:
     perfect classifier scores 0.6): they are not a verdict on the classifier. The guard's verdict uses
     the accuracy on the labels cleanlab keeps (:func:`guard`).
     """
-    counts = np.bincount(labels)
+    return trust_from_counts(accuracy, np.bincount(labels))
+
+
+def trust_from_counts(accuracy: float, counts: np.ndarray) -> dict[str, Any]:
+    """:func:`trust` from the number of rows per class."""
     majority = float(counts.max() / counts.sum()) if counts.sum() else 0.0
     adjusted = (accuracy - majority) / (1.0 - majority) if majority < 1.0 else 0.0
     return {"heldout_accuracy": round(accuracy, 4), "majority_baseline": round(majority, 4),
@@ -190,10 +194,18 @@ def summarize(labels: np.ndarray, result: IssueResult, class_names: list[str], *
     class (from the calibrated confident joint). ``confused_pairs``: the largest off-diagonal entries of
     the confident joint, as (given, likely true, estimated count).
     """
-    cj = np.asarray(result.confident_joint, dtype=np.float64)
+    k = np.asarray(result.confident_joint).shape[0]
+    flags = result.is_issue if flags is None else flags
+    return summary_from_counts(result.confident_joint, np.bincount(labels, minlength=k),
+                               np.bincount(labels[flags], minlength=k), int(flags.sum()), class_names, top_pairs=top_pairs)
+
+
+def summary_from_counts(confident_joint: np.ndarray, counts: np.ndarray, issues_per_class: np.ndarray, flagged: int,
+                        class_names: list[str], *, top_pairs: int = 10) -> dict[str, Any]:
+    """:func:`summarize` from the confident joint, the rows and the flagged rows per class (K-sized)."""
+    cj = np.asarray(confident_joint, dtype=np.float64)
     k = cj.shape[0]
     row = cj.sum(axis=1)
-    counts = np.bincount(labels, minlength=k)
     noise = {class_names[i]: round(float(1.0 - cj[i, i] / row[i]), 4) for i in range(k) if counts[i] and row[i] > 0}
     off = cj.copy()
     np.fill_diagonal(off, 0)
@@ -205,12 +217,10 @@ def summarize(labels: np.ndarray, result: IssueResult, class_names: list[str], *
             break
         pairs.append({"given": class_names[i], "likely": class_names[j], "count": int(round(off[i, j])),
                       "fraction_of_given": round(float(off[i, j] / max(row[i], 1e-12)), 4)})
-    flags = result.is_issue if flags is None else flags
-    issues_per_class = np.bincount(labels[flags], minlength=k)
-    n = len(labels)
+    n = int(counts.sum())
     return {
-        "label_issues": int(flags.sum()),
-        "label_issue_rate": round(float(flags.mean()) if n else 0.0, 4),
+        "label_issues": int(flagged),
+        "label_issue_rate": round(flagged / n if n else 0.0, 4),
         "estimated_noise_rate": round(float(1.0 - np.trace(cj) / cj.sum()) if cj.sum() else 0.0, 4),
         "noise_rate_per_class": noise,
         "issues_per_class": {class_names[i]: int(issues_per_class[i]) for i in range(k) if counts[i]},
@@ -271,20 +281,14 @@ def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.
     kept = ~result.is_issue
     kept_accuracy = float((result.suggested[kept] == labels[kept]).mean()) if kept.any() else 0.0
     cj = np.asarray(result.confident_joint, dtype=np.float64)
-    noise = float(1.0 - np.trace(cj) / cj.sum()) if cj.sum() else 0.0
+    noise = noise_rate(cj)
 
     def step(name: str, keep: np.ndarray) -> None:
         removed[name] = int((flags & ~keep).sum())
         flags[:] &= keep
 
-    reasons = []
-    if agreement is not None and agreement < min_agreement:
-        reasons.append(f"its two models agree on only kappa {agreement:.2f} (min_agreement {min_agreement})")
-    if kept_accuracy < min_kept_accuracy:
-        reasons.append(f"it agrees with only {kept_accuracy:.1%} of the labels cleanlab would keep "
-                       f"(min_kept_accuracy {min_kept_accuracy})")
-    if noise >= max_noise_rate:
-        reasons.append(f"cleanlab would call {noise:.0%} of the labels wrong (max_noise_rate {max_noise_rate})")
+    reasons = abstain_reasons(agreement=agreement, min_agreement=min_agreement, kept_accuracy=kept_accuracy,
+                              min_kept_accuracy=min_kept_accuracy, noise=noise, max_noise_rate=max_noise_rate)
     if reasons:
         step("abstained", np.zeros(n, dtype=bool))
         return GuardResult(flags, True, reasons, removed, int(result.is_issue.sum()), kept_accuracy, noise)
@@ -304,3 +308,23 @@ def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.
         top[rows[: int(np.floor(flag_top_fraction * n))]] = True
         step("over_top_fraction", top)
     return GuardResult(flags, False, reasons, removed, int(result.is_issue.sum()), kept_accuracy, noise)
+
+
+def noise_rate(confident_joint: np.ndarray) -> float:
+    """cleanlab's estimated share of wrong labels: the off-diagonal mass of the calibrated joint."""
+    cj = np.asarray(confident_joint, dtype=np.float64)
+    return float(1.0 - np.trace(cj) / cj.sum()) if cj.sum() else 0.0
+
+
+def abstain_reasons(*, agreement: float | None, min_agreement: float, kept_accuracy: float, min_kept_accuracy: float,
+                    noise: float, max_noise_rate: float) -> list[str]:
+    """Why :func:`guard` abstains (empty: it does not)."""
+    reasons = []
+    if agreement is not None and agreement < min_agreement:
+        reasons.append(f"its two models agree on only kappa {agreement:.2f} (min_agreement {min_agreement})")
+    if kept_accuracy < min_kept_accuracy:
+        reasons.append(f"it agrees with only {kept_accuracy:.1%} of the labels cleanlab would keep "
+                       f"(min_kept_accuracy {min_kept_accuracy})")
+    if noise >= max_noise_rate:
+        reasons.append(f"cleanlab would call {noise:.0%} of the labels wrong (max_noise_rate {max_noise_rate})")
+    return reasons

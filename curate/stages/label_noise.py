@@ -9,16 +9,17 @@
         action: review
 
 Map: per shard, the given label plus the features (decoded, downsampled pixels; an earlier stage's
-embedding; user probabilities). Reduce: all rows at once: out-of-sample probabilities by stratified
-K-fold cross-validation (unless ``pred_probs`` are given), then ``cleanlab.filter.find_label_issues``
+embedding; user probabilities). Reduce: all rows at once: out-of-sample probabilities by K-fold
+cross-validation (a row's fold is a hash of its row number) (unless ``pred_probs`` are given), then ``cleanlab.filter.find_label_issues``
 and ``cleanlab.rank.get_label_quality_scores``, then the trust guard (:func:`curate.label_noise.detect.guard`):
 only confident suggestions of another class, at most a fraction of each class, and no flags at all when
 the classifier is too weak. The algorithmic core is :mod:`curate.label_noise`.
 
 Scaling: the reduce holds the feature matrix (N x D float32: 2 GiB per million rows at D=512; pixels
 and tfidf are reduced to ``pca_components`` first) and the probabilities (N x K float32: 400 MB per
-million rows at K=100) in one process. On the ray executor the map runs on the cluster and the reduce on
-the driver, which must hold those arrays.
+million rows at K=100) in one process. On the ray executor the reduce runs as shard tasks
+(:mod:`curate.distributed.label_noise`: a fold task holds its training features, the driver K- and K x
+K-sized statistics), but for tfidf features, which reduce on the driver.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class LabelNoiseParams(StageParams):
     classifier: Classifier = Field(
         "auto", description="model trained in the cross-validation: auto (logistic+knn on pixels and embeddings, "
                             "logistic on tfidf) | logistic | mlp | knn | logistic+knn (the two averaged)")
-    folds: int = Field(5, ge=2, le=50, description="K of the stratified K-fold cross-validation")
+    folds: int = Field(5, ge=2, le=50, description="K of the K-fold cross-validation (a row's fold is a hash of its row number)")
     rounds: int = Field(
         1, ge=1, le=5, description="cross-validation rounds: each round after the first fits the models only on the rows "
                                    "the previous round's cleanlab kept (cleaner labels to learn from), same folds; "
@@ -367,8 +368,9 @@ class LabelNoise(GlobalStage):
         return x, present, info
 
     @staticmethod
-    def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back, flagged) -> pa.Table:
-        """The result table, built column-wise (a million rows in well under a second)."""
+    def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back, flagged, ranks=None) -> pa.Table:
+        """The result table, built column-wise (a million rows in well under a second). ``ranks``: the
+        flagged rows' issue ranks (default from ``res``; a distributed reduce gives the global ones)."""
         names_arr = pa.array(names, pa.string())
 
         def named(code: np.ndarray, valid: np.ndarray) -> pa.Array:
@@ -393,7 +395,7 @@ class LabelNoise(GlobalStage):
             full[idx] = values
             cols[name] = pa.array(full, mask=~scored)
         rank = np.zeros(n, dtype=np.int32)
-        rank[idx] = res.ranks(flagged)
+        rank[idx] = res.ranks(flagged) if ranks is None else ranks
         cols["issue_rank"] = pa.array(rank, type=pa.int32(), mask=~issue)
         flags = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32), mask=~issue),
                                                pa.array(["label_issue"])).cast(pa.string())

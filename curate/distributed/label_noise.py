@@ -1,0 +1,941 @@
+"""``label_noise``'s reduce as shard tasks: folds as tasks, cleanlab from global statistics.
+
+The driver reduce (``curate/stages/label_noise.py``) is cross-validated probabilities -> cleanlab's
+``find_label_issues`` and quality scores -> the trust guard -> the summary. Here every step that
+touches rows runs in tasks over files under ``_map/_dist/`` (``S`` map shards, ``N`` scored rows,
+``K`` classes, ``D`` feature dimensions):
+
+A. **scan** (one task per map shard): label values and their counts, feature presence and list
+   lengths. The driver builds the class map, picks the feature column as the driver reduce does
+   (``features: auto``), drops classes that are too small, and gives each scored row its position.
+   Pixels: a sample of at most about ``PCA_SAMPLE`` rows (a hash of the row number) is fitted by PCA
+   in one task, which writes the mean and components.
+B. **prepare** (one task per map shard): each scored row's position, compact class, fold
+   (:func:`curate.label_noise.crossval.fold_of`: a hash of the row number) and features (pixels
+   projected batch-independently), or its given probabilities.
+C. **C** (one task, ``logistic_c`` unset): the logistic ``C`` chosen on the same sample of the first
+   fold's training rows as the driver reduce (:func:`curate.label_noise.crossval.c_selection_split`):
+   ``N`` labels plus at most 25,000 rows of features.
+D. **folds** (one task per fold): the fold's training rows' features are read from every shard and the
+   classifier(s) fitted; the held-out rows are read again and predicted in the same blocks of
+   ``PREDICT_BLOCK`` rows as the driver reduce; probabilities go to their shards' files. **A fold
+   task holds its training features, ``N x D x 4 x (folds-1)/folds`` bytes** (worker memory), plus
+   one block. ``rounds`` > 1 repeats C and D fitting only on the rows the previous round's cleanlab
+   kept.
+E. **cleanlab** (histogram passes over the shards): per-class thresholds from exact sums of the
+   self-confidences (K x 256 integers per task, :func:`curate.label_noise.detect.exact_sums`), the
+   confident joint (K x K counts), calibrated and turned into per-cell prune counts on the driver with
+   cleanlab's own functions; then each pruned cell's cut-off on the margin ``p[j] - p[given]``
+   (``prune_by_noise_rate``) or on ``p[given]`` (``prune_by_class``) is found exactly by four 8-bit
+   radix passes (256 counts per cell per task). Rows tied at a cut-off are split as cleanlab splits
+   them: where the ties cross the cut, one task gathers that class's values in row order and runs
+   cleanlab's own ``np.argsort`` (class-sized worker memory, only for such cells).
+F. **guard** (more passes of the same kind): the kept accuracy, the class cap and the top fraction
+   (cut-offs on the label quality, ties to the earliest rows), then the issue ranks by one
+   range-partitioned sort of the flagged rows.
+G. **assemble** (one task per map shard): the output shard, built by the stage's own ``_result``.
+
+Driver memory: K- and K x K-sized tables, 256 counts per pruned cell and radix pass, ``S`` counts, the
+``C`` candidates; no row and no model (models live in their fold task). Results are identical to the
+driver reduce (``tests/test_distributed_label_noise.py``: every output column and the summary, but
+the timings). ``tfidf`` features are declined (the driver reduce runs): their vocabulary and IDF are
+global and the sparse matrices were not made identical in this version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import storage
+from curate.distributed.select import sortable
+from curate.distributed.shuffle import ReduceJob, read_partition, write_partitions
+from curate.distributed.vectors import matrix, one_thread, vector_array
+from curate.errors import CurateError
+from curate.rundir import shard_name
+
+log = logging.getLogger(__name__)
+
+#: filter methods whose flags follow from the K x K statistics (the others use cleanlab's own thresholds
+#: or a global count inside cleanlab: the driver reduce runs them)
+METHODS = ("prune_by_noise_rate", "prune_by_class", "both", "predicted_neq_given")
+
+
+def declines(stage) -> str | None:
+    """Why this stage's settings need the driver reduce (``None``: the scheme runs)."""
+    p = stage.params
+    if p.spec.kind == "tfidf":
+        return "tfidf features (vocabulary and IDF are global; not distributed in this version)"
+    if p.method not in METHODS:
+        return f"method {p.method} (cleanlab recomputes its own statistics inside)"
+    return None
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+def _path(job: ReduceJob, *parts: str):
+    return storage.join(job.work, *parts)
+
+
+def _labels(t: pa.Table) -> pa.ChunkedArray:
+    col = t.column("label")
+    return col if pa.types.is_string(col.type) else col.cast(pa.string())
+
+
+def _present(col) -> np.ndarray:
+    """Rows whose list is non-null and non-empty (as :func:`curate.vectors.list_column_to_matrix`)."""
+    if pa.types.is_null(col.type):
+        return np.zeros(len(col), dtype=bool)
+    valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+    return valid & (np.asarray(lengths) > 0)
+
+
+def _value_counts(labels: pa.ChunkedArray, mask: np.ndarray | None = None) -> dict[str, int]:
+    if mask is not None:
+        labels = labels.filter(pa.array(mask))
+    out = {}
+    for row in pc.value_counts(labels).to_pylist():
+        if row["values"] is not None:
+            out[row["values"]] = int(row["counts"])
+    return out
+
+
+def _codes(labels: pa.ChunkedArray, code_of: dict[str, int]) -> np.ndarray:
+    values = labels.to_pylist()
+    return np.array([-1 if v is None else code_of[v] for v in values], dtype=np.int64)
+
+
+# -- A. scan ---------------------------------------------------------------------------------------
+def _scan_task(arg) -> dict:
+    job, s, n_candidates, text_candidate = arg
+    columns = ["label", *(f"f{j}" for j in range(n_candidates))]
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=columns)
+    labels = _labels(t)
+    out = {"shard": s, "rows": t.num_rows, "labels": _value_counts(labels), "nulls": labels.null_count, "candidates": []}
+    for j in range(n_candidates):
+        col = t.column(f"f{j}").combine_chunks() if t.num_rows else t.column(f"f{j}")
+        if j == text_candidate:
+            n_text = int(pc.sum(pc.greater(pc.utf8_length(col), 0)).as_py() or 0) if t.num_rows else 0
+            out["candidates"].append({"nonnull": t.num_rows - col.null_count, "n_text": n_text})
+            continue
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)
+                or pa.types.is_null(col.type)):
+            out["candidates"].append({"nonnull": t.num_rows - col.null_count, "bad_type": str(col.type)})
+            continue
+        present = _present(col) if t.num_rows else np.zeros(0, dtype=bool)
+        dims = sorted(set(np.asarray(pc.list_value_length(col).to_numpy(zero_copy_only=False))[present].tolist())) \
+            if present.any() else []
+        out["candidates"].append({"nonnull": t.num_rows - col.null_count, "present": int(present.sum()), "dims": dims,
+                                  "values": _value_counts(labels, present)})
+    return out
+
+
+def _features_of(t: pa.Table, column: str, kind: str, pca) -> tuple[np.ndarray, np.ndarray]:
+    """The shard's feature matrix (or probabilities) and which rows have one, as the driver reduce makes them."""
+    from curate.label_noise.features import project
+    from curate.vectors import list_column_to_matrix
+
+    col = t.column(column)
+    present = _present(col.combine_chunks() if t.num_rows else col)
+    if kind == "pixels":
+        x, _ = list_column_to_matrix(col, what="pixels")
+        x = x[present] / 255.0
+        if pca is not None:
+            x = project(x, *pca)
+        return x, present
+    what = "pixels" if kind == "pixels" else (f"pred_probs:{column}" if kind == "pred_probs" else f"features {column}")
+    x, _ = list_column_to_matrix(col, what=what)
+    return x[present], present
+
+
+def _pca_sample_task(arg) -> dict:
+    job, s, column, n_present, seed = arg
+    from curate.embeddings.semantic_dedup import sample_mask
+    from curate.label_noise.features import PCA_SAMPLE
+
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=[column])
+    x, present = _features_of(t, column, "pixels", None)
+    pick = sample_mask(np.flatnonzero(present) + job.offsets[s], n_present, PCA_SAMPLE, seed=seed)
+    if pick.any():
+        storage.write_table(pa.table({"x": vector_array(x[pick])}), _path(job, "S", f"{s:05d}.parquet"), compression="lz4")
+    return {"rows": t.num_rows}
+
+
+@one_thread
+def _pca_fit_task(arg) -> dict:
+    job, components, seed = arg
+    from curate.label_noise.features import fit_pca, pca_info
+
+    folder = _path(job, "S")
+    x = np.concatenate([matrix(storage.read_table(f), "x") for f in sorted(folder.glob("*.parquet"))])
+    pca = fit_pca(x, components=components, seed=seed)
+    if pca is not None:
+        storage.write_table(pa.table({"mean": vector_array(pca.mean_[None, :]), "components": vector_array(
+            np.asarray(pca.components_).reshape(1, -1))}), _path(job, "S", "pca.parquet"))
+    return {"info": pca_info(pca, x.shape[1]), "shape": list(np.asarray(pca.components_).shape) if pca is not None else None}
+
+
+def _read_pca(job: ReduceJob, shape):
+    if shape is None:
+        return None
+    t = storage.read_table(_path(job, "S", "pca.parquet"))
+    return matrix(t, "mean")[0], matrix(t, "components")[0].reshape(shape)
+
+
+# -- B. prepare ------------------------------------------------------------------------------------
+def _prepare_task(arg) -> dict:
+    job, s, c = arg  # c: SimpleNamespace of the plan (column, kind, code_of, to_compact, pos0, folds, seed, pca)
+    from curate.label_noise.crossval import fold_of
+
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["label", c.column])
+    codes = _codes(_labels(t), c.code_of)
+    if t.num_rows:
+        x, present = _features_of(t, c.column, c.kind, _read_pca(job, c.pca))
+    else:
+        x, present = np.zeros((0, c.dim), np.float32), np.zeros(0, dtype=bool)
+    compact = np.where(codes >= 0, c.to_compact[np.maximum(codes, 0)], -1)
+    usable = present & (compact >= 0)
+    local = np.flatnonzero(usable)
+    x = x[usable[present]] if x.shape[1] else np.zeros((int(present.sum()), c.dim), np.float32)[usable[present]]
+    row = local + job.offsets[s]
+    y = compact[local]
+    table = {"pos": np.arange(len(local), dtype=np.int64) + c.pos0[s], "row": row, "y": y.astype(np.int32),
+             "fold": fold_of(row, c.folds, c.seed).astype(np.int16), "x": vector_array(x)}
+    storage.write_table(pa.table(table), _path(job, "X", f"{s:05d}.parquet"), compression="lz4")
+    raw_hits = int((x.argmax(1) == y).sum()) if c.kind == "pred_probs" and len(local) else 0
+    return {"rows": t.num_rows, "raw_hits": raw_hits}
+
+
+def _rows(job: ReduceJob, s: int, columns=None) -> pa.Table:
+    return storage.read_table(_path(job, "X", f"{s:05d}.parquet"), columns=columns)
+
+
+def _mask(job: ReduceJob, rnd: int, s: int, n: int) -> np.ndarray:
+    """Rows of shard ``s`` round ``rnd`` fits on (round 0: all; later: those the previous round kept)."""
+    if rnd == 0:
+        return np.ones(n, dtype=bool)
+    issue = storage.read_table(_path(job, "I", _itag(rnd - 1), f"{s:05d}.parquet")).column("issue").to_numpy(
+        zero_copy_only=False)
+    return ~np.asarray(issue, dtype=bool)
+
+
+# -- C. the logistic C -----------------------------------------------------------------------------
+@one_thread
+def _c_task(arg) -> dict:
+    job, rnd, seed = arg
+    from curate.label_noise.crossval import c_selection_split, select_c_on
+
+    ys, train = [], []
+    for s in range(job.n_shards):
+        t = _rows(job, s, ["pos", "y", "fold"])
+        ys.append(t.column("y").to_numpy())
+        fits = _mask(job, rnd, s, t.num_rows)
+        train.append(t.column("pos").to_numpy()[(t.column("fold").to_numpy() != 0) & fits])
+    y = np.concatenate(ys).astype(np.int64)
+    fit, val = c_selection_split(y, np.concatenate(train), seed=seed)
+    wanted = np.union1d(fit, val)
+    parts = []
+    for s in range(job.n_shards):
+        t = _rows(job, s, ["pos", "x"])
+        pos = t.column("pos").to_numpy()
+        take = np.flatnonzero(np.isin(pos, wanted))
+        if len(take):
+            parts.append(matrix(t.take(pa.array(take)), "x"))
+    x = np.concatenate(parts)  # rows of `wanted`, ascending
+    at = np.searchsorted(wanted, fit), np.searchsorted(wanted, val)
+    c, tried = select_c_on(x[at[0]], y[fit], x[at[1]], y[val], sparse=False, seed=seed)
+    return {"c": c, "tried": tried}
+
+
+# -- D. folds --------------------------------------------------------------------------------------
+@one_thread
+def _fold_task(arg) -> dict:
+    job, rnd, f, c = arg  # c: classifier, n_classes, seed, knn_neighbors, n_jobs, logistic_c
+    from curate.label_noise.crossval import PREDICT_BLOCK, combine_members, fit_members, make_members, predict_members
+
+    xs, ys = [], []
+    for s in range(job.n_shards):
+        t = _rows(job, s, ["y", "fold", "x"])
+        train = np.flatnonzero((t.column("fold").to_numpy() != f) & _mask(job, rnd, s, t.num_rows))
+        if len(train):
+            t = t.take(pa.array(train))
+            xs.append(matrix(t, "x"))
+            ys.append(t.column("y").to_numpy().astype(np.int64))
+    y_train = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    n_test = sum(int(np.sum(_rows(job, s, ["fold"]).column("fold").to_numpy() == f)) for s in range(job.n_shards))
+    k = c.n_classes
+    stats = {"fold": f, "n": n_test, "hits": 0, "member_hits": {}, "agree": 0, "a": np.zeros(k, np.int64),
+             "b": np.zeros(k, np.int64), "rows": 0}
+    if not n_test:
+        return stats
+    if len(np.unique(y_train)) < 2:
+        raise CurateError("train_mask leaves fewer than two classes to fit in a fold" if rnd
+                          else "a fold's training rows hold fewer than two classes; use fewer folds")
+    bases = make_members(c.classifier, sparse=False, seed=c.seed, knn_neighbors=c.knn_neighbors, n_jobs=c.n_jobs,
+                         logistic_c=c.logistic_c)
+    models = fit_members(bases, np.concatenate(xs), y_train)
+    del xs
+    present = np.arange(k)
+    pending: list[pa.Table] = []  # held-out rows waiting for a full block
+    out: dict[int, list[pa.Table]] = {}
+
+    def predict(block: pa.Table) -> None:
+        preds = predict_members(models, matrix(block, "x"), k)
+        members = list(preds)
+        pred = combine_members(preds, present)
+        y = block.column("y").to_numpy()
+        stats["hits"] += int((pred.argmax(1) == y).sum())
+        for m in members:
+            stats["member_hits"][m] = stats["member_hits"].get(m, 0) + int((preds[m].argmax(1) == y).sum())
+        if len(members) > 1:
+            a, b = preds[members[0]].argmax(1), preds[members[1]].argmax(1)
+            stats["agree"] += int((a == b).sum())
+            stats["a"] += np.bincount(a, minlength=k)
+            stats["b"] += np.bincount(b, minlength=k)
+        shard = block.column("shard").to_numpy()
+        res = pa.table({"pos": block.column("pos"), "y": block.column("y"), "p": vector_array(pred)})
+        for s in np.unique(shard).tolist():
+            out.setdefault(s, []).append(res.filter(pa.array(shard == s)))
+
+    for s in range(job.n_shards):
+        t = _rows(job, s, ["pos", "y", "fold", "x"])
+        test = np.flatnonzero(t.column("fold").to_numpy() == f)
+        if len(test):
+            t = t.take(pa.array(test)).drop(["fold"])
+            pending.append(t.append_column("shard", pa.array(np.full(t.num_rows, s, np.int32))))
+        while pending and sum(b.num_rows for b in pending) >= PREDICT_BLOCK:
+            joined = pa.concat_tables(pending).combine_chunks()
+            predict(joined.slice(0, PREDICT_BLOCK))
+            pending = [joined.slice(PREDICT_BLOCK)] if joined.num_rows > PREDICT_BLOCK else []
+    if pending:
+        predict(pa.concat_tables(pending).combine_chunks())
+    for s, parts in out.items():
+        storage.write_table(pa.concat_tables(parts), _path(job, "P", str(rnd), f"{s:05d}", f"from-{f:05d}.parquet"),
+                            compression="lz4")
+    return stats
+
+
+# -- E. cleanlab -----------------------------------------------------------------------------------
+def _probs(job: ReduceJob, rnd: int | None, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, compact classes and cleanlab-ready probabilities of shard ``s``'s scored rows (round
+    ``rnd``'s out-of-fold ones, or the given ones for ``rnd=None``), in row order."""
+    from curate.label_noise.detect import check_pred_probs
+
+    if rnd is None:
+        t = _rows(job, s, ["pos", "y", "x"])
+        p = matrix(t, "x")
+    else:
+        t = read_partition(_path(job, "P", str(rnd)), s)
+        if t is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        t = t.take(pa.array(np.argsort(t.column("pos").to_numpy(), kind="stable")))
+        p = matrix(t, "p")
+    y = t.column("y").to_numpy().astype(np.int64)
+    return t.column("pos").to_numpy(), y, check_pred_probs(np.array(p, dtype=np.float32), y, copy=False)
+
+
+def _keys(v: np.ndarray) -> np.ndarray:
+    return sortable(np.asarray(v, dtype=np.float32) + np.float32(0.0)).astype(np.uint64)  # -0.0 -> +0.0
+
+
+def _cell_values(p: np.ndarray, y: np.ndarray, cell) -> np.ndarray:
+    """Values that rank one cleanlab cell's rows, in row order: ``p[j] - p[k]`` of the rows given ``k``
+    (``prune_by_noise_rate``, cell ``(k, j)``), or ``p[k]`` (``prune_by_class``, cell ``(k, k)``)."""
+    k, j = cell
+    rows = p[y == k]
+    return rows[:, j] - rows[:, k] if j != k else rows[:, k]
+
+
+def _radix(values: list[np.ndarray], prefix: list[int], shift: int) -> np.ndarray:
+    """For each value set: counts of the 8-bit digit at ``shift`` among keys whose higher bits are ``prefix``."""
+    out = np.zeros((len(values), 256), dtype=np.int64)
+    for q, v in enumerate(values):
+        keys = _keys(v)
+        keys = keys[(keys >> np.uint64(shift + 8)) == np.uint64(prefix[q])]
+        out[q] = np.bincount(((keys >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64), minlength=256)
+    return out
+
+
+def _select(histograms, ranks: list[int]) -> list[tuple[int, int, int]]:
+    """Exact order statistics of several value sets spread over shards: for each 0-based ascending
+    rank, the value's key, how many keys are below it and how many equal it. ``histograms(prefix, shift)``
+    yields each shard's :func:`_radix` counts (four passes)."""
+    q = len(ranks)
+    prefix, rem, equal = [0] * q, list(ranks), [0] * q
+    if not q:
+        return []
+    for shift in (24, 16, 8, 0):
+        total = np.zeros((q, 256), dtype=np.int64)
+        for h in histograms(list(prefix), shift):
+            total += h
+        for i in range(q):
+            cum = np.cumsum(total[i])
+            d = int(np.searchsorted(cum, rem[i], side="right"))
+            rem[i] -= int(cum[d - 1]) if d else 0
+            prefix[i] = (prefix[i] << 8) | d
+            equal[i] = int(total[i, d])
+    return [(prefix[i], ranks[i] - rem[i], equal[i]) for i in range(q)]
+
+
+def _stats_task(arg) -> dict:
+    job, rnd, s, k, thresholds = arg
+    from curate.label_noise.detect import exact_sums
+
+    _, y, p = _probs(job, rnd, s)
+    if not len(y):
+        return {"counts": np.zeros(k, np.int64), "sums": np.zeros((k, 256), np.int64), "joint": np.zeros((k, k), np.int64)}
+    if thresholds is None:
+        return {"counts": np.bincount(y, minlength=k), "sums": exact_sums(p[np.arange(len(y)), y], y, k)}
+    # cleanlab.count.compute_confident_joint, row by row
+    confident = p >= thresholds - 1e-6
+    n_conf = confident.sum(axis=1)
+    guess = np.where(n_conf > 1, p.argmax(axis=1), confident.argmax(axis=1))
+    some = n_conf > 0
+    return {"joint": np.bincount(y[some] * k + guess[some], minlength=k * k).reshape(k, k)}
+
+
+def _cells_task(arg) -> dict:
+    job, rnd, s, cells, prefix, shift = arg
+    _, y, p = _probs(job, rnd, s)
+    return {"histogram": _radix([_cell_values(p, y, c) if len(y) else np.zeros(0, np.float32) for c in cells],
+                                prefix, shift)}
+
+
+@one_thread
+def _tie_task(arg) -> dict:
+    """One cell whose ties cross its cut: cleanlab's own argsort over the class's rows in row order."""
+    job, rnd, cell, take, key = arg
+    vals, pos = [], []
+    for s in range(job.n_shards):
+        ps, y, p = _probs(job, rnd, s)
+        if len(y):
+            vals.append(_cell_values(p, y, cell))
+            pos.append(ps[y == cell[0]])
+    v, pos = np.concatenate(vals), np.concatenate(pos)
+    order = np.argsort(-v) if cell[0] != cell[1] else np.argsort(v)  # as cleanlab.filter._prune_by_count / _class
+    chosen = order[:take]
+    tied = chosen[_keys(v[chosen]) == np.uint64(key)]
+    return {"cell": cell, "pos": np.sort(pos[tied])}
+
+
+def _issue_task(arg) -> dict:
+    """Shard ``s``'s cleanlab flags from the cells' cut-offs (and cleanlab's per-row last step)."""
+    job, rnd, s, k, method, cuts = arg
+    from cleanlab.filter import _reduce_issues, find_predicted_neq_given
+
+    pos, y, p = _probs(job, rnd, s)
+    if not len(y):
+        storage.write_table(pa.table({"pos": pos, "issue": np.zeros(0, bool)}), _path(job, "I", _itag(rnd), f"{s:05d}.parquet"))
+        return {"issues": np.zeros(k, np.int64), "rows": 0}
+    if method == "predicted_neq_given":
+        issue = np.asarray(find_predicted_neq_given(y, p), dtype=bool)
+    else:
+        by_noise, by_class = np.zeros(len(y), bool), np.zeros(len(y), bool)
+        for (ck, cj), (key, mode, tied) in cuts.items():
+            rows = np.flatnonzero(y == ck)
+            keys = _keys(_cell_values(p, y, (ck, cj)))
+            sel = keys > np.uint64(key) if mode == "top" else keys < np.uint64(key)
+            if tied is None:
+                sel |= keys == np.uint64(key)
+            elif len(tied):
+                sel |= np.isin(pos[rows], tied)
+            (by_noise if ck != cj else by_class)[rows[sel]] = True
+        issue = {"prune_by_noise_rate": by_noise, "prune_by_class": by_class, "both": by_noise & by_class}[method]
+    issue[_reduce_issues(p, y)] = False
+    storage.write_table(pa.table({"pos": pos, "issue": issue}), _path(job, "I", _itag(rnd), f"{s:05d}.parquet"))
+    return {"issues": np.bincount(y[issue], minlength=k), "rows": len(y)}
+
+
+def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: np.ndarray) -> tuple[np.ndarray, float]:
+    """cleanlab's ``find_label_issues`` (the stage's method) over round ``rnd``'s probabilities; writes
+    each shard's flags to ``I/<rnd>/`` and returns the calibrated confident joint and the seconds."""
+    from cleanlab.filter import _keep_at_least_n_per_class
+    from cleanlab.internal.constants import TINY_VALUE
+    from cleanlab.internal.util import round_preserving_row_totals
+
+    from curate.label_noise.detect import confident_thresholds
+
+    p = stage.params
+    t0 = time.perf_counter()
+    run, S = executor.map_unordered, job.n_shards
+    parts = list(run(_stats_task, [(job, rnd, s, k, None) for s in range(S)], desc=f"{stage.name} (thresholds)"))
+    sums = sum(r["sums"] for r in parts)
+    thresholds = confident_thresholds(counts, sums)
+    joint = sum(r["joint"] for r in run(_stats_task, [(job, rnd, s, k, thresholds) for s in range(S)],
+                                         desc=f"{stage.name} (confident joint)"))
+    np.fill_diagonal(joint, joint.diagonal().clip(min=1))
+    # cleanlab.count.calibrate_confident_joint from the label counts
+    cal = (joint.T / np.clip(joint.sum(axis=1), a_min=TINY_VALUE, a_max=None) * counts).T
+    cal = cal / np.clip(np.sum(cal), a_min=TINY_VALUE, a_max=None) * sum(counts)
+    cj = round_preserving_row_totals(cal)
+    cuts: dict = {}
+    if p.method != "predicted_neq_given":
+        prune = _keep_at_least_n_per_class(prune_count_matrix=cj.T, n=p.min_examples_per_class, frac_noise=1.0)
+        cells, ranks, modes, takes = [], [], [], []
+        for ck in range(k):
+            if counts[ck] <= p.min_examples_per_class:
+                continue  # cleanlab: too few examples to prune
+            if p.method in ("prune_by_noise_rate", "both"):
+                for cj_ in range(k):
+                    m = int(prune[cj_, ck])
+                    if cj_ != ck and m > 0:
+                        cells.append((ck, cj_)), ranks.append(int(counts[ck]) - m), modes.append("top"), takes.append(m)
+            if p.method in ("prune_by_class", "both"):
+                m = int(counts[ck] - prune[ck, ck])
+                if m >= 1:
+                    cells.append((ck, ck)), ranks.append(m - 1), modes.append("bottom"), takes.append(m)
+
+        def histograms(prefix, shift):
+            return (r["histogram"] for r in run(_cells_task, [(job, rnd, s, cells, prefix, shift) for s in range(S)],
+                                                desc=f"{stage.name} (cut-offs)"))
+
+        ties = []
+        for cell, (key, below, equal), mode, m in zip(cells, _select(histograms, ranks), modes, takes):
+            beyond = int(counts[cell[0]]) - below - equal if mode == "top" else below
+            need = m - beyond  # rows tied at the cut that cleanlab flags
+            cuts[cell] = (key, mode, None if need == equal else [])
+            if need != equal:
+                ties.append((job, rnd, cell, m, key))
+        for r in run(_tie_task, ties, desc=f"{stage.name} (ties)"):
+            cuts[r["cell"]] = (cuts[r["cell"]][0], cuts[r["cell"]][1], r["pos"])
+    parts = list(run(_issue_task, [(job, rnd, s, k, p.method, cuts) for s in range(S)], desc=f"{stage.name} (flags)"))
+    return cj, np.asarray(sum(r["issues"] for r in parts)), time.perf_counter() - t0
+
+
+# -- F. guard --------------------------------------------------------------------------------------
+def _scores(job: ReduceJob, rnd, s: int, rank_by: str):
+    """Shard ``s``'s final per-row results: positions, classes, quality, suggestion and cleanlab's flag."""
+    from cleanlab.rank import get_label_quality_scores
+
+    pos, y, p = _probs(job, rnd, s)
+    issue = np.asarray(storage.read_table(_path(job, "I", _itag(rnd), f"{s:05d}.parquet")).column("issue")
+                       .to_numpy(zero_copy_only=False), dtype=bool)
+    if not len(y):
+        z = np.zeros(0, np.float32)
+        return pos, y, z, np.zeros(0, np.int64), z, z, issue
+    quality = get_label_quality_scores(y, p, method=rank_by).astype(np.float32)
+    suggested = p.argmax(axis=1)
+    rows = np.arange(len(y))
+    return pos, y, quality, suggested, p[rows, suggested], p[rows, y], issue
+
+
+def _itag(rnd) -> str:
+    return "given" if rnd is None else str(rnd)
+
+
+def _guard_flags(g, y, quality, suggested, suggested_prob, issue, shard_cuts):
+    """The guard's flags of one shard after its steps so far; ``shard_cuts`` holds this shard's part of
+    the class-cap and top-fraction cuts decided so far. Returns the flags after each step."""
+    flags = issue.copy()
+    steps = {}
+    if g.abstained:
+        steps["abstained"] = np.zeros(len(y), bool)
+        return flags & steps["abstained"], steps
+    steps["not_confident"] = (suggested != y) & (suggested_prob >= g.min_confidence)
+    if g.min_quality is not None:
+        steps["above_min_quality"] = quality < g.min_quality
+    out = flags.copy()
+    for name, keep in steps.items():
+        out &= keep
+    for name in ("over_class_cap", "over_top_fraction"):
+        if name not in shard_cuts:
+            break
+        keep = _cut_keep(out, y if name == "over_class_cap" else np.zeros(len(y), np.int64), quality, shard_cuts[name])
+        steps[name] = keep
+        out &= keep
+    return out, steps
+
+
+def _cut_keep(flags, group, quality, cut) -> np.ndarray:
+    """Rows kept by a cut: per group, quality below its cut-off key, plus the first ``quota`` rows tied
+    at it (earliest rows first); ``cut`` maps group -> (key or None for "all", quota)."""
+    keep = np.zeros(len(flags), bool)
+    keys = _keys(quality)
+    for gr, (key, quota) in cut.items():
+        rows = flags & (group == gr)
+        if key is None:
+            keep |= rows
+            continue
+        keep |= rows & (keys < np.uint64(key))
+        tied = np.flatnonzero(rows & (keys == np.uint64(key)))[:quota]
+        keep[tied] = True
+    return keep
+
+
+def _guard_task(arg) -> dict:
+    job, rnd, s, k, g, shard_cuts, mode, extra = arg
+    pos, y, quality, suggested, sprob, _gprob, issue = _scores(job, rnd, s, g.rank_by)
+    flags, steps = _guard_flags(g, y, quality, suggested, sprob, issue, shard_cuts)
+    group = y if extra["step"] == "over_class_cap" else np.zeros(len(y), np.int64)
+    if mode == "kept":
+        kept = ~issue
+        return {"kept": int(kept.sum()), "kept_hits": int((suggested[kept] == y[kept]).sum()),
+                "flagged": np.bincount(y[flags], minlength=k)}
+    if mode == "radix":
+        return {"histogram": _radix([quality[flags & (group == gr)] for gr in extra["groups"]], extra["prefix"],
+                                    extra["shift"])}
+    if mode == "ties":
+        keys = _keys(quality)
+        return {"shard": s, "ties": {gr: int(np.sum(flags & (group == gr) & (keys == np.uint64(key))))
+                                     for gr, key in extra["keys"].items()}}
+    # mode == "final": per-step removals, and the flagged rows' quality keys to the rank partitions
+    removed, cur = {}, issue.copy()
+    for name, keep in steps.items():
+        removed[name] = int((cur & ~keep).sum())
+        cur &= keep
+    keys = _keys(quality[flags]).astype(np.int64)
+    if extra["hist"]:  # the flagged rows' quality histogram (top 16 bits) that places the rank partitions
+        return {"histogram": np.bincount(keys >> 16, minlength=1 << 16)}
+    ranked = pa.table({"pos": pos[flags], "key": keys})
+    write_partitions(ranked, np.searchsorted(np.asarray(extra["bounds"], np.int64), keys >> 16, side="right"),
+                     _path(job, "K"), s)
+    return {"removed": removed}
+
+
+def _rank_task(arg) -> dict:
+    job, q, first = arg
+    t = read_partition(_path(job, "K"), q)
+    if t is None:
+        return {"rows": 0}
+    order = np.lexsort((t.column("pos").to_numpy(), t.column("key").to_numpy()))
+    t = t.take(pa.array(order))
+    ranks = pa.table({"pos": t.column("pos"), "rank": np.arange(first + 1, first + 1 + t.num_rows, dtype=np.int32)})
+    write_partitions(ranks, _shard_of_pos(job, t.column("pos").to_numpy()), _path(job, "Q"), q)
+    return {"rows": t.num_rows}
+
+
+def _shard_of_pos(job: ReduceJob, pos: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(job.pos_offsets), pos, side="right") - 1
+
+
+# -- G. assemble -----------------------------------------------------------------------------------
+def _assemble_task(arg) -> dict:
+    job, s, rnd, k, g, shard_cuts, plan = arg
+    from curate.label_noise.detect import IssueResult
+    from curate.runner import _instantiate, empty_output, finalize
+
+    stage = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["id", "label"])
+    ids, n = t.column("id"), t.num_rows
+    if n == 0:
+        storage.write_table(empty_output(stage, ids), storage.join(job.stage_dir, shard_name(s)))
+        return {"rows": 0}
+    codes = _codes(_labels(t), plan.code_of)
+    if plan.scored is False:
+        result = stage._result(n, plan.names, codes, None, None, None, None)
+    else:
+        pos, y, quality, suggested, sprob, gprob, issue = _scores(job, rnd, s, g.rank_by)
+        flags, _ = _guard_flags(g, y, quality, suggested, sprob, issue, shard_cuts)
+        local = _rows(job, s, ["row"]).column("row").to_numpy() - job.offsets[s]
+        ranks = np.zeros(len(pos), np.int32)
+        rt = read_partition(_path(job, "Q"), s)
+        if rt is not None:
+            ranks[np.searchsorted(pos, rt.column("pos").to_numpy())] = rt.column("rank").to_numpy()
+        res = IssueResult(is_issue=issue, quality=quality, suggested=suggested, suggested_prob=sprob, given_prob=gprob,
+                          confident_joint=None)
+        result = stage._result(n, plan.names, codes, local, res, plan.back, flags, ranks=ranks)
+    storage.write_table(finalize(stage, ids, result), storage.join(job.stage_dir, shard_name(s)))
+    return {"rows": n}
+
+
+# -- the driver's plan -----------------------------------------------------------------------------
+def reduce(stage, job: ReduceJob, executor) -> None:
+    """Run phases A-G (module docstring) on ``executor``; the summary goes to ``stage.summary``."""
+    from curate.label_noise.classes import encode_labels
+    from curate.label_noise.crossval import resolve_classifier
+    from curate.label_noise.detect import (abstain_reasons, noise_rate, summary_from_counts, trust_from_counts)
+    from curate.label_noise.features import FeatureSpec
+
+    p = stage.params
+    S, run = job.n_shards, executor.map_unordered
+    storage.rmtree(job.work)
+    if job.offsets[-1] == 0:
+        from curate.runner import _instantiate, empty_output
+
+        st = _instantiate(job.stage_name, job.stage_module, job.params, job.ctx, job.key)
+        for s in range(S):
+            ids = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["id"]).column("id")
+            storage.write_table(empty_output(st, ids), storage.join(job.stage_dir, shard_name(s)))
+        return
+    names = stage.feature_candidates()
+    text = 1 if (p.spec.kind == "auto" and names == ["image", "text"]) else -1
+    scans = sorted(run(_scan_task, [(job, s, len(names), text) for s in range(S)], desc=f"{stage.name} (scan)",
+                       total_rows=job.offsets[-1]), key=lambda r: r["shard"])
+    n = job.offsets[-1]
+    # the feature column, as LabelNoise._choose picks it
+    nonnull = [sum(r["candidates"][j]["nonnull"] for r in scans) for j in range(len(names))]
+    if p.spec.kind != "auto":
+        spec, feature_name, j = p.spec, p.features, 0
+    elif names == ["image", "text"]:
+        n_text = sum(r["candidates"][1]["n_text"] for r in scans)
+        spec, feature_name, j = (FeatureSpec("tfidf"), "tfidf", 1) if nonnull[0] == 0 and n_text > 0 \
+            else (FeatureSpec("pixels"), "pixels", 0)
+    else:
+        j = int(np.argmax(nonnull))
+        spec, feature_name = FeatureSpec("column", names[j]), names[j]
+    if spec.kind == "tfidf":
+        log.info("%s: tfidf features are reduced on the driver (not distributed in this version)", stage.name)
+        from curate.runner import Runner
+
+        Runner._reduce(None, stage, SimpleNamespace(dirname=stage.name), storage.location(job.stage_dir),
+                       storage.location(job.map_dir), S)
+        return
+    cand = [r["candidates"][j] for r in scans]
+    if any("bad_type" in c for c in cand):
+        what = "pixels" if spec.kind == "pixels" else (f"pred_probs:{spec.column}" if spec.kind == "pred_probs"
+                                                      else f"features {spec.column}")
+        raise CurateError(f"{what}: expected a column of number lists (an embedding or probabilities), got type "
+                          f"{next(c['bad_type'] for c in cand if 'bad_type' in c)}")
+    dims = sorted({d for c in cand for d in c["dims"]})
+    if len(dims) > 1:
+        what = "pixels" if spec.kind == "pixels" else (f"pred_probs:{spec.column}" if spec.kind == "pred_probs"
+                                                      else f"features {spec.column}")
+        raise CurateError(f"{what}: rows have lists of different lengths ({', '.join(map(str, dims[:5]))}); "
+                          f"every row needs the same length")
+    n_present = sum(c["present"] for c in cand)
+    all_labels: dict[str, int] = {}
+    present_labels: dict[str, int] = {}
+    for r, c in zip(scans, cand):
+        for v, m in r["labels"].items():
+            all_labels[v] = all_labels.get(v, 0) + m
+        for v, m in c["values"].items():
+            present_labels[v] = present_labels.get(v, 0) + m
+    summary: dict = {"features": feature_name, "rows": n}
+    if p.spec.kind == "auto":
+        summary["features_chosen_by"] = "auto"
+    given = spec.kind == "pred_probs"
+    if given and n_present == 0:
+        raise CurateError(f"pred_probs:{spec.column}: the column is empty in every row")
+    distinct = sorted(all_labels)
+    dist_codes, cmap = encode_labels(distinct, classes=p.classes, n_columns=dims[0] if given else None)
+    code_of = dict(zip(distinct, dist_codes.tolist()))
+    n_codes = len(cmap)
+    usable_counts = np.zeros(n_codes, np.int64)
+    for v, m in present_labels.items():
+        usable_counts[code_of[v]] += m
+    kind = "pixels" if spec.kind == "pixels" else ("pred_probs" if given else "column")
+    pca_shape = None
+    if not given:
+        info = {"dim": int(dims[0]) if dims else 0}
+        if kind == "pixels":
+            info = {"pixels": f"{p.pixel_size}x{p.pixel_size} {p.pixel_mode}"}
+            if n_present:
+                list(run(_pca_sample_task, [(job, s, f"f{j}", n_present, p.seed) for s in range(S)],
+                         desc=f"{stage.name} (pca sample)"))
+                fit = next(iter(run(_pca_fit_task, [(job, p.pca_components, p.seed)], desc=f"{stage.name} (pca)")))
+                info.update(fit["info"])
+                pca_shape = fit["shape"]
+            else:
+                info.update({"input_dim": 0})
+        summary["feature_info"] = info
+    summary["classes"] = cmap.to_json()
+    summary["unlabelled"] = int(sum(r["nulls"] for r in scans))
+    summary["missing_features"] = int(n - n_present)
+    minimum = max(p.min_examples_per_class, 1 if given else p.folds)
+    small = [int(c) for c in np.flatnonzero((usable_counts > 0) & (usable_counts < minimum))]
+    if small and not given:
+        summary["classes_skipped"] = {cmap.name(c): int(usable_counts[c]) for c in small}
+        log.warning("label_noise: %d class(es) have fewer than %d labelled examples and are left out: %s",
+                    len(small), minimum, ", ".join(f"{cmap.name(c)} ({usable_counts[c]})" for c in small[:10]))
+        usable_counts[small] = 0
+    kept = np.flatnonzero(usable_counts > 0)
+    summary["scored"] = int(usable_counts.sum())
+    plan = SimpleNamespace(code_of=code_of, names=cmap.names, scored=True, back=None)
+    if len(kept) < (1 if given else 2):
+        summary["warning"] = (f"label_noise needs at least two classes with {minimum}+ labelled examples; nothing was scored"
+                              if not given else "no row has both a label and probabilities; nothing was scored")
+        log.warning("label_noise: %s", summary["warning"])
+        stage.summary.update(summary)
+        plan.scored = False
+        list(run(_assemble_task, [(job, s, None, 0, None, {}, plan) for s in range(S)], desc=f"{stage.name} (write)",
+                 total_rows=n))
+        return
+    to_compact = np.full(n_codes, -1, dtype=np.int64)
+    if given:  # given probabilities: the class codes as they are
+        to_compact = np.arange(n_codes)
+        k = n_codes
+        plan.back = np.arange(n_codes)
+        class_names = cmap.names
+    else:
+        to_compact[kept] = np.arange(len(kept))
+        k = len(kept)
+        plan.back = kept
+        class_names = [cmap.name(int(c)) for c in kept]
+    counts = usable_counts[kept] if not given else usable_counts.copy()
+    # per-shard scored rows -> positions (the driver reduce's compact row order)
+    shard_scored = []
+    for r, c in zip(scans, cand):
+        m = 0
+        for v, cnt in c["values"].items():
+            code = code_of[v]
+            if usable_counts[code] > 0:
+                m += cnt
+        shard_scored.append(m)
+    pos0 = [0, *np.cumsum(shard_scored).tolist()]
+    job.pos_offsets = pos0
+    dim = int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
+    prep = SimpleNamespace(column=f"f{j}", kind=kind, code_of=code_of, to_compact=to_compact, pos0=pos0, folds=p.folds,
+                           seed=p.seed, pca=pca_shape, dim=dim)
+    raw_hits = sum(r["raw_hits"] for r in run(_prepare_task, [(job, s, prep) for s in range(S)],
+                                              desc=f"{stage.name} (prepare)", total_rows=n))
+    N = int(counts.sum())
+    agreement = None
+    if not given:
+        classifier = resolve_classifier(p.classifier, sparse=False)
+        members = classifier.split("+")
+        history, stopped = [], None
+        first = None
+        rnd = 0
+        t_cv = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            c_value, c_tried = p.logistic_c, {}
+            if "logistic" in members and c_value is None:
+                r = next(iter(run(_c_task, [(job, rnd, p.seed)], desc=f"{stage.name} (logistic C)")))
+                c_value, c_tried = r["c"], r["tried"]
+            conf = SimpleNamespace(classifier=classifier, n_classes=k, seed=p.seed, knn_neighbors=p.knn_neighbors,
+                                   n_jobs=p.n_jobs, logistic_c=c_value)
+            folds = sorted(run(_fold_task, [(job, rnd, f, conf) for f in range(p.folds)], desc=f"{stage.name} (folds)"),
+                           key=lambda r: r["fold"])
+            hits = sum(r["hits"] for r in folds)
+            cv = {"accuracy": hits / N, "fold_accuracy": [r["hits"] / r["n"] for r in folds if r["n"]],
+                  "seconds": time.perf_counter() - t0, "logistic_c": c_value if "logistic" in members else None,
+                  "c_tried": c_tried}
+            if len(members) > 1:
+                cv["member_accuracy"] = {m: sum(r["member_hits"].get(m, 0) for r in folds) / N for m in members}
+                agree = sum(r["agree"] for r in folds)
+                a, b = sum(r["a"] for r in folds), sum(r["b"] for r in folds)
+                cv["agreement"] = agree / N
+                p_o = agree / N
+                p_e = float((a * b).sum()) / N ** 2
+                cv["kappa"] = (p_o - p_e) / (1.0 - p_e) if p_e < 1.0 else 0.0
+            if first is None:
+                first = cv
+                history.append({"accuracy": round(cv["accuracy"], 4), "seconds": round(cv["seconds"], 2)})
+            else:
+                history.append({"accuracy": round(cv["accuracy"], 4), "seconds": round(cv["seconds"], 2),
+                                "fitted_on": fitted_on})
+            last = cv
+            if rnd + 1 >= p.rounds:
+                break
+            _, issues, _ = _cleanlab(stage, job, executor, rnd, k, counts)
+            if (counts - issues).min() < p.folds:
+                stopped = "a class would keep fewer rows than folds"
+                break
+            fitted_on = int(N - issues.sum())
+            rnd += 1
+        final = rnd
+        if p.rounds > 1:
+            summary["rounds"] = history
+            if stopped:
+                summary["rounds_stopped"] = stopped
+        summary.update({"classifier": classifier, "folds": p.folds, "cv_seconds": round(time.perf_counter() - t_cv, 2),
+                        "fold_accuracy": [round(a, 4) for a in last["fold_accuracy"]]})
+        if first["logistic_c"] is not None:
+            summary["logistic_c"] = first["logistic_c"]
+            if first["c_tried"]:
+                summary["logistic_c_tried"] = first["c_tried"]
+        if "member_accuracy" in first:
+            summary["member_accuracy"] = {m: round(a, 4) for m, a in first["member_accuracy"].items()}
+            summary["member_agreement"] = round(first["agreement"], 4)
+            summary["member_agreement_kappa"] = round(first["kappa"], 4)
+            agreement = first["kappa"]
+        accuracy = last["accuracy"]
+    else:
+        final = None
+        accuracy = raw_hits / N
+
+    cj, issues, cl_seconds = _cleanlab(stage, job, executor, final, k, counts)
+    g = SimpleNamespace(rank_by=p.rank_by, min_confidence=p.min_confidence, min_quality=p.min_quality, abstained=False)
+    kept_stats = list(run(_guard_task, [(job, final, s, k, g, {}, "kept", {"step": None}) for s in range(S)],
+                          desc=f"{stage.name} (guard)"))
+    n_kept = sum(r["kept"] for r in kept_stats)
+    kept_accuracy = sum(r["kept_hits"] for r in kept_stats) / n_kept if n_kept else 0.0
+    noise = noise_rate(cj)
+    reasons = abstain_reasons(agreement=agreement, min_agreement=p.min_agreement, kept_accuracy=kept_accuracy,
+                              min_kept_accuracy=p.min_kept_accuracy, noise=noise, max_noise_rate=p.max_noise_rate)
+    g.abstained = bool(reasons)
+    shard_cuts: list[dict] = [{} for _ in range(S)]
+    if not g.abstained:
+        steps = [("over_class_cap", {c: int(np.floor(p.max_class_fraction * counts[c])) for c in np.flatnonzero(counts)})]
+        if p.flag_top_fraction is not None:
+            steps.append(("over_top_fraction", {0: int(np.floor(p.flag_top_fraction * N))}))
+        for name, caps in steps:
+            flagged = sum(r["flagged"] for r in run(
+                _guard_task, [(job, final, s, k, g, shard_cuts[s], "kept", {"step": name}) for s in range(S)],
+                desc=f"{stage.name} (guard)"))
+            per_group = {c: int(flagged[c]) for c in caps} if name == "over_class_cap" else {0: int(flagged.sum())}
+            cut = {c: (None, 0) for c in caps if per_group[c] <= caps[c]}
+            groups = [c for c in caps if per_group[c] > caps[c] and caps[c] > 0]
+            for c in caps:
+                if per_group[c] > caps[c] and caps[c] == 0:
+                    cut[c] = (0, 0)  # nothing kept: below key 0 is nothing, no ties taken
+
+            def histograms(prefix, shift, groups=groups, name=name):
+                return (r["histogram"] for r in run(
+                    _guard_task, [(job, final, s, k, g, shard_cuts[s], "radix",
+                                   {"step": name, "groups": groups, "prefix": prefix, "shift": shift}) for s in range(S)],
+                    desc=f"{stage.name} (guard cut-offs)"))
+
+            found = dict(zip(groups, _select(histograms, [caps[c] - 1 for c in groups])))
+            quotas = [{} for _ in range(S)]
+            if found:
+                ties = sorted(run(_guard_task, [(job, final, s, k, g, shard_cuts[s], "ties",
+                                                 {"step": name, "keys": {c: found[c][0] for c in groups}})
+                                                for s in range(S)], desc=f"{stage.name} (guard ties)"),
+                              key=lambda r: r["shard"])
+                for c in groups:
+                    remaining = caps[c] - found[c][1]  # tied rows kept, earliest first
+                    for r in ties:
+                        take = min(remaining, r["ties"][c])
+                        quotas[r["shard"]][c] = take
+                        remaining -= take
+            for s in range(S):
+                shard_cuts[s] = {**shard_cuts[s], name: {**cut, **{c: (found[c][0], quotas[s].get(c, 0)) for c in groups}}}
+    # final flags: removals per step, the flagged rows' quality histogram, then ranks by a range-partitioned sort
+    hist = None
+    parts = list(run(_guard_task, [(job, final, s, k, g, shard_cuts[s], "final", {"step": None, "bounds": [],
+                                                                                      "hist": True}) for s in range(S)],
+                     desc=f"{stage.name} (ranks)"))
+    for r in parts:
+        hist = r["histogram"] if hist is None else hist + r["histogram"]
+    n_flagged = int(hist.sum())
+    P = max(1, job.partitions)
+    cum = np.cumsum(hist)
+    bounds = [int(np.searchsorted(cum, n_flagged * q / P, side="left")) + 1 for q in range(1, P)] if n_flagged else []
+    storage.rmtree(_path(job, "K"))
+    parts = list(run(_guard_task, [(job, final, s, k, g, shard_cuts[s], "final", {"step": None, "bounds": bounds,
+                                                                                  "hist": False}) for s in range(S)],
+                     desc=f"{stage.name} (ranks)"))
+    removed: dict[str, int] = {}
+    for r in parts:
+        for name, m in r["removed"].items():
+            removed[name] = removed.get(name, 0) + m
+    edges = [0, *bounds, 1 << 16]
+    firsts = [int(cum[e - 1]) if e else 0 for e in edges[:-1]]
+    list(run(_rank_task, [(job, q, firsts[q]) for q in range(len(edges) - 1)], desc=f"{stage.name} (ranks)"))
+    list(run(_assemble_task, [(job, s, final, k, g, shard_cuts[s], plan) for s in range(S)],
+             desc=f"{stage.name} (write)", total_rows=n))
+    flagged_per_class = sum(r["flagged"] for r in run(
+        _guard_task, [(job, final, s, k, g, shard_cuts[s], "kept", {"step": "done"}) for s in range(S)],
+        desc=f"{stage.name} (summary)"))
+    summary.update(trust_from_counts(accuracy, counts))
+    summary.update(summary_from_counts(cj, counts, flagged_per_class, int(flagged_per_class.sum()), class_names))
+    summary.update({"kept_accuracy": round(kept_accuracy, 4), "cleanlab_issues": int(issues.sum()),
+                    "guard_removed": removed, "abstained": g.abstained})
+    if reasons:
+        summary["abstain_reasons"] = reasons
+    if g.abstained:
+        gr = SimpleNamespace(reasons=reasons, cleanlab_flags=int(issues.sum()))
+        summary["warning"] = stage._abstain_warning(spec, gr, N)
+        log.warning("label_noise: %s", summary["warning"])
+    summary["cleanlab_seconds"] = round(cl_seconds, 2)
+    stage.summary.update(summary)
+    log.info("label_noise: %d of %d scored rows flagged (cleanlab %d; held-out accuracy %.3f, %.3f on the labels "
+             "cleanlab keeps)", int(flagged_per_class.sum()), N, int(issues.sum()), accuracy, kept_accuracy)

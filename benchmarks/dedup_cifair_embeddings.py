@@ -16,6 +16,12 @@ are real duplicates). ``--features``: AUROC of each piece of evidence on the can
 The issue's goal: recall >= 0.8 with at most twice as many unannotated pairs as annotated ones found.
 
     cd benchmarks && nice -n 10 python dedup_cifair_embeddings.py [--full | --few] [--ukbench] [--features]
+        [--grid [--pairs-out unannotated.json]]
+
+``--grid``: embedding_dedup's verification knobs (min_margin x max_distance x accept_similarity) on one
+nearest-neighbour search (the stage's own rule, :func:`curate.embeddings.neardup.verify_pairs`), without
+the baselines; ``--pairs-out`` writes the directly linked unannotated test-train pairs of the defaults
+and of the strictest setting that keeps recall >= 0.8, to look at by eye.
 """
 
 from __future__ import annotations
@@ -118,6 +124,55 @@ def candidate_features(s, x, hashes):
         print(f"  {name:32s} {roc_auc_score(is_near[sel], v[sel]):.3f}")
 
 
+GRID = {"min_margin": (0.03, 0.05, 0.07, 0.09, 0.12, 0.15), "max_distance": (12, 14, 16, 18, 20, 22),
+        "accept_similarity": (0.90, 0.92, 0.95, 1.01)}
+
+
+def knob_grid(s, x, hashes, pairs_out: Path | None):
+    """Recall and unannotated pairs for each embedding_dedup verification setting (k and min_similarity at
+    their defaults), from one kNN search; accept_similarity 1.01 = every pair needs the phash check."""
+    import itertools
+
+    from curate.dedup.unionfind import components
+    from curate.embeddings.neardup import candidate_pairs, pair_distances, verify_pairs
+    from curate.stages.embedding_dedup import EmbeddingDedupParams, _unhex
+
+    d = EmbeddingDedupParams()
+    t0 = time.perf_counter()
+    a, b, cos, margin = candidate_pairs(x, np.ones(len(x), bool), k=d.k, min_similarity=d.min_similarity, search="exact")
+    hexes = hashes["image_hash"].to_pylist()
+    dist = pair_distances(a, b, _unhex(hexes), np.array([h is not None for h in hexes]))
+    print(f"\nknob grid: {len(a)} candidate pairs (k {d.k}, cosine >= {d.min_similarity}) in {time.perf_counter() - t0:.0f} s; "
+          f"defaults min_margin {d.min_margin}, max_distance {d.max_distance}, accept_similarity {d.accept_similarity}")
+    print(f"{'min_margin':>10s} {'max_dist':>8s} {'accept':>6s}  {Score.HEADER}")
+    rows = []
+    for mm, md, acc in itertools.product(GRID["min_margin"], GRID["max_distance"], GRID["accept_similarity"]):
+        v = verify_pairs(a, b, cos, margin, dist, min_margin=mm, accept_similarity=acc, max_distance=md)
+        sc = score(components(len(x), v.a, v.b), s)
+        goal = sc.recall_near >= 0.8 and sc.unannotated <= 2 * round(sc.recall_near * len(s.near))
+        rows.append({"min_margin": mm, "max_distance": md, "accept_similarity": acc, "recall_near": round(sc.recall_near, 4),
+                     "recall_similar": round(sc.recall_similar, 4), "test_train": sc.cross_pairs,
+                     "unannotated": sc.unannotated, "train_train": sc.within_train, "flagged": sc.flagged, "goal": goal})
+        print(f"{mm:10.2f} {md:8d} {acc:6.2f}  {sc.row()}{' <- goal' if goal else ''}")
+    ok = [r for r in rows if r["recall_near"] >= 0.8]
+    best = min(ok, key=lambda r: r["unannotated"]) if ok else None
+    print(f"fewest unannotated pairs at recall >= 0.8: {best}")
+    if pairs_out is not None:
+        out = {}
+        for name, r in (("defaults", {"min_margin": d.min_margin, "max_distance": d.max_distance,
+                                      "accept_similarity": d.accept_similarity}), ("best", best)):
+            if r is None:
+                continue
+            v = verify_pairs(a, b, cos, margin, dist, min_margin=r["min_margin"], accept_similarity=r["accept_similarity"],
+                             max_distance=r["max_distance"])
+            listed = [(i, j, float(c), int(h)) for i, j, c, h in zip(v.a.tolist(), v.b.tolist(), v.cosine, v.hamming)
+                      if s.is_test[i] != s.is_test[j] and (i, j) not in s.annotated]
+            out[name] = {"setting": {k: r[k] for k in ("min_margin", "max_distance", "accept_similarity")},
+                         "pairs": [{"a": s.ids[i], "b": s.ids[j], "cosine": round(c, 4), "hamming": h} for i, j, c, h in listed]}
+            print(f"{name}: {len(listed)} directly linked unannotated test-train pairs -> {pairs_out}")
+        pairs_out.write_text(json.dumps({"grid": rows, **out}, indent=1))
+
+
 def ukbench(args):
 
     """imagededup's UKBench sample: 1 photo with hflip/resize/rotation/grey variants, 10 distinct photos."""
@@ -165,6 +220,8 @@ def main():
                     help="embed stage parameters (JSON; backend timm, default model tf_efficientnet_lite0, packaged weights)")
     ap.add_argument("--ukbench", action="store_true", help="also the imagededup UKBench sample")
     ap.add_argument("--features", action="store_true", help="AUROC of each piece of evidence on the candidate pairs")
+    ap.add_argument("--grid", action="store_true", help="embedding_dedup's verification knobs only (no baselines)")
+    ap.add_argument("--pairs-out", type=Path, help="--grid: write the grid and the unannotated pairs here (JSON)")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     s = load_set(args.distractors_test, args.distractors_train, full=args.full)
@@ -176,6 +233,11 @@ def main():
     x = embed_images(s.images, s.ids, cache_dir=args.cache, **embed)
     print(f"embeddings: {x.shape} in {time.perf_counter() - t0:.0f} s (cached after the first run)")
     t0 = time.perf_counter()
+    if args.grid:
+        hashes = hashes_for(s.images, s.ids, mirror=False)
+        print(f"hashes: {time.perf_counter() - t0:.0f} s")
+        knob_grid(s, x, hashes, args.pairs_out)
+        return
     mapped = phash_map(s.images, s.ids)
     hashes = hashes_for(s.images, s.ids, mirror=True)
     print(f"hashes: {time.perf_counter() - t0:.0f} s")

@@ -3,6 +3,7 @@
     flock /tmp/team/heavy.lock nice -n 5 python benchmarks/label_noise_cifar10n.py \
         [--embed '{"model": "tf_efficientnet_lite2", "image_size": 260, "crop_pct": 1.0}'] \
         [--labels worse,aggre] [--methods curate,datalab,pixels] [--variants 'rounds=2' 'classifier=logistic']
+        [--concat-embed '{"model": "tf_efficientnet_lite0", "image_size": 160, "crop_pct": 1.0}' --concat-tag -lite0]
 
 Ground truth: a row is a label error iff its noisy label (``aggre``: 9.0% wrong, ``worse``: 40.2% wrong)
 differs from ``clean_label``. For each label set, in one run, precision, recall, F1 and the share of the
@@ -16,7 +17,9 @@ correctly labelled images flagged ("clean flagged"):
 * ``pixels``: ``curate run`` of ``label_noise: {}`` alone (no embedding stage: ``features: auto`` falls
   back to 16x16 pixels);
 * ``--variants``: the label_noise stage's own code (map + reduce, no run directory) on the run's
-  embeddings with some parameters changed (``key=value``, several joined by ``,``), to choose defaults.
+  embeddings with some parameters changed (``key=value``, several joined by ``,``), to choose defaults;
+  with ``--concat-embed`` the variants see the two backbones' embeddings side by side (each unit length;
+  the second from the finished run ``cifar10n-<labels><concat-tag>`` with those embed settings).
 
 Runs go to ``--work``/runs, embeddings to the shared model cache ``--cache`` (keyed by image bytes: the
 ``worse`` and ``aggre`` runs and ``curate eval --test`` share them; a killed run resumes from the cache).
@@ -146,7 +149,7 @@ def parse_variant(text: str) -> dict:
     return out
 
 
-def variant_run(text: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict:
+def variant_run(text: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray, suffix: str = "") -> dict:
     params = parse_variant(text)
     table = pa.table({"id": [str(i) for i in range(len(given))], "label": [NAMES[v] for v in given],
                       "emb": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])})
@@ -156,7 +159,7 @@ def variant_run(text: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray) 
          "cleanlab": np.array(res.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False)),
          "suggested": np.array([NAMES.index(s) for s in res.column("suggested_label").to_pylist()]), "summary": summary,
          "quality": res.column("label_quality").to_numpy(zero_copy_only=False)}
-    return report(f"variant {text}", r, given, clean, time.perf_counter() - t0)
+    return report(f"variant {text}{suffix}", r, given, clean, time.perf_counter() - t0)
 
 
 def datalab_run(x: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict:
@@ -184,6 +187,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/work/scratch/cifar"))
     ap.add_argument("--cache", type=Path, default=Path("/work/scratch/cifar/cache"))
     ap.add_argument("--tag", default="", help="suffix of the run directories")
+    ap.add_argument("--concat-embed", help="embed settings (JSON) of a second backbone whose embeddings the variants "
+                                           "also see (concatenated)")
+    ap.add_argument("--concat-tag", default="", help="suffix of the second backbone's run directories")
     args = ap.parse_args()
     from eval_cifar10n import prepare  # the Parquet manifests of the JPEG bytes (written once)
 
@@ -216,8 +222,20 @@ def main() -> None:
                                  **report(f"curate run {run.name}", r, given, clean, secs)}
             if "datalab" in methods:
                 out["datalab"] = {"embed": embed, **datalab_run(x, given, clean)}
+            suffix, extra = "", {}
+            if args.concat_embed:
+                embed2 = {"backend": "timm", "pretrained": "packaged", **json.loads(args.concat_embed)}
+                run2, _ = curate_run(f"cifar10n-{name}{args.concat_tag}", train, [{"embed": embed2}, {"label_noise": {}}],
+                                     args.work, args.cache)
+                r2 = read_run(run2)
+                row2 = np.full(index.max() + 1, -1)
+                row2[r2["index"]] = np.arange(len(r2["index"]))
+                x = np.hstack([x, r2["x"][row2[r["index"]]]])
+                suffix, extra = " +concat", {"concat_embed": embed2}
+                print(f"  variants on both backbones' embeddings side by side: {x.shape}")
             for v in args.variants:
-                out.setdefault("variants", {})[v] = {"embed": embed, **variant_run(v, x, given, clean)}
+                out.setdefault("variants", {})[v + suffix] = {"embed": embed, **extra,
+                                                             **variant_run(v, x, given, clean, suffix)}
                 out_path.write_text(json.dumps(results, indent=1))
         if "pixels" in methods:
             run, secs = curate_run(f"cifar10n-{name}-pixels", train, [{"label_noise": {}}], args.work, args.cache)

@@ -69,21 +69,42 @@ def near_duplicate_pairs(x: np.ndarray, valid: np.ndarray, hashes: np.ndarray | 
                          k: int, min_similarity: float, min_margin: float, accept_similarity: float,
                          max_distance: int | None, mirrored: np.ndarray | None = None,
                          search: str = "auto") -> NearPairs:
-    """Candidates (:func:`candidate_pairs`) with margin >= ``min_margin`` that the pixels confirm.
+    """Candidates (:func:`candidate_pairs`) with margin >= ``min_margin`` that the pixels confirm
+    (:func:`verify_pairs`).
 
     ``hashes``: packed phash bits ``(N, bytes)``, ``hashed`` marks rows that have one; ``mirrored``
     (optional) the hashes of the mirrored images, so a mirrored copy verifies too. A pair is kept when
     its Hamming distance is <= ``max_distance`` or its cosine >= ``accept_similarity``. Without
     hashes the margin and cosine decide alone."""
+    a, b, cos, margin = candidate_pairs(x, valid, k=k, min_similarity=min_similarity, search=search)
+    dist = pair_distances(a, b, hashes, hashed, mirrored)
+    return verify_pairs(a, b, cos, margin, dist, min_margin=min_margin, accept_similarity=accept_similarity,
+                        max_distance=max_distance)
+
+
+def pair_distances(a: np.ndarray, b: np.ndarray, hashes: np.ndarray | None, hashed: np.ndarray | None,
+                   mirrored: np.ndarray | None = None) -> np.ndarray | None:
+    """phash Hamming distance of each pair (the smaller of plain and mirrored with ``mirrored``), -1 where
+    a row has no hash; ``None`` without hashes."""
     from curate.dedup.phash import hamming
 
-    a, b, cos, margin = candidate_pairs(x, valid, k=k, min_similarity=min_similarity, search=search)
+    if hashes is None:
+        return None
     dist = np.full(len(a), -1, dtype=np.int32)
+    both = hashed[a] & hashed[b]
+    dist[both] = hamming(hashes[a[both]], hashes[b[both]])
+    if mirrored is not None:
+        dist[both] = np.minimum(dist[both], hamming(mirrored[a[both]], hashes[b[both]]))
+    return dist
+
+
+def verify_pairs(a: np.ndarray, b: np.ndarray, cos: np.ndarray, margin: np.ndarray, dist: np.ndarray | None, *,
+                 min_margin: float, accept_similarity: float, max_distance: int | None) -> NearPairs:
+    """The candidate pairs that pass the margin and the pixel check (``dist`` from :func:`pair_distances`;
+    ``None``: the margin and cosine decide alone). Cheap, so several settings can be tried on one search."""
     ok = margin >= min_margin
-    if hashes is not None:
-        both = hashed[a] & hashed[b]
-        dist[both] = hamming(hashes[a[both]], hashes[b[both]])
-        if mirrored is not None:
-            dist[both] = np.minimum(dist[both], hamming(mirrored[a[both]], hashes[b[both]]))
-        ok &= (cos >= accept_similarity) | (both & (dist <= max_distance))
+    if dist is not None:
+        ok &= (cos >= accept_similarity) | ((dist >= 0) & (dist <= max_distance))
+    else:
+        dist = np.full(len(a), -1, dtype=np.int32)
     return NearPairs(a[ok], b[ok], cos[ok], margin[ok], dist[ok], len(a))

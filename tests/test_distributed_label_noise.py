@@ -26,7 +26,15 @@ class DistributedLocal(LocalExecutor):
 
 @pytest.fixture(scope="module")
 def executor():
+    """Two worker processes: the tasks and what they exchange cross process boundaries."""
     with DistributedLocal(workers=2, quiet=True) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def inline():
+    """The same tasks run in this process (``workers: 1``): the scheme's logic without the pool's start-up."""
+    with DistributedLocal(workers=1, quiet=True) as ex:
         yield ex
 
 
@@ -58,7 +66,7 @@ def run_both(tmp_path, params: dict, table: pa.Table, sizes: list[int], executor
     return local
 
 
-def labelled_rows(n_per_class: int = 150, k: int = 4, dim: int = 24, spread: float = 1.6, flip: float = 0.1,
+def labelled_rows(n_per_class: int = 75, k: int = 4, dim: int = 24, spread: float = 1.6, flip: float = 0.1,
                   seed: int = 0) -> tuple[list[str | None], np.ndarray, np.ndarray]:
     """Class blobs with ``flip`` of the labels changed, 30 exact copies of other rows (ties), 8 rows
     without a label, and a class of 3 rows (too small to score)."""
@@ -89,28 +97,33 @@ def embedding_table(missing: int = 6, **kw) -> pa.Table:
                      "f0": pa.array(rows, pa.list_(pa.float32()))})
 
 
-SIZES = [130, 0, 210, 97, 196]  # 633 rows, one empty shard
+SIZES = [70, 0, 110, 48, 105]  # 333 rows, one empty shard
+
+
+def test_embeddings_distributed_equals_driver(tmp_path, executor):
+    """Defaults: logistic + kNN, C chosen per dataset, prune_by_noise_rate; worker processes."""
+    summary = run_both(tmp_path, {"features": "emb"}, embedding_table(), SIZES, executor)
+    assert summary["scored"] > 300 and summary["classes_skipped"] == {"class4": 3}
+    assert summary["label_issues"] >= 5 and not summary["abstained"]
 
 
 @pytest.mark.parametrize("params", [
-    {},  # defaults: logistic + kNN, C chosen per dataset, prune_by_noise_rate
-    {"classifier": "logistic", "rounds": 2, "max_class_fraction": 0.05, "flag_top_fraction": 0.03, "folds": 4},
-    {"classifier": "knn", "method": "both", "rank_by": "normalized_margin", "knn_neighbors": 10, "logistic_c": 0.1,
-     "min_confidence": 0.5},
+    {"classifier": "logistic", "logistic_c": 0.3, "rounds": 2, "folds": 3, "method": "both", "rank_by": "normalized_margin",
+     "min_confidence": 0.5, "max_class_fraction": 0.05, "flag_top_fraction": 0.03, "knn_neighbors": 10},
 ])
-def test_embeddings_distributed_equals_driver(tmp_path, executor, params):
-    summary = run_both(tmp_path, {"features": "emb", **params}, embedding_table(), SIZES, executor)
-    assert summary["scored"] > 500 and summary["classes_skipped"] == {"class4": 3}
-    assert summary["label_issues"] > 10 and not summary["abstained"]
+def test_embedding_settings_distributed_equal_driver(tmp_path, inline, params):
+    summary = run_both(tmp_path, {"features": "emb", **params}, embedding_table(), SIZES, inline)
+    assert summary["scored"] > 300 and summary["classes_skipped"] == {"class4": 3}
+    assert summary["label_issues"] >= 5 and not summary["abstained"]
 
 
-def test_weak_features_abstain_alike(tmp_path, executor):
-    summary = run_both(tmp_path, {"features": "emb", "classifier": "logistic"}, embedding_table(spread=0.05),
-                       SIZES, executor)
+def test_weak_features_abstain_alike(tmp_path, inline):
+    summary = run_both(tmp_path, {"features": "emb", "classifier": "logistic", "logistic_c": 1.0}, embedding_table(spread=0.05),
+                       SIZES, inline)
     assert summary["abstained"] and summary["label_issues"] == 0
 
 
-def test_given_probabilities_with_ties(tmp_path, executor):
+def test_given_probabilities_with_ties(tmp_path, inline):
     """Probabilities rounded to 0.05 steps: many rows tie at every cleanlab cut-off."""
     names, x, labels = labelled_rows(k=3, dim=4, spread=1.0, flip=0.15)  # 4 columns: the 3-row class too
     z = np.exp(2 * x)
@@ -120,24 +133,25 @@ def test_given_probabilities_with_ties(tmp_path, executor):
     table = pa.table({"id": [f"r{i:05d}" for i in range(len(names))], "label": pa.array(names, pa.string()),
                       "f0": pa.array([v.tolist() for v in probs], pa.list_(pa.float32()))})
     for method in ("prune_by_noise_rate", "prune_by_class"):
-        summary = run_both(tmp_path / method, {"features": "pred_probs:probs", "method": method,
-                                               "max_noise_rate": 0.9, "min_kept_accuracy": 0.3},
-                           table, [200, 150, 133], executor)
+        summary = run_both(tmp_path / method, {"features": "pred_probs:probs", "method": method, "max_noise_rate": 0.9,
+                                               "min_kept_accuracy": 0.3, "max_class_fraction": 0.1},
+                           table, [100, 80, 78], inline)
         assert summary["cleanlab_issues"] > 0
 
 
-def test_pixels_distributed_equals_driver(tmp_path, executor):
-    names, x, _ = labelled_rows(n_per_class=80, k=3, dim=48, spread=2.0)
+def test_pixels_distributed_equals_driver(tmp_path, inline):
+    names, x, _ = labelled_rows(n_per_class=60, k=3, dim=48, spread=2.0)
     pixels = np.clip(128 + 30 * x, 0, 255).astype(np.uint8)
     rows = [v.tolist() for v in pixels]
     rows[5] = None  # undecodable image
     table = pa.table({"id": [f"r{i:05d}" for i in range(len(rows))], "label": pa.array(names, pa.string()),
                       "f0": pa.array(rows, pa.list_(pa.uint8()))})
-    summary = run_both(tmp_path, {"features": "pixels", "pca_components": 12}, table, [100, 93, 80], executor)
+    summary = run_both(tmp_path, {"features": "pixels", "pca_components": 12, "logistic_c": 0.1}, table, [80, 73, 60],
+                       inline)
     assert summary["feature_info"]["pca_components"] == 12 and summary["missing_features"] == 1
 
 
-def test_tfidf_is_declined(tmp_path, executor, caplog):
+def test_tfidf_is_declined(tmp_path, inline, caplog):
     import logging
 
     from curate.distributed import distributed_reduce
@@ -146,6 +160,6 @@ def test_tfidf_is_declined(tmp_path, executor, caplog):
     cls = get_stage_class("label_noise")
     stage = cls(cls.Params.model_validate({"features": "tfidf"}), StageContext(stage_index=0, cache_dir=tmp_path))
     with caplog.at_level(logging.INFO, logger="curate.distributed"):
-        assert not distributed_reduce(stage, executor, run_root=str(tmp_path), map_dir=tmp_path, stage_dir=tmp_path,
+        assert not distributed_reduce(stage, inline, run_root=str(tmp_path), map_dir=tmp_path, stage_dir=tmp_path,
                                       n_shards=0, stage_module=cls.__module__, params={}, ctx=None, key="k")
     assert "tfidf" in caplog.text

@@ -20,6 +20,8 @@ Stage layout (every stage writes ``flag``/``action``/``detail`` like a real one)
 from __future__ import annotations
 
 import io
+import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -210,5 +212,50 @@ def item_ids(run: RunDir) -> list[str]:
     return [i for p in run.data_shards() for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
 
 
-__all__ = ["DIRS", "HTML_CAPTION", "LABELS", "expected_actions", "item_ids", "luma", "make_review_run", "sharpness",
-           "stage_flags"]
+__all__ = ["DIRS", "HTML_CAPTION", "LABELS", "act", "enabled", "expected_actions", "item_ids", "luma", "make_review_run",
+           "sharpness", "side", "stage_flags", "ui_html"]
+
+
+# -- the app's controls from AppTest -------------------------------------------------------------------
+def _ui(at, key: str):
+    """The app's control element ``key`` (one ``st.components.v2`` element: ``side``, ``items``, ``groups``)."""
+    from streamlit.testing.v1.element_tree import UnknownElement
+
+    for node in at._tree:
+        if isinstance(node, UnknownElement) and node.type == "bidi_component" and node.key == key:
+            return node
+    raise AssertionError(f"no element {key!r} on the page")
+
+
+def ui_html(at, key: str = "items") -> str:
+    return json.loads(_ui(at, key).proto.json)["html"]
+
+
+def act(at, name: str, arg=None, *, key: str = "items", **fields):
+    """A click (or shortcut key) on the control ``name`` of element ``key``, sent as the browser sends it
+    (one trigger with the element's input values), then the rerun. AppTest has no driver for custom
+    components, so this builds the widget state itself."""
+    from streamlit.components.v2.bidi_component.main import _make_trigger_id
+
+    html = ui_html(at, key)
+    want = f'data-act="{name}"' + ("" if arg is None else f' data-arg="{arg}"')
+    tags = [t for t in re.findall(r"<(?:button|div)\b[^>]*>", html) if want in t]
+    if not tags:  # a text field that sends its value, or a check box
+        want = f'data-(?:send|toggle)="{name}"'
+        tags = [t for t in re.findall(r"<input\b[^>]*>", html) if re.search(want, t)]
+    assert tags, f"no control {want} in {key}"
+    assert not any(re.search(r"\sdisabled\b", t) for t in tags), f"{want} is disabled"
+    ws = at._tree.get_widget_states()
+    w = ws.widgets.add()
+    w.id = _make_trigger_id(_ui(at, key).proto.id, "events")
+    w.json_trigger_value = json.dumps([{"event": "action", "value": {"act": name, "arg": arg, "fields": fields}}])
+    return at._run(ws)
+
+
+def side(at, name: str, arg=None):
+    return act(at, name, arg, key="side")
+
+
+def enabled(at, name: str, key: str = "items") -> bool:
+    tag = re.search(rf'<button\b[^>]*data-act="{name}"[^>]*>', ui_html(at, key)).group(0)
+    return not re.search(r"\sdisabled\b", tag)

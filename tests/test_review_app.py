@@ -6,6 +6,7 @@ learnt from planted decisions, the split between reviewers and their agreement."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,10 @@ from curate.review import cards  # noqa: E402
 from curate.review.app import DEFAULT_PAGE_SIZE  # noqa: E402
 from curate.review.learn import precision_evidence, sample_queue  # noqa: E402
 from curate.review.reviewers import assignment, cohen_kappa  # noqa: E402
-from tests.review_fixture import (HTML_CAPTION, expected_actions, item_ids, make_review_run,  # noqa: E402
-                                  sharpness, stage_flags)
+from tests.review_fixture import (HTML_CAPTION, act, enabled, expected_actions, item_ids,  # noqa: E402
+                                  make_review_run, sharpness, side, stage_flags, ui_html)
+
+grid = ui_html
 
 N = 120
 PAGE = DEFAULT_PAGE_SIZE  # cards per page
@@ -58,10 +61,6 @@ def latest(run) -> dict[str, str]:
     return {k: v.decision for k, v in DecisionStore(run.review_db).latest().items()}
 
 
-def grid(at) -> str:
-    return at.html[-1].value
-
-
 def exported_ids(run, tmp_path, **kw) -> dict[str, dict]:
     out = tmp_path / f"export-{len(list(tmp_path.glob('export-*')))}"
     export_run(run.root, out, fmt="parquet", quiet=True, **kw)
@@ -74,7 +73,7 @@ def test_first_page_cards_read_like_sentences_and_user_data_stays_text(at, run):
     ids = item_ids(run)
     review = [ids[i] for i, a in sorted(expected_actions(N).items()) if a == "review"]
     assert page_ids(at) == review[:PAGE]
-    assert at.get("progress")[0].proto.text == f"Reviewed 0 / {len(review)}"
+    assert f"Reviewed 0 / {len(review)}" in ui_html(at)
     html = grid(at)
     # the reason in words with the stage's title as a chip, the score behind it with its threshold
     assert '<span class="cr-chip">Image quality</span><span class="cr-why">blurry</span>' in html
@@ -104,24 +103,24 @@ def test_card_builders_escape_everything_and_state_thresholds():
 
 def test_paging(at, run):
     first = page_ids(at)
-    at.button(key="next_page").click().run()
+    act(at, "next_page")
     second = page_ids(at)
     assert len(first) == len(second) == PAGE and not set(first) & set(second)
     assert current_id(at) == second[0]
     at.selectbox(key="page_size").set_value(2 * PAGE).run()  # changing the page size goes back to page 1
     assert page_ids(at) == first + second
-    assert at.button(key="prev_page").disabled
-    at.button(key="next_page").click().run()
-    at.button(key="prev_page").click().run()
+    assert not enabled(at, "prev_page")
+    act(at, "next_page")
+    act(at, "prev_page")
     assert page_ids(at) == first + second
     n_review = sum(1 for a in expected_actions(N).values() if a == "review")
     for _ in range(20):
-        if at.button(key="next_page").disabled:
+        if not enabled(at, "next_page"):
             break
-        at.button(key="next_page").click().run()
+        act(at, "next_page")
     pages = -(-n_review // (2 * PAGE))
     assert len(page_ids(at)) == n_review - 2 * PAGE * (pages - 1)
-    assert any(f"page **{pages}** of **{pages}**" in m.value for m in at.markdown)
+    assert f"page <b>{pages}</b> of <b>{pages}</b>" in ui_html(at)
 
 
 def test_filters_by_reason_stage_status_score_and_search(at, run):
@@ -134,9 +133,9 @@ def test_filters_by_reason_stage_status_score_and_search(at, run):
     assert page_ids(at) and all(queue.index.set_index("id").loc[i, "01-near_dup:flag"] == "near_duplicate"
                                 for i in page_ids(at))
     at.multiselect(key="f_stages").set_value([]).run()
-    at.text_input(key="f_search").input("ONERROR").run()
+    side(at, "search", "ONERROR")
     assert len(page_ids(at)) == 1
-    at.text_input(key="f_search").input("").run()
+    side(at, "search", "")
     at.selectbox(key="f_sort").set_value("02-label_noise.label_quality").run()
     at.checkbox(key="f_desc").check().run()
     scores = queue.index.set_index("id").loc[page_ids(at), "02-label_noise.label_quality"].to_numpy()
@@ -145,87 +144,86 @@ def test_filters_by_reason_stage_status_score_and_search(at, run):
     at.slider(key="f_range").set_value((0.2, 0.4)).run()
     shown = queue.index.set_index("id").loc[page_ids(at), "02-label_noise.label_quality"].to_numpy()
     assert len(shown) and np.all((shown >= 0.2) & (shown <= 0.4))
-    at.button(key="rej_cur").click().run()
+    act(at, "reject")
     at.multiselect(key="f_status").set_value(["rejected"]).run()
     assert len(page_ids(at)) == 1
 
 
 def test_keyboard_buttons_decide_the_current_item_and_advance(at, run):
     ids = page_ids(at)
-    at.button(key="acc_cur").click().run()
-    at.button(key="acc_cur").click().run()
-    at.button(key="rej_cur").click().run()
+    act(at, "accept")
+    act(at, "accept")
+    act(at, "reject")
     assert latest(run) == {ids[0]: "accepted", ids[1]: "accepted", ids[2]: "rejected"}
     assert current_id(at) == ids[3]
-    at.button(key="prev_item").click().run()
+    act(at, "prev_item")
     assert current_id(at) == ids[2]
-    at.selectbox(key="pick").set_value(7).run()  # go to card 7
+    act(at, "pick", "6")  # a click on card 7
     assert current_id(at) == ids[6]
-    assert at.get("progress")[0].proto.text.startswith("Reviewed 3 / ")
+    assert "Reviewed 3 / " in ui_html(at)
     assert {r.reviewer for r in DecisionStore(run.review_db).history()} == {"tester"}
 
 
 def test_details_button_shows_every_column_only_when_asked(at, run):
     def details_text():
-        return [t.value for t in at.text if "04-image_quality.sharpness:" in t.value]
+        return re.findall(r'<pre class="ui-details">(.*?)</pre>', ui_html(at), re.S)
 
     assert details_text() == []  # no column dump on the first page
-    at.button(key="details").click().run()
+    act(at, "details")
     shown = details_text()
     assert len(shown) == 1 and f"id: {current_id(at)}" in shown[0] and "00-text_quality.n_words:" in shown[0]
-    assert at.button(key="details").label == "Hide details"
-    at.button(key="details").click().run()
-    assert details_text() == [] and at.button(key="details").label == "Details"
+    assert 'aria-label="Hide details" data-act="details"' in ui_html(at)
+    act(at, "details")
+    assert details_text() == [] and 'aria-label="Details" data-act="details"' in ui_html(at)
 
 
 def test_undo_restores_the_previous_status(at, run):
     ids = page_ids(at)
-    at.button(key="acc_cur").click().run()
-    at.button(key="prev_item").click().run()
-    at.button(key="rej_cur").click().run()
-    at.button(key="undo").click().run()
+    act(at, "accept")
+    act(at, "prev_item")
+    act(at, "reject")
+    act(at, "undo")
     assert latest(run)[ids[0]] == "accepted"
-    at.button(key="undo").click().run()
+    act(at, "undo")
     assert latest(run)[ids[0]] == "pending"
     assert len(DecisionStore(run.review_db).history(ids[0])) == 4  # append-only
-    assert at.button(key="undo").disabled
+    assert not enabled(at, "undo")
 
 
 def test_bulk_decisions_need_confirmation(at, run):
     at.multiselect(key="f_reasons").set_value(["00-text_quality:too_short"]).run()
     matching = ReviewQueue(run.root).select(Query(reasons=["00-text_quality:too_short"]))
-    at.button(key="rej_all").click().run()
+    act(at, "bulk", "rejected|filter")
     assert at.warning[0].value == f"Reject {len(matching)} items matching the current filter?"
     assert latest(run) == {}
     at.button(key="cancel_bulk").click().run()
     assert not at.warning and latest(run) == {}
-    at.button(key="rej_all").click().run()
+    act(at, "bulk", "rejected|filter")
     at.button(key="confirm_bulk").click().run()
     got = latest(run)
     assert len(got) == len(matching) and set(got.values()) == {"rejected"}
     at.multiselect(key="f_reasons").set_value([]).run()
     page = page_ids(at)
-    at.button(key="acc_page").click().run()
+    act(at, "bulk", "accepted|page")
     at.button(key="confirm_bulk").click().run()
     assert all(latest(run)[i] == "accepted" for i in page)
-    at.button(key="undo").click().run()
+    act(at, "undo")
     after = latest(run)
     assert all(after[i] == ("rejected" if i in got else "pending") for i in page)
 
 
 def test_caption_and_label_choices_go_into_the_decision_and_the_export(at, run, tmp_path):
     ids = item_ids(run)
-    at.text_input(key="f_search").input("item-000005.png").run()  # caption repaired
+    side(at, "search", "item-000005.png")  # caption repaired
     assert current_id(at) == ids[5]
-    at.text_input(key=f"note_{ids[5]}").input("caption fixed").run()
-    at.button(key="acc_cur").click().run()
+    act(at, "accept", note="caption fixed")
     d = DecisionStore(run.review_db).latest()[ids[5]]
     assert (d.decision, d.note, d.caption) == ("accepted", "caption fixed", "a picture number 5 of a small dog on grass")
-    at.text_input(key="f_search").input("item-000010.png").run()  # label issue: labelled frog, suggested ship
-    at.radio(key=f"lab_{ids[10]}").set_value("given").run()
-    at.button(key="acc_cur").click().run()
-    at.text_input(key="f_search").input("item-000017.png").run()  # label issue, suggestion accepted
-    at.button(key="acc_cur").click().run()
+    side(at, "search", "item-000010.png")  # label issue: labelled frog, suggested ship
+    assert 'name="lab" value="suggested" checked' in ui_html(at)
+    act(at, "accept", lab="given")
+    side(at, "search", "item-000017.png")  # label issue, suggestion accepted
+    act(at, "accept")
     out = exported_ids(run, tmp_path)
     assert out[ids[5]]["text"] == "a picture number 5 of a small dog on grass"
     assert out[ids[10]]["label"] == "frog"
@@ -233,28 +231,28 @@ def test_caption_and_label_choices_go_into_the_decision_and_the_export(at, run, 
 
 
 def test_audit_view_lists_auto_dropped_items(at, run):
-    at.sidebar.radio(key="view").set_value("audit").run()
+    side(at, "view", "audit")
     ids = item_ids(run)
     dropped = [ids[i] for i, a in sorted(expected_actions(N).items()) if a == "drop"]
     assert page_ids(at) == dropped
-    at.button(key="next_item").click().run()
-    at.button(key="acc_cur").click().run()
+    act(at, "next_item")
+    act(at, "accept")
     assert latest(run) == {dropped[1]: "accepted"}
 
 
 def test_keeper_change_and_not_duplicates_are_honoured_by_export(at, run, tmp_path):
     ids = item_ids(run)
-    at.sidebar.radio(key="view").set_value("clusters").run()
+    side(at, "view", "clusters")
     assert at.sidebar.selectbox(key="c_stage").value == "01-near_dup"
-    html = at.html[0].value
+    html = ui_html(at, "groups")
     assert "★ kept" in html and "#2" in html
     # group c0 = items 0 (the stage's representative) and 1 (its near-duplicate): keep 1 instead
-    at.button(key="keep_gc0_1").click().run()
+    act(at, "keep", "01-near_dup|1", key="groups")
     got = DecisionStore(run.review_db).latest()
     assert (got[ids[1]].kind, got[ids[1]].decision) == ("keeper", "accepted")
     assert (got[ids[0]].kind, got[ids[0]].decision) == ("keeper", "rejected")
     # group c1 (items 10, 11): not duplicates
-    at.button(key="notdup_gc1").click().run()
+    act(at, "notdup", "01-near_dup|10", key="groups")
     assert DecisionStore(run.review_db).latest()[ids[11]].kind == "not_duplicate"
     out = exported_ids(run, tmp_path, pending="keep")
     assert ids[1] in out and ids[0] not in out  # the reviewer's keeper stays, the old representative goes
@@ -264,8 +262,8 @@ def test_keeper_change_and_not_duplicates_are_honoured_by_export(at, run, tmp_pa
     g = queue.group_of("01-near_dup", 0)
     assert queue.keepers("01-near_dup", g) == [1]
     # undo restores both rows at once
-    at.button(key="undo").click().run()
-    at.button(key="undo").click().run()
+    act(at, "undo", key="groups")
+    act(at, "undo", key="groups")
     assert set(latest(run).values()) == {"pending"}
     out = exported_ids(run, tmp_path, pending="keep")
     assert ids[0] in out and ids[1] in out
@@ -274,27 +272,26 @@ def test_keeper_change_and_not_duplicates_are_honoured_by_export(at, run, tmp_pa
 def test_browse_all_and_a_manual_flag_with_a_reason(at, run, tmp_path):
     ids = item_ids(run)
     unflagged = next(i for i in range(N) if not stage_flags(i))
-    at.sidebar.radio(key="view").set_value("all").run()
+    side(at, "view", "all")
     assert page_ids(at)[:3] == ids[:3]  # every item, in run order
-    at.text_input(key="f_search").input(f"item-{unflagged:06d}.png").run()
+    side(at, "search", f"item-{unflagged:06d}.png")
     assert current_id(at) == ids[unflagged]
-    at.text_input(key=f"flag_reason_{ids[unflagged]}").input("watermark in the corner").run()
-    at.button(key="flag_review").click().run()
+    act(at, "flag_review", flag_reason="watermark in the corner")
     d = DecisionStore(run.review_db).latest()[ids[unflagged]]
     assert (d.kind, d.decision, d.note) == ("flag", "pending", "watermark in the corner")
-    assert "watermark in the corner" in at.html[0].value
+    assert "watermark in the corner" in ui_html(at)
     # it is in the review queue now, under the reason filter "reviewer:flag"
-    at.text_input(key="f_search").input("").run()
-    at.sidebar.radio(key="view").set_value("review").run()
+    side(at, "search", "")
+    side(at, "view", "review")
     at.multiselect(key="f_reasons").set_value(["reviewer:flag"]).run()
     assert page_ids(at) == [ids[unflagged]]
     assert ids[unflagged] not in exported_ids(run, tmp_path)  # pending: dropped under the default rule
-    at.button(key="rej_cur").click().run()
+    act(at, "reject")
     assert ids[unflagged] not in exported_ids(run, tmp_path, pending="keep")
     # a reason is required
     at.multiselect(key="f_reasons").set_value([]).run()
-    at.button(key="flag_review").click().run()
-    assert any("needs a reason" in i.value for i in at.info)
+    act(at, "flag_review", flag_reason="")
+    assert "needs a reason" in ui_html(at)
 
 
 def test_random_sample_queue_draws_from_both_sides_of_the_threshold(at, run):
@@ -306,7 +303,7 @@ def test_random_sample_queue_draws_from_both_sides_of_the_threshold(at, run):
     assert all(v[p] >= 30 and queue.index["04-image_quality:flag"].isna().iat[p]
                for p, t in zip(s.positions, s.stratum) if t == "near")
     assert np.array_equal(s.positions, sample_queue(queue, "04-image_quality", "blurry", size=10).positions)
-    at.sidebar.radio(key="view").set_value("sample").run()
+    side(at, "view", "sample")
     at.sidebar.selectbox(key="s_reason").set_value("04-image_quality:blurry").run()
     shown = page_ids(at)
     assert shown == queue.ids[sample_queue(queue, "04-image_quality", "blurry").positions][:PAGE].tolist()
@@ -334,7 +331,7 @@ def test_thresholds_suggested_from_planted_decisions_written_and_saved(at, tmp_p
     assert sug is not None and 10 <= sug["threshold"] <= 16 and sug["low"] <= sug["precision"] <= sug["high"]
     assert sug["precision"] >= 0.9
     at = AppTest.from_function(_app, kwargs={"run_dir": str(run.root)}, default_timeout=60).run()
-    at.sidebar.radio(key="view").set_value("thresholds").run()
+    side(at, "view", "thresholds")
     at.selectbox(key="t_reason").set_value("04-image_quality:blurry").run()
     assert not at.exception
     assert at.success[0].value.startswith(f"Suggested threshold: {sug['threshold']:g}")
@@ -363,7 +360,7 @@ def test_reviewers_split_by_stable_hash_with_overlap_and_kappa(at, run):
     assert np.array_equal(again["ana"][::-1], shares["ana"])
     assert cohen_kappa(["a", "a", "r", "r"], ["a", "a", "r", "r"]) == 1.0
     assert cohen_kappa(["a", "r", "a", "r"], ["a", "a", "r", "r"]) == 0.0
-    at.sidebar.radio(key="view").set_value("team").run()
+    side(at, "view", "team")
     at.text_input(key="team_names").input("ana, bo").run()
     at.slider(key="team_overlap").set_value(25).run()
     at.button(key="team_save").click().run()
@@ -382,9 +379,9 @@ def test_reviewers_split_by_stable_hash_with_overlap_and_kappa(at, run):
                                                       ["accepted"] * 3 + ["rejected"] * 3))
     assert at.dataframe[-1].value["Cohen's kappa"].iloc[0] == pytest.approx(round(pair["kappa"], 3))
     # ana's own share in the queue
-    at.sidebar.radio(key="view").set_value("review").run()
-    at.sidebar.text_input(key="reviewer").input("ana").run()
-    at.sidebar.toggle(key="mine_only").set_value(True).run()
+    side(at, "view", "review")
+    side(at, "reviewer", "ana")
+    side(at, "mine", "on")
     want = queue.ids[shares["ana"] & queue.view_mask("review")][:PAGE].tolist()
     assert page_ids(at) == want
 

@@ -103,31 +103,37 @@ def _record(st, label: str, rows: list[int]) -> None:
     ss.confirm = None
 
 
-def _decide(st, queue, ids: list[str], decision: str, label: str, *, current: bool = False, n_on_page: int = 0) -> None:
-    """A decision on items; ``current``: the current item, with the note, caption and label chosen in
-    the item view, then move on."""
+def _decide(st, queue, ids: list[str], decision: str, label: str, *, note: str | None = None,
+            caption: str | None = None, new_label: str | None = None) -> None:
+    """A decision on items, with the note and the caption / label the reviewer kept (for one item)."""
     ss = st.session_state
-    note = caption = new_label = None
-    if current:
-        item = ids[0]
-        note = (ss.get(f"note_{item}") or "").strip() or None
-        # accepting an item accepts its proposed edits; the reviewer's choice of the original is written out
-        if f"cap_{item}" in ss:
-            caption = ss.get(f"cap_new_{item}") if ss[f"cap_{item}"] == "repaired" else ss.get(f"cap_old_{item}")
-        if f"lab_{item}" in ss:
-            new_label = ss.get(f"lab_new_{item}") if ss[f"lab_{item}"] == "suggested" else ss.get(f"lab_old_{item}")
     rows = queue.decide(ids, decision, reviewer=ss.reviewer or None, note=note, caption=caption, label=new_label)
     _record(st, label, rows)
-    if current:
-        _move(st, +1, n_on_page)
 
 
-def _flag(st, queue, item: str, reject: bool) -> None:
+def _decide_current(st, queue, rec: dict, decision: str, fields: dict, n_on_page: int) -> None:
+    """Accept or reject the current item with the note and the choices made on it, then move on.
+    Accepting an item accepts its proposed edits unless the reviewer picked the original."""
+    from curate.review import cards
+
+    prop = cards.proposals(rec, queue.stages)
+    caption = new_label = None
+    if prop["caption"] is not None:
+        caption = prop["caption"][1] if fields.get("cap", "repaired") == "repaired" else (rec.get("text") or "")
+    if prop["label"] is not None:
+        new_label = prop["label"][1] if fields.get("lab", "suggested") == "suggested" else rec.get("label")
+    item = rec["id"]
+    _decide(st, queue, [item], decision, f"{decision} {item[:8]}", note=(fields.get("note") or "").strip() or None,
+            caption=caption, new_label=new_label)
+    _move(st, +1, n_on_page)
+
+
+def _flag(st, queue, item: str, reason: str, reject: bool) -> None:
     from curate.errors import CurateError
 
     ss = st.session_state
     try:
-        rows = queue.flag(item, ss.get(f"flag_reason_{item}") or "", reject=reject, reviewer=ss.reviewer or None)
+        rows = queue.flag(item, reason or "", reject=reject, reviewer=ss.reviewer or None)
     except CurateError as exc:
         ss.message = str(exc)
         return
@@ -181,53 +187,81 @@ def _turn(st, key: str, step: int, n_pages: int) -> None:
     ss.confirm = None
 
 
-def _pick(st, n_on_page: int) -> None:
-    ss = st.session_state
-    v = ss.get("pick")
-    if v:
-        ss.cursor = min(int(v) - 1, max(n_on_page - 1, 0))
-
-
-def _toggle(st, key: str) -> None:
-    st.session_state[key] = not st.session_state.get(key)
-
-
 def _ask_bulk(st, queue, decision: str, scope: str, ids: list[str]) -> None:
     st.session_state.confirm = {"decision": decision, "scope": scope, "ids": ids}
 
 
+def _group_act(st, queue, act: str, arg: str | None) -> bool:
+    """A duplicate group's decision (``keep`` / ``notdup``, ``arg`` = "stage|position"); False if ``act`` is another."""
+    if act not in ("keep", "notdup") or not arg:
+        return False
+    stage, pos = arg.rsplit("|", 1)
+    (_keep_instead if act == "keep" else _not_duplicates)(st, queue, stage, int(pos))
+    return True
+
+
+def _nav_act(st, queue, act: str, key: str, n_pages: int) -> bool:
+    """The page line's actions; False if ``act`` is another."""
+    if act in ("prev_page", "next_page"):
+        _turn(st, key, -1 if act == "prev_page" else +1, n_pages)
+    elif act == "undo":
+        _undo(st, queue)
+    else:
+        return False
+    return True
+
+
 # -- sidebar -------------------------------------------------------------------------------------------
+def _side_act(st, queue, payload: dict) -> None:
+    ss = st.session_state
+    act, arg = payload["act"], payload.get("arg")
+    if act == "view" and arg in VIEW_LABELS:
+        ss.view = arg
+        _reset_page(st)
+    elif act == "reviewer":
+        ss.reviewer = (arg or "").strip()
+    elif act == "search":
+        ss.f_search = arg or ""
+        _reset_page(st)
+    elif act == "mine":
+        ss.mine_only = arg == "on"
+        _reset_page(st)
+
+
 def _sidebar(st, queue, run_dir: str) -> None:
+    from curate.review import ui
     from curate.review.learn import learnable_reasons
     from curate.review.reviewers import load_roster
 
     ss = st.session_state
+    items = ss.view in ("review", "audit", "all")
+    parts = ["<h2>curate review</h2>", f"<div>run: {ui.esc(Path(run_dir).name)}</div>",
+             ui.text_field("Reviewer", "reviewer", ss.reviewer or "", send="reviewer"),
+             '<nav class="ui-views" aria-label="View">' + "".join(
+                 ui.button(label, "view", arg=k).replace("<button ", '<button aria-current="page" ', 1) if k == ss.view
+                 else ui.button(label, "view", arg=k) for k, label in VIEW_LABELS.items()) + "</nav>"]
+    if items:
+        parts.append(ui.text_field("Search text, label, id, reason", "search", ss.f_search or "", send="search"))
+        active = _active_filters(ss)
+        if active:
+            parts.append(f'<div class="ui-small">Filtered by: {ui.esc("; ".join(active))}</div>')
+        if ss.reviewer in load_roster(queue.run)["reviewers"]:
+            parts.append(ui.checkbox("Only my share of the queue", "mine", bool(ss.mine_only)))
+        parts.append('<div class="ui-small">Keys: A accept · X reject · J/K next/previous item · '
+                     "N/P next/previous page · U undo</div>")
     with st.sidebar:
-        st.header("curate review")
-        st.text(f"run: {Path(run_dir).name}")
-        st.text_input("Reviewer", key="reviewer")
-        st.radio("View", list(VIEW_LABELS), format_func=VIEW_LABELS.get, key="view", on_change=_reset_page, args=(st,))
+        ui.mount(st, "side", '<div class="ui-side">' + "".join(parts) + "</div>", lambda p: _side_act(st, queue, p))
         if ss.view == "sample":
             reasons = learnable_reasons(queue)
             st.selectbox("Flag", reasons, key="s_reason", on_change=_reset_page, args=(st,),
                          help="Items drawn at random from those with this flag and from the unflagged ones just past "
                               "its threshold. Reject = the item is bad; accept = it is fine.")
-            return
-        if ss.view == "clusters":
+        elif ss.view == "clusters":
             st.selectbox("Stage", queue.group_stages(), key="c_stage", on_change=_reset_page, args=(st,))
             st.radio("Groups", ["to review", "all"], key="c_which", horizontal=True, on_change=_reset_page, args=(st,))
-            return
-        if ss.view not in ("review", "audit", "all"):
-            return
-        st.text_input("Search text, label, id, reason", key="f_search", on_change=_reset_page, args=(st,))
-        with st.popover("Filters and sorting", width="stretch"):
-            _filters(st, queue)
-        active = _active_filters(ss)
-        if active:
-            st.text("Filtered by: " + "; ".join(active))
-        if ss.reviewer in load_roster(queue.run)["reviewers"]:
-            st.toggle("Only my share of the queue", key="mine_only", on_change=_reset_page, args=(st,))
-        st.caption("Keys: A accept · X reject · J/K next/previous item · N/P next/previous page · U undo")
+        elif items:
+            with st.popover("Filters and sorting", width="stretch"):  # its widgets are drawn when it opens
+                _filters(st, queue)
 
 
 def _filters(st, queue) -> None:
@@ -293,29 +327,22 @@ def _positions(st, queue):
     return queue.select(q), None, "No items match." if filtered else "Nothing to review here."
 
 
-def _nav(st, queue, key: str, page: int, n_pages: int, n: int, what: str, page_ids: list[str] | None = None) -> None:
-    with st.container(horizontal=True, vertical_alignment="center", key=f"nav_{key}"):
-        st.button("◀ Page", key=f"prev_{key}", shortcut="P", on_click=_turn, args=(st, key, -1, n_pages), disabled=page == 0)
-        st.button("Page ▶", key=f"next_{key}", shortcut="N", on_click=_turn, args=(st, key, +1, n_pages),
-                  disabled=page >= n_pages - 1)
-        st.markdown(f"page **{page + 1:,}** of **{n_pages:,}** · **{n:,}** {what}")
-        st.button("Undo", key="undo", shortcut="U", on_click=_undo, args=(st, queue),
-                  disabled=not st.session_state.undo_stack)
-        if page_ids is not None:
-            with st.popover("Bulk decisions"):
-                st.button("Accept this page", key="acc_page", on_click=_ask_bulk, args=(st, queue, "accepted", "page", page_ids),
-                          disabled=not page_ids)
-                st.button("Reject this page", key="rej_page", on_click=_ask_bulk, args=(st, queue, "rejected", "page", page_ids),
-                          disabled=not page_ids)
-                st.button(f"Accept all {n:,} matching", key="acc_all", on_click=_ask_bulk_all, args=(st, queue, "accepted"),
-                          disabled=not n)
-                st.button(f"Reject all {n:,} matching", key="rej_all", on_click=_ask_bulk_all, args=(st, queue, "rejected"),
-                          disabled=not n)
+def _nav_html(st, page: int, n_pages: int, n: int, what: str, bulk: bool) -> str:
+    """The page line: previous / next page, where we are, undo, (``bulk``) the bulk decisions' menu."""
+    from curate.review import ui
 
-
-def _ask_bulk_all(st, queue, decision: str) -> None:
-    positions, _, _ = _positions(st, queue)
-    _ask_bulk(st, queue, decision, "filter", queue.ids[positions].tolist())
+    parts = [ui.button("◀ Page", "prev_page", key="P", disabled=page == 0),
+             ui.button("Page ▶", "next_page", key="N", disabled=page >= n_pages - 1),
+             f"<span>page <b>{page + 1:,}</b> of <b>{n_pages:,}</b> · <b>{n:,}</b> {ui.esc(what)}</span>",
+             ui.button("Undo", "undo", key="U", disabled=not st.session_state.undo_stack)]
+    if not bulk:
+        return ui.row(*parts)
+    parts.append(ui.button("Bulk decisions", "", menu="ui-bulk"))
+    return ui.row(*parts) + ui.menu(
+        "ui-bulk", ui.button("Accept this page", "bulk", arg="accepted|page"),
+        ui.button("Reject this page", "bulk", arg="rejected|page"),
+        ui.button(f"Accept all {n:,} matching", "bulk", arg="accepted|filter", disabled=not n),
+        ui.button(f"Reject all {n:,} matching", "bulk", arg="rejected|filter", disabled=not n))
 
 
 def _confirm_box(st, queue) -> None:
@@ -330,22 +357,47 @@ def _confirm_box(st, queue) -> None:
             st.button("Cancel", key="cancel_bulk", on_click=lambda: st.session_state.update(confirm=None))
 
 
-def _progress(st, queue) -> None:
+def _progress_html(st, queue) -> str:
+    from curate.review import ui
+
     ss = st.session_state
-    view = ss.view if ss.view in ("review", "audit") else None
-    if view is None:
+    if ss.view not in ("review", "audit"):
+        return ""
+    done, total = queue.progress(ss.view, _share(st, queue)).pop("all")
+    return ui.progress(done, total)
+
+
+def _items_act(st, queue, payload: dict, positions, recs: list[dict], n_pages: int) -> None:
+    """What a click or key in the item area does (a callback: it runs before the rerun)."""
+    ss = st.session_state
+    act, arg, fields = payload["act"], payload.get("arg"), payload.get("fields") or {}
+    n_on_page = len(recs)
+    if _nav_act(st, queue, act, "page", n_pages) or _group_act(st, queue, act, arg):
         return
-    prog = queue.progress(view, _share(st, queue))
-    done, total = prog.pop("all")
-    st.progress(done / total if total else 1.0, text=f"Reviewed {done:,} / {total:,}")
+    if act == "bulk" and arg:
+        decision, scope = arg.split("|")
+        ids = [r["id"] for r in recs] if scope == "page" else queue.ids[positions].tolist()
+        _ask_bulk(st, queue, decision, scope, ids)
+    elif act == "pick" and arg is not None:
+        ss.cursor = min(max(int(arg), 0), max(n_on_page - 1, 0))
+    elif act in ("prev_item", "next_item"):
+        _move(st, -1 if act == "prev_item" else +1, n_on_page)
+    elif act == "details":
+        ss.details_on = not ss.get("details_on")
+    elif not recs:
+        return
+    elif act in ("accept", "reject"):
+        _decide_current(st, queue, recs[ss.cursor], "accepted" if act == "accept" else "rejected", fields, n_on_page)
+    elif act in ("flag_review", "flag_reject"):
+        _flag(st, queue, recs[ss.cursor]["id"], fields.get("flag_reason") or "", act == "flag_reject")
 
 
 def items_view(st, queue) -> None:
-    """Progress, page navigation, the grid of cards, the current item (drawn inside a fragment)."""
-    from curate.review import cards
+    """Progress, the page line, the current item with its decisions and the grid of cards: one element
+    (drawn inside a fragment); the bulk confirmation, when asked, above it."""
+    from curate.review import cards, ui
 
     ss = st.session_state
-    _progress(st, queue)
     positions, tags, empty = _positions(st, queue)
     n = len(positions)
     size = int(ss.page_size)
@@ -357,111 +409,98 @@ def items_view(st, queue) -> None:
     if ss.cursor >= len(page_pos):
         ss.cursor = max(len(page_pos) - 1, 0)
     recs = queue.rows(page_pos)
-    page_ids = [r["id"] for r in recs]
-    ss["page_ids"] = page_ids  # what the page shows (read by tests and the benchmark)
-    _nav(st, queue, "page", ss.page, n_pages, n, "in the sample" if ss.view == "sample" else "matching",
-         page_ids if ss.view != "sample" else None)
+    ss["page_ids"] = [r["id"] for r in recs]  # what the page shows (read by tests and the benchmark)
     if ss.confirm:
         _confirm_box(st, queue)
+    parts = [_progress_html(st, queue),
+             _nav_html(st, ss.page, n_pages, n, "in the sample" if ss.view == "sample" else "matching", ss.view != "sample")]
     if ss.message:
-        st.info(ss.message)
+        parts.append(ui.message(ss.message))
     if not recs:
-        st.info(empty)
-        return
-    cur = recs[ss.cursor]
-    ss["current_id"] = cur["id"]
-    first = ss.page * size
-    _current_item(st, queue, cur, first + ss.cursor + 1, len(recs), first)
-    thumbs = queue.thumbnails(page_pos, THUMB)
-    if ss.page + 1 < n_pages:  # the next page's thumbnails are ready before the reviewer gets there
-        queue.prefetch_thumbnails(queue.page(positions, ss.page + 1, size), THUMB)
-    html = [cards.card_html(r, queue.stages, number=first + k + 1, thumb=thumbs.get(r["id"]), current=k == ss.cursor,
-                            tag=tags.get(r["pos"]) if tags else None) for k, r in enumerate(recs)]
-    st.html(cards.grid_html(html, style=False))  # the current item above carries the stylesheet
+        parts.append(ui.message(empty))
+    else:
+        cur = recs[ss.cursor]
+        ss["current_id"] = cur["id"]
+        first = ss.page * size
+        parts.append(_current_html(st, queue, cur, first + ss.cursor + 1, len(recs), first))
+        thumbs = queue.thumbnails(page_pos, THUMB)
+        if ss.page + 1 < n_pages:  # the next page's thumbnails are ready before the reviewer gets there
+            queue.prefetch_thumbnails(queue.page(positions, ss.page + 1, size), THUMB)
+        grid = [cards.card_html(r, queue.stages, number=first + k + 1, thumb=thumbs.get(r["id"]), current=k == ss.cursor,
+                                tag=tags.get(r["pos"]) if tags else None) for k, r in enumerate(recs)]
+        # a card is a button of its own: a click makes it the current item
+        grid = [c.replace('<div class="cr-card', f'<div data-act="pick" data-arg="{k}" title="make it the current item" '
+                          'class="cr-card', 1) for k, c in enumerate(grid)]
+        parts.append(cards.grid_html(grid, style=False))  # the current item above carries the stylesheet
+    ui.mount(st, "items", "".join(parts), lambda p: _items_act(st, queue, p, positions, recs, n_pages))
 
 
-def _current_item(st, queue, rec: dict, number: int, n_on_page: int, first: int) -> None:
+def _current_html(st, queue, rec: dict, number: int, n_on_page: int, first: int) -> str:
     """The current item, larger, with the decisions on it: accept / reject (with the chosen caption, label
-    and note), move, flag by hand, its duplicate group."""
-    from curate.review import cards
+    and note), move, flag by hand, details, its duplicate group."""
+    from curate.review import cards, ui
 
     ss = st.session_state
     item = rec["id"]
     big = queue.thumbnails([rec["pos"]], BIG).get(item)
     prop = cards.proposals(rec, queue.stages)
     d = rec.get("decision")
-    with st.container(border=True, key="current"):
-        st.html(cards.item_html(rec, queue.stages, number=number, image=big))
-        with st.container(horizontal=True, vertical_alignment="center", key="actions"):
-            st.button("Accept", key="acc_cur", shortcut="A", type="primary", on_click=_decide,
-                      args=(st, queue, [item], "accepted", f"accepted {item[:8]}"),
-                      kwargs={"current": True, "n_on_page": n_on_page})
-            st.button("Reject", key="rej_cur", shortcut="X", on_click=_decide,
-                      args=(st, queue, [item], "rejected", f"rejected {item[:8]}"),
-                      kwargs={"current": True, "n_on_page": n_on_page})
-            st.button("◀ Item", key="prev_item", shortcut="K", on_click=_move, args=(st, -1, n_on_page))
-            st.button("Item ▶", key="next_item", shortcut="J", on_click=_move, args=(st, +1, n_on_page))
-            # the first page draws only widget kinds it needs anyway (each new kind is more script for the
-            # browser to load): the card picker waits in a popover, Details is a button
-            with st.popover("Go to card"):
-                ss["pick"] = number
-                st.selectbox("Card on this page", [first + k + 1 for k in range(n_on_page)], key="pick", on_change=_pick,
-                             args=(st, n_on_page), width=120)
-            with st.popover("Flag by hand"):
-                st.text_input("What is wrong with it?", key=f"flag_reason_{item}",
-                              placeholder="e.g. watermark, wrong caption")
-                with st.container(horizontal=True):
-                    st.button("Flag for review", key="flag_review", on_click=_flag, args=(st, queue, item, False))
-                    st.button("Flag and reject", key="flag_reject", on_click=_flag, args=(st, queue, item, True))
-            details = bool(ss.get("details_on"))
-            st.button("Hide details" if details else "Details", key="details", on_click=_toggle, args=(st, "details_on"))
-            st.text(f"current: {number - first} of {n_on_page} on this page")
-        with st.container(horizontal=True, vertical_alignment="bottom", key="choices"):
-            if prop["caption"] is not None:
-                ss[f"cap_new_{item}"], ss[f"cap_old_{item}"] = prop["caption"][1], rec.get("text") or ""
-                if f"cap_{item}" not in ss:
-                    ss[f"cap_{item}"] = "repaired" if (d is None or d.caption == prop["caption"][1]) else "original"
-                st.radio("Caption to keep on accept", ["repaired", "original"], horizontal=True, key=f"cap_{item}")
-            if prop["label"] is not None:
-                ss[f"lab_new_{item}"], ss[f"lab_old_{item}"] = prop["label"][1], rec.get("label")
-                if f"lab_{item}" not in ss:
-                    ss[f"lab_{item}"] = "suggested" if (d is None or d.label == prop["label"][1]) else "given"
-                st.radio("Label to keep on accept", ["suggested", "given"], horizontal=True, key=f"lab_{item}")
-            if f"note_{item}" not in ss:
-                ss[f"note_{item}"] = (d.note if d is not None and d.kind is None else "") or ""
-            st.text_input("Note (saved with Accept / Reject)", key=f"note_{item}", width=340)
-        if details:
-            det = queue.details(rec["pos"])
-            lines = [f"{k}: {v}" for k, v in det["record"].items()]
-            for stage, vals in det["stages"].items():
-                lines += [f"{stage}.{k}: {v}" for k, v in vals.items() if v is not None]
-            st.text("\n".join(lines))
-        for stage in queue.group_stages():
-            group = queue.group_of(stage, rec["pos"])
-            if group is not None:
-                _group_unit(st, queue, stage, group, current=rec["pos"], key=f"cur_{stage}", style=False)
+    details = bool(ss.get("details_on"))
+    parts = [cards.item_html(rec, queue.stages, number=number, image=big),
+             ui.row(ui.button("Accept", "accept", key="A", primary=True), ui.button("Reject", "reject", key="X"),
+                    ui.button("◀ Item", "prev_item", key="K"), ui.button("Item ▶", "next_item", key="J"),
+                    ui.button("Flag by hand", "", menu="ui-flag"),
+                    ui.button("Hide details" if details else "Details", "details"),
+                    f"<span>current: {number - first} of {n_on_page} on this page</span>"),
+             ui.menu("ui-flag", ui.text_field("What is wrong with it?", "flag_reason",
+                                              placeholder="e.g. watermark, wrong caption", cls="ui-note"),
+                     ui.button("Flag for review", "flag_review"), ui.button("Flag and reject", "flag_reject"))]
+    choices = []
+    if prop["caption"] is not None:
+        keep = "repaired" if (d is None or d.caption == prop["caption"][1]) else "original"
+        choices.append(ui.choice("Caption to keep on accept", "cap", ["repaired", "original"], keep))
+    if prop["label"] is not None:
+        keep = "suggested" if (d is None or d.label == prop["label"][1]) else "given"
+        choices.append(ui.choice("Label to keep on accept", "lab", ["suggested", "given"], keep))
+    note = (d.note if d is not None and d.kind is None else "") or ""
+    choices.append(ui.text_field("Note (saved with Accept / Reject)", "note", note, draft=f"note:{item}", cls="ui-note"))
+    parts.append(ui.row(*choices))
+    if details:
+        det = queue.details(rec["pos"])
+        lines = [f"{k}: {v}" for k, v in det["record"].items()]
+        for stage, vals in det["stages"].items():
+            lines += [f"{stage}.{k}: {v}" for k, v in vals.items() if v is not None]
+        parts.append(f'<pre class="ui-details">{ui.esc(chr(10).join(lines))}</pre>')
+    for stage in queue.group_stages():
+        group = queue.group_of(stage, rec["pos"])
+        if group is not None:
+            parts.append(_group_html(queue, stage, group, current=rec["pos"], style=False))
+    return '<div class="ui-box">' + "".join(parts) + "</div>"
 
 
-def _group_unit(st, queue, stage: str, group: dict, *, current: int | None, key: str, style: bool = True) -> None:
+def _group_html(queue, stage: str, group: dict, *, current: int | None, style: bool = True) -> str:
     """A duplicate group side by side with its decisions: keep another member instead, not duplicates."""
-    from curate.review import cards
+    from curate.review import cards, ui
 
     members = queue.rows(list(group["members"]))
     keepers = set(queue.keepers(stage, group))
     thumbs = queue.thumbnails(list(group["members"]), THUMB)
     sv = queue.by_dir[stage]
-    st.markdown(f"**Duplicate group** · {sv.title} · {len(members)} items")
-    st.html(cards.cluster_html(members, queue.stages, thumbs, keepers=keepers, current=current, style=style))
-    with st.container(horizontal=True, key=f"grp_{key}"):
-        for k, m in enumerate(members, start=1):
-            if m["pos"] not in keepers:
-                st.button(f"Keep #{k} instead", key=f"keep_{key}_{m['pos']}", on_click=_keep_instead,
-                          args=(st, queue, stage, m["pos"]))
-        st.button("These are not duplicates", key=f"notdup_{key}", on_click=_not_duplicates,
-                  args=(st, queue, stage, members[0]["pos"]))
+    buttons = [ui.button(f"Keep #{k} instead", "keep", arg=f"{stage}|{m['pos']}")
+               for k, m in enumerate(members, start=1) if m["pos"] not in keepers]
+    buttons.append(ui.button("These are not duplicates", "notdup", arg=f"{stage}|{members[0]['pos']}"))
+    return (f"<div><b>Duplicate group</b> · {ui.esc(sv.title)} · {len(members)} items</div>"
+            + cards.cluster_html(members, queue.stages, thumbs, keepers=keepers, current=current, style=style)
+            + ui.row(*buttons))
+
+
+def _clusters_act(st, queue, payload: dict, n_pages: int) -> None:
+    _nav_act(st, queue, payload["act"], "c_page", n_pages) or _group_act(st, queue, payload["act"], payload.get("arg"))
 
 
 def clusters_view(st, queue) -> None:
+    from curate.review import ui
+
     ss = st.session_state
     stage = ss.get("c_stage")
     if not stage:
@@ -475,16 +514,15 @@ def clusters_view(st, queue) -> None:
     per = 5
     n_pages = max(math.ceil(len(groups) / per), 1)
     ss.c_page = min(ss.c_page, n_pages - 1)
-    _nav(st, queue, "c_page", ss.c_page, n_pages, len(groups), "groups")
+    parts = [_nav_html(st, ss.c_page, n_pages, len(groups), "groups", bulk=False)]
     if ss.message:
-        st.info(ss.message)
+        parts.append(ui.message(ss.message))
     if groups.empty:
-        st.info("No duplicate groups left to review." if ss.get("c_which", "to review") == "to review"
-                else "This stage found no duplicate groups.")
-        return
+        parts.append(ui.message("No duplicate groups left to review." if ss.get("c_which", "to review") == "to review"
+                                else "This stage found no duplicate groups."))
     for k, (_, g) in enumerate(groups.iloc[ss.c_page * per:(ss.c_page + 1) * per].iterrows()):
-        with st.container(border=True):
-            _group_unit(st, queue, stage, g.to_dict(), current=None, key=f"g{g['group']}", style=k == 0)
+        parts.append('<div class="ui-box">' + _group_html(queue, stage, g.to_dict(), current=None, style=k == 0) + "</div>")
+    ui.mount(st, "groups", "".join(parts), lambda p: _clusters_act(st, queue, p, n_pages))
 
 
 # -- thresholds -------------------------------------------------------------------------------------------

@@ -163,3 +163,21 @@ def test_tfidf_is_declined(tmp_path, inline, caplog):
         assert not distributed_reduce(stage, inline, run_root=str(tmp_path), map_dir=tmp_path, stage_dir=tmp_path,
                                       n_shards=0, stage_module=cls.__module__, params={}, ctx=None, key="k")
     assert "tfidf" in caplog.text
+
+
+def test_auto_features_that_pick_tfidf_reduce_on_the_driver(tmp_path, inline, caplog):
+    """``features: auto`` on text records: the scan picks tfidf, then the driver reduce runs (same output)."""
+    import logging
+
+    rng = np.random.default_rng(0)
+    words = [["cat", "purr", "whisker", "meow"], ["dog", "bark", "fetch", "leash"], ["fish", "fin", "swim", "gill"]]
+    labels = rng.integers(0, 3, 240)
+    texts = [" ".join(rng.choice(words[c], 6).tolist() + rng.choice(sum(words, []), 2).tolist()) for c in labels]
+    names = [f"class{c}" for c in labels]
+    for i in rng.choice(240, 12, replace=False).tolist():
+        names[i] = f"class{(labels[i] + 1) % 3}"
+    table = pa.table({"id": [f"t{i:04d}" for i in range(240)], "label": names, "f0": pa.nulls(240, pa.list_(pa.uint8())),
+                      "f1": texts})
+    with caplog.at_level(logging.INFO, logger="curate.distributed.label_noise"):
+        summary = run_both(tmp_path, {"classifier": "logistic", "logistic_c": 1.0}, table, [100, 140], inline)
+    assert summary["features"] == "tfidf" and "reduced on the driver" in caplog.text

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -117,7 +116,8 @@ def _scan_task(arg) -> dict:
     columns = ["label", *(f"f{j}" for j in range(n_candidates))]
     t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=columns)
     labels = _labels(t)
-    out = {"shard": s, "rows": t.num_rows, "labels": _value_counts(labels), "nulls": labels.null_count, "candidates": []}
+    out = {"shard": s, "rows": t.num_rows, "labels": _value_counts(labels), "nulls": labels.null_count,
+           "candidates": []}
     for j in range(n_candidates):
         col = t.column(f"f{j}").combine_chunks() if t.num_rows else t.column(f"f{j}")
         if j == text_candidate:
@@ -149,8 +149,7 @@ def _features_of(t: pa.Table, column: str, kind: str, pca) -> tuple[np.ndarray, 
         if pca is not None:
             x = project(x, *pca)
         return x, present
-    what = "pixels" if kind == "pixels" else (f"pred_probs:{column}" if kind == "pred_probs" else f"features {column}")
-    x, _ = list_column_to_matrix(col, what=what)
+    x, _ = list_column_to_matrix(col, what=f"pred_probs:{column}" if kind == "pred_probs" else f"features {column}")
     return x[present], present
 
 
@@ -163,7 +162,8 @@ def _pca_sample_task(arg) -> dict:
     x, present = _features_of(t, column, "pixels", None)
     pick = sample_mask(np.flatnonzero(present) + job.offsets[s], n_present, PCA_SAMPLE, seed=seed)
     if pick.any():
-        storage.write_table(pa.table({"x": vector_array(x[pick])}), _path(job, "S", f"{s:05d}.parquet"), compression="lz4")
+        storage.write_table(pa.table({"x": vector_array(x[pick])}), _path(job, "S", f"{s:05d}.parquet"),
+                            compression="lz4")
     return {"rows": t.num_rows}
 
 
@@ -178,7 +178,8 @@ def _pca_fit_task(arg) -> dict:
     if pca is not None:
         storage.write_table(pa.table({"mean": vector_array(pca.mean_[None, :]), "components": vector_array(
             np.asarray(pca.components_).reshape(1, -1))}), _path(job, "S", "pca.parquet"))
-    return {"info": pca_info(pca, x.shape[1]), "shape": list(np.asarray(pca.components_).shape) if pca is not None else None}
+    shape = list(np.asarray(pca.components_).shape) if pca is not None else None
+    return {"info": pca_info(pca, x.shape[1]), "shape": shape}
 
 
 def _read_pca(job: ReduceJob, shape):
@@ -389,7 +390,7 @@ def _stats_task(arg) -> dict:
 
     _, y, p = _probs(job, rnd, s)
     if not len(y):
-        return {"counts": np.zeros(k, np.int64), "sums": np.zeros((k, 256), np.int64), "joint": np.zeros((k, k), np.int64)}
+        return {"sums": np.zeros((k, 256), np.int64), "joint": np.zeros((k, k), np.int64)}
     if thresholds is None:
         return {"counts": np.bincount(y, minlength=k), "sums": exact_sums(p[np.arange(len(y)), y], y, k)}
     # cleanlab.count.compute_confident_joint, row by row
@@ -431,7 +432,8 @@ def _issue_task(arg) -> dict:
 
     pos, y, p = _probs(job, rnd, s)
     if not len(y):
-        storage.write_table(pa.table({"pos": pos, "issue": np.zeros(0, bool)}), _path(job, "I", _itag(rnd), f"{s:05d}.parquet"))
+        storage.write_table(pa.table({"pos": pos, "issue": np.zeros(0, bool)}),
+                            _path(job, "I", _itag(rnd), f"{s:05d}.parquet"))
         return {"issues": np.zeros(k, np.int64), "rows": 0}
     if method == "predicted_neq_given":
         issue = np.asarray(find_predicted_neq_given(y, p), dtype=bool)
@@ -477,26 +479,25 @@ def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: 
     cuts: dict = {}
     if p.method != "predicted_neq_given":
         prune = _keep_at_least_n_per_class(prune_count_matrix=cj.T, n=p.min_examples_per_class, frac_noise=1.0)
-        cells, ranks, modes, takes = [], [], [], []
-        for ck in range(k):
-            if counts[ck] <= p.min_examples_per_class:
+        wanted = []  # (cell, ascending rank of the cut, "top" / "bottom" rows taken, how many)
+        for given in range(k):
+            if counts[given] <= p.min_examples_per_class:
                 continue  # cleanlab: too few examples to prune
-            if p.method in ("prune_by_noise_rate", "both"):
-                for cj_ in range(k):
-                    m = int(prune[cj_, ck])
-                    if cj_ != ck and m > 0:
-                        cells.append((ck, cj_)), ranks.append(int(counts[ck]) - m), modes.append("top"), takes.append(m)
-            if p.method in ("prune_by_class", "both"):
-                m = int(counts[ck] - prune[ck, ck])
+            if p.method in ("prune_by_noise_rate", "both"):  # cleanlab.filter._prune_by_count
+                wanted += [((given, j), int(counts[given]) - int(prune[j, given]), "top", int(prune[j, given]))
+                           for j in range(k) if j != given and prune[j, given] > 0]
+            if p.method in ("prune_by_class", "both"):  # cleanlab.filter._prune_by_class
+                m = int(counts[given] - prune[given, given])
                 if m >= 1:
-                    cells.append((ck, ck)), ranks.append(m - 1), modes.append("bottom"), takes.append(m)
+                    wanted.append(((given, given), m - 1, "bottom", m))
+        cells = [w[0] for w in wanted]
 
         def histograms(prefix, shift):
             return (r["histogram"] for r in run(_cells_task, [(job, rnd, s, cells, prefix, shift) for s in range(S)],
                                                 desc=f"{stage.name} (cut-offs)"))
 
         ties = []
-        for cell, (key, below, equal), mode, m in zip(cells, _select(histograms, ranks), modes, takes):
+        for (cell, _, mode, m), (key, below, equal) in zip(wanted, _select(histograms, [w[1] for w in wanted])):
             beyond = int(counts[cell[0]]) - below - equal if mode == "top" else below
             need = m - beyond  # rows tied at the cut that cleanlab flags
             cuts[cell] = (key, mode, None if need == equal else [])
@@ -599,19 +600,16 @@ def _guard_task(arg) -> dict:
 
 
 def _rank_task(arg) -> dict:
-    job, q, first = arg
+    job, q, first, pos0 = arg
     t = read_partition(_path(job, "K"), q)
     if t is None:
         return {"rows": 0}
     order = np.lexsort((t.column("pos").to_numpy(), t.column("key").to_numpy()))
     t = t.take(pa.array(order))
     ranks = pa.table({"pos": t.column("pos"), "rank": np.arange(first + 1, first + 1 + t.num_rows, dtype=np.int32)})
-    write_partitions(ranks, _shard_of_pos(job, t.column("pos").to_numpy()), _path(job, "Q"), q)
+    shard = np.searchsorted(np.asarray(pos0), t.column("pos").to_numpy(), side="right") - 1
+    write_partitions(ranks, shard, _path(job, "Q"), q)
     return {"rows": t.num_rows}
-
-
-def _shard_of_pos(job: ReduceJob, pos: np.ndarray) -> np.ndarray:
-    return np.searchsorted(np.asarray(job.pos_offsets), pos, side="right") - 1
 
 
 # -- G. assemble -----------------------------------------------------------------------------------
@@ -748,7 +746,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     summary["scored"] = int(usable_counts.sum())
     plan = SimpleNamespace(code_of=code_of, names=cmap.names, scored=True, back=None)
     if len(kept) < (1 if given else 2):
-        summary["warning"] = (f"label_noise needs at least two classes with {minimum}+ labelled examples; nothing was scored"
+        summary["warning"] = (f"label_noise needs at least two classes with {minimum}+ labelled examples; "
+                              "nothing was scored"
                               if not given else "no row has both a label and probabilities; nothing was scored")
         log.warning("label_noise: %s", summary["warning"])
         stage.summary.update(summary)
@@ -778,7 +777,6 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                 m += cnt
         shard_scored.append(m)
     pos0 = [0, *np.cumsum(shard_scored).tolist()]
-    job.pos_offsets = pos0
     dim = int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
     prep = SimpleNamespace(column=f"f{j}", kind=kind, code_of=code_of, to_compact=to_compact, pos0=pos0, folds=p.folds,
                            seed=p.seed, pca=pca_shape, dim=dim)
@@ -790,7 +788,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         classifier = resolve_classifier(p.classifier, sparse=False)
         members = classifier.split("+")
         history, stopped = [], None
-        first = None
+        first, fitted_on = None, N
         rnd = 0
         t_cv = time.perf_counter()
         while True:
@@ -863,7 +861,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     g.abstained = bool(reasons)
     shard_cuts: list[dict] = [{} for _ in range(S)]
     if not g.abstained:
-        steps = [("over_class_cap", {c: int(np.floor(p.max_class_fraction * counts[c])) for c in np.flatnonzero(counts)})]
+        steps = [("over_class_cap",
+                  {c: int(np.floor(p.max_class_fraction * counts[c])) for c in np.flatnonzero(counts)})]
         if p.flag_top_fraction is not None:
             steps.append(("over_top_fraction", {0: int(np.floor(p.flag_top_fraction * N))}))
         for name, caps in steps:
@@ -880,7 +879,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
             def histograms(prefix, shift, groups=groups, name=name):
                 return (r["histogram"] for r in run(
                     _guard_task, [(job, final, s, k, g, shard_cuts[s], "radix",
-                                   {"step": name, "groups": groups, "prefix": prefix, "shift": shift}) for s in range(S)],
+                                   {"step": name, "groups": groups, "prefix": prefix, "shift": shift})
+                                  for s in range(S)],
                     desc=f"{stage.name} (guard cut-offs)"))
 
             found = dict(zip(groups, _select(histograms, [caps[c] - 1 for c in groups])))
@@ -897,7 +897,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                         quotas[r["shard"]][c] = take
                         remaining -= take
             for s in range(S):
-                shard_cuts[s] = {**shard_cuts[s], name: {**cut, **{c: (found[c][0], quotas[s].get(c, 0)) for c in groups}}}
+                mine = {c: (found[c][0], quotas[s].get(c, 0)) for c in groups}
+                shard_cuts[s] = {**shard_cuts[s], name: {**cut, **mine}}
     # final flags: removals per step, the flagged rows' quality histogram, then ranks by a range-partitioned sort
     hist = None
     parts = list(run(_guard_task, [(job, final, s, k, g, shard_cuts[s], "final", {"step": None, "bounds": [],
@@ -919,7 +920,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
             removed[name] = removed.get(name, 0) + m
     edges = [0, *bounds, 1 << 16]
     firsts = [int(cum[e - 1]) if e else 0 for e in edges[:-1]]
-    list(run(_rank_task, [(job, q, firsts[q]) for q in range(len(edges) - 1)], desc=f"{stage.name} (ranks)"))
+    list(run(_rank_task, [(job, q, firsts[q], pos0) for q in range(len(edges) - 1)], desc=f"{stage.name} (ranks)"))
     list(run(_assemble_task, [(job, s, final, k, g, shard_cuts[s], plan) for s in range(S)],
              desc=f"{stage.name} (write)", total_rows=n))
     flagged_per_class = sum(r["flagged"] for r in run(

@@ -139,7 +139,8 @@ def select_logistic_c(x, labels: np.ndarray, rows: np.ndarray, *, sparse: bool, 
     return select_c_on(x[fit], labels[fit], x[val], labels[val], sparse=sparse, seed=seed)
 
 
-def select_c_on(x_fit, y_fit: np.ndarray, x_val, y_val: np.ndarray, *, sparse: bool, seed: int = 0) -> tuple[float, dict]:
+def select_c_on(x_fit, y_fit: np.ndarray, x_val, y_val: np.ndarray, *, sparse: bool,
+                seed: int = 0) -> tuple[float, dict]:
     """:func:`select_logistic_c`'s search on ready fit / validation matrices."""
     from threadpoolctl import threadpool_limits
 

@@ -117,7 +117,8 @@ def confident_thresholds(label_counts: np.ndarray, self_confidence_sums: np.ndar
 def thresholds_for(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
     """:func:`confident_thresholds` of rows with class indices ``labels`` and probabilities ``p`` (N, K)."""
     k = p.shape[1]
-    return confident_thresholds(np.bincount(labels, minlength=k), exact_sums(p[np.arange(len(labels)), labels], labels, k))
+    self_confidence = p[np.arange(len(labels)), labels]
+    return confident_thresholds(np.bincount(labels, minlength=k), exact_sums(self_confidence, labels, k))
 
 
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMethod = "prune_by_noise_rate",
@@ -197,7 +198,8 @@ def summarize(labels: np.ndarray, result: IssueResult, class_names: list[str], *
     k = np.asarray(result.confident_joint).shape[0]
     flags = result.is_issue if flags is None else flags
     return summary_from_counts(result.confident_joint, np.bincount(labels, minlength=k),
-                               np.bincount(labels[flags], minlength=k), int(flags.sum()), class_names, top_pairs=top_pairs)
+                               np.bincount(labels[flags], minlength=k), int(flags.sum()), class_names,
+                               top_pairs=top_pairs)
 
 
 def summary_from_counts(confident_joint: np.ndarray, counts: np.ndarray, issues_per_class: np.ndarray, flagged: int,

@@ -20,7 +20,7 @@ D. **folds** (one task per fold): the fold's training rows' features are read fr
    classifier(s) fitted; the held-out rows are read again and predicted in the same blocks of
    ``PREDICT_BLOCK`` rows as the driver reduce; probabilities go to their shards' files. **A fold
    task holds its training features, ``N x D x 4 x (folds-1)/folds`` bytes** (worker memory), plus
-   one block. ``rounds`` > 1 repeats C and D fitting only on the rows the previous round's cleanlab
+   the classifier's working copy (the logistic pipeline standardises a copy) and one block. ``rounds`` > 1 repeats C and D fitting only on the rows the previous round's cleanlab
    kept.
 E. **cleanlab** (histogram passes over the shards): per-class thresholds from exact sums of the
    self-confidences (K x 256 integers per task, :func:`curate.label_noise.detect.exact_sums`), the
@@ -260,16 +260,21 @@ def _fold_task(arg) -> dict:
     job, rnd, f, c = arg  # c: classifier, n_classes, seed, knn_neighbors, n_jobs, logistic_c
     from curate.label_noise.crossval import PREDICT_BLOCK, combine_members, fit_members, make_members, predict_members
 
-    xs, ys = [], []
-    for s in range(job.n_shards):
-        t = _rows(job, s, ["y", "fold", "x"])
-        train = np.flatnonzero((t.column("fold").to_numpy() != f) & _mask(job, rnd, s, t.num_rows))
+    trains, n_test = [], 0
+    for s in range(job.n_shards):  # which rows train, then their features into one preallocated matrix
+        t = _rows(job, s, ["fold"])
+        fold = t.column("fold").to_numpy()
+        trains.append(np.flatnonzero((fold != f) & _mask(job, rnd, s, t.num_rows)))
+        n_test += int(np.sum(fold == f))
+    x_train = np.zeros((sum(len(r) for r in trains), c.dim), dtype=np.float32)
+    y_train = np.zeros(len(x_train), dtype=np.int64)
+    at = 0
+    for s, train in enumerate(trains):
         if len(train):
-            t = t.take(pa.array(train))
-            xs.append(matrix(t, "x"))
-            ys.append(t.column("y").to_numpy().astype(np.int64))
-    y_train = np.concatenate(ys) if ys else np.zeros(0, np.int64)
-    n_test = sum(int(np.sum(_rows(job, s, ["fold"]).column("fold").to_numpy() == f)) for s in range(job.n_shards))
+            t = _rows(job, s, ["y", "x"]).take(pa.array(train))
+            x_train[at:at + len(train)] = matrix(t, "x")
+            y_train[at:at + len(train)] = t.column("y").to_numpy()
+            at += len(train)
     k = c.n_classes
     stats = {"fold": f, "n": n_test, "hits": 0, "member_hits": {}, "agree": 0, "a": np.zeros(k, np.int64),
              "b": np.zeros(k, np.int64), "rows": 0}
@@ -280,8 +285,8 @@ def _fold_task(arg) -> dict:
                           else "a fold's training rows hold fewer than two classes; use fewer folds")
     bases = make_members(c.classifier, sparse=False, seed=c.seed, knn_neighbors=c.knn_neighbors, n_jobs=c.n_jobs,
                          logistic_c=c.logistic_c)
-    models = fit_members(bases, np.concatenate(xs), y_train)
-    del xs
+    models = fit_members(bases, x_train, y_train)
+    del x_train
     present = np.arange(k)
     pending: list[pa.Table] = []  # held-out rows waiting for a full block
     out: dict[int, list[pa.Table]] = {}
@@ -798,7 +803,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                 r = next(iter(run(_c_task, [(job, rnd, p.seed)], desc=f"{stage.name} (logistic C)")))
                 c_value, c_tried = r["c"], r["tried"]
             conf = SimpleNamespace(classifier=classifier, n_classes=k, seed=p.seed, knn_neighbors=p.knn_neighbors,
-                                   n_jobs=p.n_jobs, logistic_c=c_value)
+                                   n_jobs=p.n_jobs, logistic_c=c_value, dim=dim)
             folds = sorted(run(_fold_task, [(job, rnd, f, conf) for f in range(p.folds)], desc=f"{stage.name} (folds)"),
                            key=lambda r: r["fold"])
             hits = sum(r["hits"] for r in folds)

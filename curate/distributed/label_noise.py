@@ -38,8 +38,10 @@ G. **assemble** (one task per map shard): the output shard, built by the stage's
 Driver memory: K- and K x K-sized tables, 256 counts per pruned cell and radix pass, ``S`` counts, the
 ``C`` candidates; no row and no model (models live in their fold task). Results are identical to the
 driver reduce (``tests/test_distributed_label_noise.py``: every output column and the summary, but
-the timings). ``tfidf`` features are declined (the driver reduce runs): their vocabulary and IDF are
-global and the sparse matrices were not made identical in this version.
+the timings). Declined (:func:`declines`; the driver reduce runs, logged): ``tfidf`` features (their
+vocabulary and IDF are global and the sparse matrices were not made identical in this version) and the
+methods ``confident_learning``, ``low_normalized_margin`` and ``low_self_confidence`` (cleanlab
+recomputes its own thresholds or issue count inside them).
 """
 
 from __future__ import annotations

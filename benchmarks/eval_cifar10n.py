@@ -130,6 +130,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="model cache the runs share (default: WORK/cache)")
     ap.add_argument("--embed", default=EMBED, help="the embed stage's params (YAML flow mapping content)")
     ap.add_argument("--label-noise", default="", help="more label_noise params, e.g. 'classifier: logistic'")
+    ap.add_argument("--tag", default="", help="a name for this setting (e.g. of --label-noise): the runs and results "
+                    "are WORK/runs/cifar10n_<labels>_<tag>, so settings sit side by side and share the model cache")
     ap.add_argument("--ingest-only", action="store_true",
                     help="a run without stages (WORK/runs/cifar10n_<labels>_ingest); train only raw and ceiling")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for the linear probe")
@@ -152,7 +154,7 @@ def main() -> None:
     summary = []
     for labels in args.labels.split(","):
         train, test = prepare(work, labels)
-        name = f"cifar10n_{labels}" + ("_ingest" if args.ingest_only else "")
+        name = f"cifar10n_{labels}" + ("_ingest" if args.ingest_only else "") + (f"_{args.tag}" if args.tag else "")
         run = work / "runs" / name
         pipe = work / f"{name}.yaml"
         stages = "  []\n" if args.ingest_only else STAGES.format(embed=args.embed, label_noise=extra_ln)

@@ -76,14 +76,18 @@ def prepare() -> tuple[Path, Path, dict]:
     is_test = np.zeros(len(rows), dtype=bool)
     is_test[test_rows] = True
     train, test = WORK / "imdb_train_half.jsonl", WORK / "imdb_test_half.jsonl"
-    with open(train, "w") as ft, open(test, "w") as fe:
-        for i, r in enumerate(rows):
-            given = NAMES[r["label"]]
-            clean = NAMES[1 - r["label"]] if i in validated else given
-            if is_test[i]:
-                fe.write(json.dumps({"text": r["text"], "label": clean, "index": i}) + "\n")
-            else:
-                ft.write(json.dumps({"text": r["text"], "label": given, "clean_label": clean, "index": i}) + "\n")
+    lines: dict[Path, list[str]] = {train: [], test: []}
+    for i, r in enumerate(rows):
+        given = NAMES[r["label"]]
+        clean = NAMES[1 - r["label"]] if i in validated else given
+        if is_test[i]:
+            lines[test].append(json.dumps({"text": r["text"], "label": clean, "index": i}) + "\n")
+        else:
+            lines[train].append(json.dumps({"text": r["text"], "label": given, "clean_label": clean, "index": i}) + "\n")
+    for path, text in lines.items():
+        text = "".join(text)
+        if not path.exists() or path.read_text() != text:  # rewriting an unchanged file would make curate run re-ingest
+            path.write_text(text)
     stats = {"train": int((~is_test).sum()), "test": int(is_test.sum()),
              "validated_errors_train": int(sum(1 for i in validated if not is_test[i])),
              "validated_errors_test_corrected": int(sum(1 for i in validated if is_test[i]))}
@@ -133,6 +137,8 @@ def main() -> None:
     ap.add_argument("--minilm", action="store_true", help="also the run with MiniLM embeddings (embed stage; label_noise "
                     "and the linear probe on them, TF-IDF beside)")
     ap.add_argument("--minilm-only", action="store_true", help="only the MiniLM run")
+    ap.add_argument("--minilm-models", default="linear,tfidf",
+                    help="models eval trains on the MiniLM run ('': the run only, e.g. to embed in a first piece)")
     ap.add_argument("--cache", default=str(WORK / "cache-imdb"), help="model cache the runs share")
     args = ap.parse_args()
     print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
@@ -144,7 +150,7 @@ def main() -> None:
         for name in args.variants.split(","):
             rows += run_variant(name, train, test, cache, args.seeds, False, VARIANTS[name], ["tfidf"])
     if args.minilm or args.minilm_only:
-        rows += run_variant("minilm", train, test, cache, args.seeds, True, "", ["linear", "tfidf"])
+        rows += run_variant("minilm", train, test, cache, args.seeds, True, "", [m for m in args.minilm_models.split(",") if m])
     print("\nvariant | label_noise | model | removed (validated errors) | raw | curated | random | relabelled | ceiling")
     for r in rows:
         arms = {a["kind"]: a["accuracy"]["mean"] for a in r["eval"]["arms"] if a["accuracy"]}

@@ -124,3 +124,32 @@ def test_distributed_image_dedup_on_three_nodes_equals_driver(cluster, tmp_path)
     with RayExecutor(workers=3, quiet=True) as executor:
         summary = run_both(tmp_path, "image_dedup", {"max_distance": 6}, split(table, [n // 2, n - n // 2]), executor)
     assert summary["near_duplicates"] > 50
+
+
+@pytest.mark.slow
+def test_200k_rows_on_three_nodes_equal_the_local_executor(cluster, make_pipeline, tmp_path, monkeypatch):
+    """200,000 planted near-duplicate texts through exact and MinHash dedup: ``executor: ray`` on the
+    three-node cluster (map stages on Ray Data, the distributed reduces with shuffle files crossing
+    nodes, components in large/small-star rounds over several partitions) gives the local executor's
+    driver-reduce shards, summaries, stats and kept ids exactly."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.distributed import components
+    from tests.test_ray_dedup import planted_texts
+
+    path = tmp_path / "planted.parquet"
+    pq.write_table(pa.table({"text": planted_texts(200_000)}), path)
+    cfg = {"format": "parquet", "path": str(path), "shard_size": 25_000}
+    stages = [{"exact_dedup": {"on": ["text"], "keep": "first"}},
+              {"minhash_dedup": {"threshold": 0.7, "ngram": 3, "keep": "longest_text"}}]
+    local = _run(make_pipeline(cfg, stages, workers=2), tmp_path / "local")
+    monkeypatch.setattr(components, "EDGES_PER_TASK", 4_000)  # planned on the driver: several partitions
+    dist = _run(make_pipeline(cfg, stages, workers=3, executor="ray"), tmp_path / "ray")
+    summary = local.stages[1].summary
+    assert summary["near_duplicates"] > 18_000 and summary["largest_cluster"] >= 150
+    for s_local, s_ray in zip(local.stages, dist.stages):
+        assert s_local.summary == s_ray.summary and s_local.stats == s_ray.stats
+        assert read_stage(RunDir(tmp_path / "local"), s_local.dir).equals(read_stage(RunDir(tmp_path / "ray"), s_ray.dir))
+    kept = lambda run: sorted(i for f in iter_fates(RunDir(run)) for i, k in zip(f.ids, f.kept) if k)
+    assert kept(tmp_path / "local") == kept(tmp_path / "ray")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from curate.config import load_pipeline, parse_pipeline
-from curate.embeddings.neardup import candidate_pairs, near_duplicate_pairs
+from curate.embeddings.neardup import candidate_pairs, near_duplicate_pairs, pair_distances, verify_pairs
 from curate.errors import ConfigError
 from curate.runner import Runner
 from curate.shards import read_records, read_stage
@@ -63,6 +63,28 @@ def test_verification_needs_a_margin_and_close_hashes_below_accept_similarity():
     assert len(near_duplicate_pairs(x, hashed, hashes, hashed, min_margin=0.1, accept_similarity=0.999,
                                     mirrored=mirrored, **kw).a) == 1
     assert len(near_duplicate_pairs(x, hashed, None, None, min_margin=0.0, accept_similarity=1.0, **kw).a) > 1
+
+
+def test_verify_pairs_on_one_search_matches_the_full_rule_for_every_setting():
+    # the benchmark's knob grid re-verifies one search; it must give what the stage's rule gives
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(40, 16))
+    x = unit(np.vstack([base, base[:15] + 0.3 * rng.normal(size=(15, 16))]))
+    hashes = rng.integers(0, 256, size=(len(x), 8), dtype=np.uint8)
+    hashes[40:] = hashes[:15] ^ rng.integers(0, 2, size=(15, 8), dtype=np.uint8)  # copies: a few bits differ
+    hashed = np.ones(len(x), dtype=bool)
+    hashed[3] = False
+    a, b, cos, margin = candidate_pairs(x, hashed | True, k=5, min_similarity=0.3, search="exact")
+    dist = pair_distances(a, b, hashes, hashed)
+    assert dist[(a == 3) | (b == 3)].tolist() == [-1] * int(((a == 3) | (b == 3)).sum())
+    seen = set()
+    for mm, md, acc in [(0.0, 8, 1.01), (0.05, 8, 0.95), (0.1, 30, 0.9), (0.0, 63, 1.01)]:
+        v = verify_pairs(a, b, cos, margin, dist, min_margin=mm, accept_similarity=acc, max_distance=md)
+        full = near_duplicate_pairs(x, hashed | True, hashes, hashed, k=5, min_similarity=0.3, min_margin=mm,
+                                    accept_similarity=acc, max_distance=md, search="exact")
+        assert (v.a.tolist(), v.b.tolist(), v.hamming.tolist()) == (full.a.tolist(), full.b.tolist(), full.hamming.tolist())
+        seen.add(len(v.a))
+    assert len(seen) > 1  # the settings really differ on this data
 
 
 def test_params_name_the_allowed_values():

@@ -95,7 +95,7 @@ async def _reviewer(browser, url: str, name: str, plan: list[tuple[str, str]], d
         await search.fill(item)
         await search.press("Enter")
         await expect(page.get_by_text(f"id {item}").first).to_be_visible()  # this item, not the previous one
-        await expect(page.get_by_text(re.compile(r"\b1\s+matching"))).to_be_visible()
+        await expect(page.get_by_text(re.compile(r"of \d+ · 1 matching$"))).to_be_visible()
         # the item's button (its name also carries the shortcut key), not a bulk one ("Accept this page")
         label = r"^Accept\b(?!\s+(this|all))" if decision == "accepted" else r"^Reject\b(?!\s+(this|all))"
         await page.get_by_role("button", name=re.compile(label)).click()

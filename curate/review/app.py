@@ -238,8 +238,7 @@ def _sidebar(st, queue, run_dir: str) -> None:
     parts = ["<h2>curate review</h2>", f"<div>run: {ui.esc(Path(run_dir).name)}</div>",
              ui.text_field("Reviewer", "reviewer", ss.reviewer or "", send="reviewer"),
              '<nav class="ui-views" aria-label="View">' + "".join(
-                 ui.button(label, "view", arg=k).replace("<button ", '<button aria-current="page" ', 1) if k == ss.view
-                 else ui.button(label, "view", arg=k) for k, label in VIEW_LABELS.items()) + "</nav>"]
+                 ui.button(label, "view", arg=k, current=k == ss.view) for k, label in VIEW_LABELS.items()) + "</nav>"]
     if items:
         parts.append(ui.text_field("Search text, label, id, reason", "search", ss.f_search or "", send="search"))
         active = _active_filters(ss)
@@ -337,7 +336,7 @@ def _nav_html(st, page: int, n_pages: int, n: int, what: str, bulk: bool) -> str
              ui.button("Undo", "undo", key="U", disabled=not st.session_state.undo_stack)]
     if not bulk:
         return ui.row(*parts)
-    parts.append(ui.button("Bulk decisions", "", menu="ui-bulk"))
+    parts.append(ui.button("Bulk decisions", menu="ui-bulk"))
     return ui.row(*parts) + ui.menu(
         "ui-bulk", ui.button("Accept this page", "bulk", arg="accepted|page"),
         ui.button("Reject this page", "bulk", arg="rejected|page"),
@@ -449,7 +448,7 @@ def _current_html(st, queue, rec: dict, number: int, n_on_page: int, first: int)
     parts = [cards.item_html(rec, queue.stages, number=number, image=big),
              ui.row(ui.button("Accept", "accept", key="A", primary=True), ui.button("Reject", "reject", key="X"),
                     ui.button("◀ Item", "prev_item", key="K"), ui.button("Item ▶", "next_item", key="J"),
-                    ui.button("Flag by hand", "", menu="ui-flag"),
+                    ui.button("Flag by hand", menu="ui-flag"),
                     ui.button("Hide details" if details else "Details", "details"),
                     f"<span>current: {number - first} of {n_on_page} on this page</span>"),
              ui.menu("ui-flag", ui.text_field("What is wrong with it?", "flag_reason",

@@ -128,10 +128,13 @@ def component():
     return _COMPONENT
 
 
-def button(label: str, act: str, *, arg=None, key: str | None = None, primary: bool = False,
-           disabled: bool = False, menu: str | None = None) -> str:
-    """A button: ``act`` (with ``arg``) is sent on click, or (``menu``) it opens the element ``menu``."""
+def button(label: str, act: str | None = None, *, arg=None, key: str | None = None, primary: bool = False,
+           disabled: bool = False, menu: str | None = None, current: bool = False) -> str:
+    """A button: ``act`` (with ``arg``) is sent on click, or (``menu``) it opens the element ``menu``;
+    ``current``: it stands for what is shown (the current view)."""
     attrs = [f'aria-label="{esc(label)}"']
+    if current:
+        attrs.append('aria-current="page"')
     if menu:
         attrs.append(f'data-menu="{esc(menu)}" aria-expanded="false"')
     else:

@@ -3,7 +3,7 @@
     flock /tmp/team/heavy.lock nice -n 5 python benchmarks/label_noise_cifar10n.py \
         [--embed '{"model": "tf_efficientnet_lite2", "image_size": 260, "crop_pct": 1.0}'] \
         [--labels worse,aggre] [--methods curate,datalab,pixels] [--variants 'rounds=2' 'classifier=logistic']
-        [--concat-embed '{"model": "tf_efficientnet_lite0", "image_size": 160, "crop_pct": 1.0}' --concat-tag -lite0]
+        [--concat-embed '{"model": "tf_efficientnet_lite0", "image_size": 160, "crop_pct": 1.0}' --concat-tag=-lite0]
 
 Ground truth: a row is a label error iff its noisy label (``aggre``: 9.0% wrong, ``worse``: 40.2% wrong)
 differs from ``clean_label``. For each label set, in one run, precision, recall, F1 and the share of the

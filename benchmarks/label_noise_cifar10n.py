@@ -209,7 +209,7 @@ def main() -> None:
         clean_all[index] = [NAMES.index(v) for v in t.column("clean_label").to_pylist()]
         wrong = int((given_all[index] != clean_all[index]).sum())
         print(f"\nCIFAR-10N {name}: {len(index)} images, {wrong} wrong labels ({wrong / len(index):.2%})")
-        out = results.setdefault(name, {})
+        out = results.setdefault(name + args.tag, {})  # one entry per label set and backbone (tag)
         x = None
         if {"curate", "datalab"} & set(methods) or args.variants:
             run, secs = curate_run(f"cifar10n-{name}{args.tag}", train, [{"embed": embed}, {"label_noise": label_noise}],

@@ -153,3 +153,15 @@ def test_200k_rows_on_three_nodes_equal_the_local_executor(cluster, make_pipelin
         assert read_stage(RunDir(tmp_path / "local"), s_local.dir).equals(read_stage(RunDir(tmp_path / "ray"), s_ray.dir))
     kept = lambda run: sorted(i for f in iter_fates(RunDir(run)) for i, k in zip(f.ids, f.kept) if k)
     assert kept(tmp_path / "local") == kept(tmp_path / "ray")
+
+
+@pytest.mark.slow
+def test_distributed_label_noise_on_three_nodes_equals_driver(cluster, tmp_path):
+    """label_noise's scheme (fold tasks, cleanlab's statistics and cut-offs as passes over the shards)
+    on Ray gives the driver reduce's flags, suggested labels, scores and summary."""
+    from curate.executors.ray import RayExecutor
+    from tests.test_distributed_label_noise import SIZES, embedding_table, run_both
+
+    with RayExecutor(workers=3, quiet=True) as executor:
+        summary = run_both(tmp_path, {"features": "emb", "rounds": 2}, embedding_table(), SIZES, executor)
+    assert summary["scored"] > 300 and summary["label_issues"] >= 5 and not summary["abstained"]

@@ -13,22 +13,11 @@ import pyarrow as pa
 import pytest
 
 from curate.distributed.compare import reduce_map_shards, write_map_shards
-from curate.executors.local import LocalExecutor
 from curate.rundir import shard_name
 from curate.shards import read_stage_shard
+from tests.test_distributed_reduces import DistributedLocal, executor, split  # noqa: F401  (executor: a fixture)
 
 TIMINGS = ("cv_seconds", "cleanlab_seconds")
-
-
-class DistributedLocal(LocalExecutor):
-    distributed_reduce = True
-
-
-@pytest.fixture(scope="module")
-def executor():
-    """Two worker processes: the tasks and what they exchange cross process boundaries."""
-    with DistributedLocal(workers=2, quiet=True) as ex:
-        yield ex
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +35,7 @@ def untimed(summary: dict) -> dict:
 
 
 def run_both(tmp_path, params: dict, table: pa.Table, sizes: list[int], executor) -> dict:
-    shards, at = [], 0
-    for n in sizes:
-        shards.append(table.slice(at, n))
-        at += n
-    assert at == table.num_rows
+    shards = split(table, sizes)
     write_map_shards(tmp_path / "local" / "_map", shards)
     write_map_shards(tmp_path / "dist" / "_map", shards)
     local = reduce_map_shards("label_noise", params, tmp_path / "local" / "_map", tmp_path / "local", len(shards))

@@ -12,10 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.distributed.compare import reduce_map_shards, write_map_shards
-from curate.rundir import shard_name
-from curate.shards import read_stage_shard
 from tests.test_distributed_reduces import DistributedLocal, executor, split  # noqa: F401  (executor: a fixture)
+from tests.test_distributed_reduces import run_both as reduce_both
 
 TIMINGS = ("cv_seconds", "cleanlab_seconds")
 
@@ -35,20 +33,7 @@ def untimed(summary: dict) -> dict:
 
 
 def run_both(tmp_path, params: dict, table: pa.Table, sizes: list[int], executor) -> dict:
-    shards = split(table, sizes)
-    write_map_shards(tmp_path / "local" / "_map", shards)
-    write_map_shards(tmp_path / "dist" / "_map", shards)
-    local = reduce_map_shards("label_noise", params, tmp_path / "local" / "_map", tmp_path / "local", len(shards))
-    dist = reduce_map_shards("label_noise", params, tmp_path / "dist" / "_map", tmp_path / "dist", len(shards),
-                             executor=executor)
-    assert untimed(local) == untimed(dist)
-    for i in range(len(shards)):
-        a = read_stage_shard(tmp_path / "local" / shard_name(i))
-        b = read_stage_shard(tmp_path / "dist" / shard_name(i))
-        assert a.schema == b.schema
-        for name in a.column_names:
-            assert a.column(name).equals(b.column(name)), f"shard {i}, column {name}"
-    return local
+    return reduce_both(tmp_path, "label_noise", params, split(table, sizes), executor, comparable=untimed)
 
 
 def labelled_rows(n_per_class: int = 75, k: int = 4, dim: int = 24, spread: float = 1.6, flip: float = 0.1,

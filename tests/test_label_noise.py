@@ -569,3 +569,39 @@ def test_quiet_run_shows_no_cross_validation_progress(tmp_path, make_pipeline, c
     capfd.readouterr()
     run_pipeline(p)  # quiet=True, as curate run -q
     assert "cross-validation" not in capfd.readouterr().err
+
+
+def test_lda_member_equals_scikit_learn_lda_and_runs_in_the_stage(tmp_path, make_pipeline):
+    from scipy.sparse import csr_matrix
+    from sklearn.base import clone
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from curate.label_noise import cross_val_pred_probs
+    from curate.label_noise.crossval import ShrunkLDA
+
+    x, y, given = planted(80, 2.0, seed=5, flip_rate=0.2)
+    # no shrinkage: the pooled within-class covariance, i.e. scikit-learn's LDA (lsqr solver)
+    ours = clone(ShrunkLDA(1e-12)).fit(x, given).predict_proba(x)
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(x, given).predict_proba(x)
+    assert np.abs(ours - ref).max() < 1e-6
+    # full shrinkage: nearest standardised class mean (equal priors, ties aside)
+    lda = ShrunkLDA(1.0).fit(x, given)
+    sd = x.std(0)
+    means = np.stack([x[given == k].mean(0) for k in range(4)]) / sd
+    nearest = (((x / sd)[:, None, :] - means[None]) ** 2).sum(2).argmin(1)
+    assert (lda.predict(x) == nearest).mean() > 0.97
+    cv = cross_val_pred_probs(x, given, n_classes=4, classifier="logistic+knn+lda", progress=False)
+    assert set(cv.member_accuracy) == {"logistic", "knn", "lda"} and cv.agreement_kappa is not None
+    assert (cv.pred_probs.argmax(1) == y).mean() > 0.9
+    with pytest.raises(CurateError, match="dense"):
+        cross_val_pred_probs(csr_matrix(x), given, n_classes=4, classifier="lda", progress=False)
+    wrong = given != y
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"r{i}", "label": "abcd"[g], "emb": x[i].round(3).tolist()}
+                                       for i, g in enumerate(given)])
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "meta.emb", "classifier": "logistic+knn+lda", "lda_shrinkage": 0.3}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    assert entry.summary["classifier"] == "logistic+knn+lda" and set(entry.summary["member_accuracy"]) == {"logistic", "knn", "lda"}
+    flagged = np.array([r["flag"] == "label_issue" for r in sorted(ann, key=lambda r: int(r["text"][1:]))])
+    assert (flagged & wrong).sum() >= 0.8 * wrong.sum() and (flagged & ~wrong).sum() <= 0.05 * (~wrong).sum()

@@ -21,10 +21,12 @@ from curate.errors import CurateError, require
 
 log = logging.getLogger(__name__)
 
-Classifier = Literal["auto", "logistic", "mlp", "knn", "logistic+knn"]
+Classifier = Literal["auto", "logistic", "mlp", "knn", "lda", "logistic+knn", "logistic+knn+lda", "lda+knn"]
 CLASSIFIERS: tuple[str, ...] = Classifier.__args__  # type: ignore[attr-defined]
 #: Single models; a value with ``+`` averages the probabilities of its members (same folds).
-BASE_CLASSIFIERS: tuple[str, ...] = ("logistic", "mlp", "knn")
+BASE_CLASSIFIERS: tuple[str, ...] = ("logistic", "mlp", "knn", "lda")
+#: ``lda``: how far its within-class covariance is shrunk towards the identity (standardised features)
+LDA_SHRINKAGE = 0.5
 #: ``classifier: auto`` per feature kind, chosen by measurement (docs/benchmarks/label_noise.md): the
 #: logistic + kNN average on dense features (pixels, embeddings), sparse logistic on TF-IDF.
 AUTO_CLASSIFIER: dict[str, str] = {"dense": "logistic+knn", "sparse": "logistic"}
@@ -88,7 +90,68 @@ C_GRID: dict[str, tuple[float, ...]] = {"dense": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), 
 C_SELECTION_ROWS = 20_000
 
 
-def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, n_jobs: int | None, c: float = 1.0):
+class ShrunkLDA:
+    """Linear discriminant analysis with a shrunk covariance: one Gaussian per class with a shared
+    within-class covariance, estimated on standardised features and shrunk towards the identity,
+    ``(1 - shrinkage) * S + shrinkage * trace(S) / D * I``. Class means average the noise out: under
+    heavy label noise it is a better out-of-sample model than logistic regression (CIFAR-10N ``worse``,
+    docs/benchmarks/label_noise.md). scikit-learn's estimator interface (``fit``, ``predict_proba``,
+    ``classes_``), computed in float64 in blocks of rows."""
+
+    def __init__(self, shrinkage: float = LDA_SHRINKAGE):
+        self.shrinkage = shrinkage
+
+    def get_params(self, deep: bool = True) -> dict:  # for sklearn.base.clone
+        return {"shrinkage": self.shrinkage}
+
+    def set_params(self, **params) -> "ShrunkLDA":
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def fit(self, x, y) -> "ShrunkLDA":
+        x = np.asarray(x)
+        y = np.asarray(y)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        k, d = len(self.classes_), x.shape[1]
+        counts = np.bincount(yi, minlength=k).astype(np.float64)
+        blocks = range(0, len(x), PREDICT_BLOCK)
+        sums = np.zeros((k, d))
+        for a in blocks:  # per-class sums as a one-hot product
+            yb = yi[a:a + PREDICT_BLOCK]
+            sums += (np.arange(k)[:, None] == yb[None, :]).astype(np.float64) @ x[a:a + PREDICT_BLOCK].astype(np.float64)
+        mean = sums.sum(0) / len(x)
+        var = np.zeros(d)
+        for a in blocks:
+            var += ((x[a:a + PREDICT_BLOCK].astype(np.float64) - mean) ** 2).sum(0)
+        sd = np.sqrt(var / len(x))
+        sd[sd == 0] = 1.0
+        mu = (sums / counts[:, None] - mean) / sd  # class means, standardised
+        cov = np.zeros((d, d))
+        for a in blocks:
+            xc = (x[a:a + PREDICT_BLOCK].astype(np.float64) - mean) / sd - mu[yi[a:a + PREDICT_BLOCK]]
+            cov += xc.T @ xc
+        cov /= len(x)
+        target = np.trace(cov) / d
+        cov *= 1.0 - self.shrinkage
+        cov[np.diag_indices(d)] += self.shrinkage * target
+        w = np.linalg.solve(cov, mu.T)  # (D, K) in standardised space
+        self.coef_ = w / sd[:, None]
+        self.intercept_ = -0.5 * (mu * w.T).sum(1) + np.log(counts / counts.sum()) - (mean / sd) @ w
+        return self
+
+    def predict_proba(self, x) -> np.ndarray:
+        z = np.asarray(x, dtype=np.float64) @ self.coef_ + self.intercept_
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, x) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
+def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, n_jobs: int | None, c: float = 1.0,
+                     lda_shrinkage: float = LDA_SHRINKAGE):
     require("sklearn", "labels", "the label_noise classifier")
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer, StandardScaler
@@ -109,6 +172,10 @@ def _make_classifier(kind: str, *, sparse: bool, seed: int, knn_neighbors: int, 
 
         # unit-length rows: Euclidean neighbours are cosine neighbours
         return make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=knn_neighbors, weights="distance", n_jobs=n_jobs))
+    if kind == "lda":
+        if sparse:
+            raise CurateError("classifier: lda needs dense features (pixels or an embedding), not tfidf")
+        return ShrunkLDA(lda_shrinkage)
     raise CurateError(f"classifier: unknown classifier {kind!r}; allowed: {', '.join(CLASSIFIERS)}")
 
 
@@ -163,10 +230,11 @@ def select_c_on(x_fit, y_fit: np.ndarray, x_val, y_val: np.ndarray, *, sparse: b
 
 
 def make_members(classifier: str, *, sparse: bool, seed: int, knn_neighbors: int, n_jobs: int | None,
-                 logistic_c: float | None) -> dict:
+                 logistic_c: float | None, lda_shrinkage: float = LDA_SHRINKAGE) -> dict:
     """The unfitted model of each member of ``classifier`` (``logistic+knn``: two)."""
     return {m: _make_classifier(m, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs,
-                                c=logistic_c if logistic_c is not None else 1.0) for m in classifier.split("+")}
+                                c=logistic_c if logistic_c is not None else 1.0, lda_shrinkage=lda_shrinkage)
+            for m in classifier.split("+")}
 
 
 def fit_members(bases: dict, x_train, y_train: np.ndarray) -> dict:
@@ -215,7 +283,8 @@ def combine_members(preds: dict[str, np.ndarray], present: np.ndarray) -> np.nda
 def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: Classifier = "auto",
                          folds: int = 5, seed: int = 0, knn_neighbors: int = 30, n_jobs: int | None = None,
                          progress: bool = True, train_mask: np.ndarray | None = None,
-                         logistic_c: float | None = None, rows: np.ndarray | None = None) -> CVResult:
+                         logistic_c: float | None = None, rows: np.ndarray | None = None,
+                         lda_shrinkage: float = LDA_SHRINKAGE) -> CVResult:
     """Out-of-sample class probabilities for every row by K-fold cross-validation.
 
     Parameters
@@ -227,8 +296,8 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
         (drop smaller ones first, see :func:`small_classes`).
     n_classes : int, keyword-only
         ``K``, the width of the result (classes absent from ``labels`` get probability 0).
-    classifier : {'auto', 'logistic', 'mlp', 'knn', 'logistic+knn'}, keyword-only
-        ``logistic+knn`` averages the two models' probabilities (fitted on the same folds); ``auto`` is
+    classifier : {'auto', 'logistic', 'mlp', 'knn', 'lda', 'logistic+knn', 'logistic+knn+lda', 'lda+knn'}, keyword-only
+        A value with ``+`` averages its members' probabilities (fitted on the same folds); ``auto`` is
         ``logistic+knn`` on dense features and ``logistic`` on sparse ones (:data:`AUTO_CLASSIFIER`).
     folds : int, keyword-only
         ``K`` of K-fold, at least 2. The fold of row ``i`` is ``fold_of(rows[i], folds, seed)``.
@@ -241,6 +310,8 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
         training rows (:func:`select_logistic_c`), reported as ``CVResult.logistic_c``.
     rows : np.ndarray of int, shape (N,), optional, keyword-only
         The dataset row number of each row, which fixes its fold (default ``0..N-1``).
+    lda_shrinkage : float, keyword-only
+        ``lda``: covariance shrinkage in [0, 1] (:class:`ShrunkLDA`).
 
     Returns
     -------
@@ -279,7 +350,7 @@ def cross_val_pred_probs(x, labels: np.ndarray, *, n_classes: int, classifier: C
     if "logistic" in members and logistic_c is None:
         logistic_c, c_tried = select_logistic_c(x, labels, np.flatnonzero((fold != 0) & fits), sparse=sparse, seed=seed)
     bases = make_members(classifier, sparse=sparse, seed=seed, knn_neighbors=knn_neighbors, n_jobs=n_jobs,
-                         logistic_c=logistic_c)
+                         logistic_c=logistic_c, lda_shrinkage=lda_shrinkage)
     preds = {m: np.zeros((n, n_classes), dtype=np.float32) for m in members}
     for f in tqdm(range(folds), total=folds, desc=f"cross-validation ({classifier})", unit="fold", file=sys.stderr,
                   disable=not progress, leave=False):

@@ -65,7 +65,8 @@ class LabelNoiseParams(StageParams):
     label: str = Field("label", description="column holding the given label (a record column or 'stage.column')")
     classifier: Classifier = Field(
         "auto", description="model trained in the cross-validation: auto (logistic+knn on pixels and embeddings, "
-                            "logistic on tfidf) | logistic | mlp | knn | logistic+knn (the two averaged)")
+                            "logistic on tfidf) | logistic | mlp | knn | lda | logistic+knn (the two averaged) | "
+                            "logistic+knn+lda | lda+knn")
     folds: int = Field(5, ge=2, le=50, description="K of the K-fold cross-validation (a row's fold is a hash of its row number)")
     rounds: int = Field(
         1, ge=1, le=5, description="cross-validation rounds: each round after the first fits the models only on the rows "
@@ -105,6 +106,9 @@ class LabelNoiseParams(StageParams):
         None, gt=0.0, description="logistic: inverse regularisation strength (default: chosen per dataset on the first "
                                   "fold's training rows by held-out accuracy; the summary says which)")
     knn_neighbors: int = Field(30, ge=1, description="knn: number of neighbours (30 beat 10 at 40% label noise)")
+    lda_shrinkage: float = Field(LDA_SHRINKAGE, gt=0.0, le=1.0,
+                                 description="lda: shrinkage of its within-class covariance towards the identity "
+                                             "(standardised features; 1 = nearest class mean)")
     seed: int = Field(0, description="seed of the fold split, PCA and the mlp")
     n_jobs: Optional[int] = Field(None, ge=1, description="processes for cleanlab and knn (default: all cores)")
 
@@ -246,7 +250,8 @@ class LabelNoise(GlobalStage):
             progress = not (self.ctx is not None and self.ctx.quiet)
             cv = cross_val_pred_probs(x[idx], y, n_classes=len(kept), classifier=p.classifier,
                                       folds=p.folds, seed=p.seed, knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs,
-                                      progress=progress, logistic_c=p.logistic_c, rows=idx)
+                                      progress=progress, logistic_c=p.logistic_c, rows=idx,
+                                      lda_shrinkage=p.lda_shrinkage)
             first = cv
             if p.rounds > 1:
                 from curate.label_noise.crossval import refit_rounds
@@ -255,7 +260,7 @@ class LabelNoise(GlobalStage):
                     x[idx], y, cv, rounds=p.rounds, flag=lambda pred_probs: self._find_issues(y, pred_probs).is_issue,
                     n_classes=len(kept), folds=p.folds, classifier=p.classifier, seed=p.seed,
                     knn_neighbors=p.knn_neighbors, n_jobs=p.n_jobs, progress=progress, logistic_c=p.logistic_c,
-                    rows=idx)
+                    rows=idx, lda_shrinkage=p.lda_shrinkage)
                 if stopped:
                     summary["rounds_stopped"] = stopped
             pp = cv.pred_probs

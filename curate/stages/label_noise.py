@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import CurateError
 from curate.label_noise.classes import encode_label_column
-from curate.label_noise.crossval import Classifier
+from curate.label_noise.crossval import LDA_SHRINKAGE, Classifier
 from curate.label_noise.features import FEATURE_HELP
 from curate.label_noise.detect import FilterMethod, RankMethod
 from curate.label_noise.features import FeatureSpec

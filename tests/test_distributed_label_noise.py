@@ -87,22 +87,39 @@ def test_embedding_settings_distributed_equal_driver(tmp_path, inline, params):
     assert summary["label_issues"] >= 5 and not summary["abstained"]
 
 
+@pytest.mark.parametrize("method", ["confident_learning", "low_normalized_margin", "low_self_confidence"])
+def test_off_diagonal_methods_distributed_equal_driver(tmp_path, inline, method):
+    """The methods cleanlab computes from its own thresholds and issue count: the exact thresholds,
+    the global count, the lowest scores by radix passes (``rounds: 2`` runs them twice)."""
+    summary = run_both(tmp_path, {"features": "emb", "classifier": "logistic", "logistic_c": 0.3, "folds": 3,
+                                  "method": method, "rounds": 2}, embedding_table(), SIZES, inline)
+    assert summary["cleanlab_issues"] > 5 and not summary["abstained"]
+
+
 def test_weak_features_abstain_alike(tmp_path, inline):
     summary = run_both(tmp_path, {"features": "emb", "classifier": "logistic", "logistic_c": 1.0}, embedding_table(spread=0.05),
                        SIZES, inline)
     assert summary["abstained"] and summary["label_issues"] == 0
 
 
-def test_given_probabilities_with_ties(tmp_path, inline):
-    """Probabilities rounded to 0.05 steps: many rows tie at every cleanlab cut-off."""
-    names, x, labels = labelled_rows(k=3, dim=4, spread=1.0, flip=0.15)  # 4 columns: the 3-row class too
-    z = np.exp(2 * x)
-    probs = np.round(z / z.sum(1, keepdims=True) * 20) / 20
-    probs = np.maximum(probs, 0.05)
+def rounded_probabilities(steps: int, temperature: float) -> pa.Table:
+    """Given probabilities rounded to ``1 / steps``: many rows tie at every cut-off."""
+    names, x, _ = labelled_rows(k=3, dim=4, spread=1.0, flip=0.15)  # 4 columns: the 3-row class too
+    z = np.exp(temperature * x)
+    probs = np.round(z / z.sum(1, keepdims=True) * steps) / steps
+    probs = np.maximum(probs, 1 / steps)
     probs /= probs.sum(1, keepdims=True)
-    table = pa.table({"id": [f"r{i:05d}" for i in range(len(names))], "label": pa.array(names, pa.string()),
-                      "f0": pa.array([v.tolist() for v in probs], pa.list_(pa.float32()))})
-    for method in ("prune_by_noise_rate", "prune_by_class"):
+    return pa.table({"id": [f"r{i:05d}" for i in range(len(names))], "label": pa.array(names, pa.string()),
+                     "f0": pa.array([v.tolist() for v in probs], pa.list_(pa.float32()))})
+
+
+@pytest.mark.parametrize("methods,steps,temperature", [
+    (("prune_by_noise_rate", "prune_by_class", "confident_learning", "low_normalized_margin"), 20, 2.0),
+    (("low_self_confidence",), 10, 1.0),  # 184 scores below the cut-off, 6 of its 10 ties flagged
+])
+def test_given_probabilities_with_ties(tmp_path, inline, methods, steps, temperature):
+    table = rounded_probabilities(steps, temperature)
+    for method in methods:
         summary = run_both(tmp_path / method, {"features": "pred_probs:probs", "method": method, "max_noise_rate": 0.9,
                                                "min_kept_accuracy": 0.3, "max_class_fraction": 0.1},
                            table, [100, 80, 78], inline)
@@ -121,33 +138,112 @@ def test_pixels_distributed_equals_driver(tmp_path, inline):
     assert summary["feature_info"]["pca_components"] == 12 and summary["missing_features"] == 1
 
 
-def test_tfidf_is_declined(tmp_path, inline, caplog):
+def text_table(n: int = 330, seed: int = 0) -> pa.Table:
+    """Short texts of 4 topics sharing common words, 10% of labels flipped, 25 exact copies of other
+    texts, unlabelled rows, null / empty / blank texts, and accented words (code-point order)."""
+    rng = np.random.default_rng(seed)
+    topics = [["cat", "purr", "whisker", "meow", "kitten", "café"], ["dog", "bark", "fetch", "leash", "puppy", "éclair"],
+              ["fish", "fin", "swim", "gill", "reef", "Zürich"], ["bird", "wing", "nest", "feather", "chirp", "zebra"]]
+    common = ["the", "a", "very", "small", "big", "old", "new", "seen", "today", "here", "Élan", "über"]
+    labels = rng.integers(0, 4, n)
+    texts: list[str | None] = [" ".join(rng.choice(topics[c], int(rng.integers(2, 6))).tolist()
+                                        + rng.choice(common, int(rng.integers(1, 5))).tolist()) for c in labels]
+    names: list[str | None] = [f"class{c}" for c in labels]
+    for i in rng.choice(n, n // 10, replace=False).tolist():
+        names[i] = f"class{(labels[i] + int(rng.integers(1, 4))) % 4}"
+    for a, b in zip(rng.choice(n, 25, replace=False).tolist(), rng.choice(n, 25, replace=False).tolist()):
+        texts[a], names[a] = texts[b], names[b]
+    for i in rng.choice(n, 8, replace=False).tolist():
+        names[i] = None
+    for i, blank in zip(rng.choice(n, 6, replace=False).tolist(), [None, "", "   ", None, "\t", "zz"]):
+        texts[i] = blank
+    return pa.table({"id": [f"t{i:04d}" for i in range(n)], "label": pa.array(names, pa.string()),
+                     "f0": pa.array(texts, pa.string())})
+
+
+TEXT_SIZES = [90, 0, 120, 120]  # 330 rows, one empty shard
+
+
+def test_tfidf_vocabulary_is_sklearns_rule():
+    """``features.tfidf_vocabulary`` against scikit-learn's TfidfVectorizer fitted on the same texts: below
+    the ``max_features`` cut the same vocabulary, IDF and values; at a cut the same counts kept, the
+    terms tied at the cut taken alphabetically (scikit-learn's split of them follows numpy's unstable
+    sort). Any batch of rows is transformed alike."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from curate.label_noise import features
+
+    texts = [t for t in text_table().column("f0").to_pylist() if t and t.strip()]
+
+    def sklearn_fit(max_features):
+        return TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True, max_features=max_features,
+                               dtype=np.float32).fit(texts)
+
+    vec = sklearn_fit(200_000)
+    terms, idf, counts = features.tfidf_vocabulary(texts)
+    assert terms.tolist() == sorted(vec.vocabulary_) and np.array_equal(idf, vec.idf_)
+    x, theirs = features.tfidf_weights(counts, idf), vec.transform(texts)
+    theirs.sort_indices()
+    assert np.array_equal(x.indptr, theirs.indptr) and np.array_equal(x.indices, theirs.indices)
+    np.testing.assert_allclose(x.data, theirs.data, rtol=1e-6)
+    part = features.tfidf_transform(texts[100:180], terms, idf)
+    assert all(np.array_equal(getattr(part, a), getattr(x[100:180], a)) for a in ("indptr", "indices", "data"))
+
+    all_terms, df, tf, _ = features.count_terms(texts)
+    candidates = all_terms[features.df_keep(df, len(texts))]
+    tf_of = dict(zip(all_terms.tolist(), tf.tolist()))
+    for max_features in (11, 17, 60):  # each cuts through terms of equal count
+        terms, _, _ = features.tfidf_vocabulary(texts, max_features=max_features)
+        ours, theirs = sorted(tf_of[t] for t in terms), sorted(tf_of[t] for t in sklearn_fit(max_features).vocabulary_)
+        assert len(terms) == max_features and ours == theirs
+        cut = ours[0]
+        tied = sorted(t for t in candidates if tf_of[t] == cut)
+        kept = [t for t in terms if tf_of[t] == cut]
+        assert 0 < len(kept) < len(tied) and kept == tied[:len(kept)]  # the cut splits the ties
+
+
+def test_tfidf_distributed_equals_driver(tmp_path, executor):
+    """``features: tfidf`` (sparse logistic, C chosen per dataset) in worker processes."""
+    summary = run_both(tmp_path, {"features": "tfidf"}, text_table(), TEXT_SIZES, executor)
+    assert summary["classifier"] == "logistic" and summary["feature_info"]["vocabulary"] > 40
+    assert summary["missing_features"] == 5 and summary["label_issues"] > 0
+
+
+@pytest.mark.parametrize("max_features", [7, 25, 60])
+def test_tfidf_vocabulary_cut_distributed_equals_driver(tmp_path, inline, monkeypatch, max_features):
+    """A small ``max_features`` with ``rounds: 2``: 7 and 60 cut through terms of equal count (split
+    alphabetically by the cut task), 25 keeps all the terms of the count at the cut."""
+    from curate.distributed import label_noise as scheme
+    from curate.label_noise import features
+
+    monkeypatch.setattr(features, "TFIDF_MAX_FEATURES", max_features)
+    cuts = []
+    monkeypatch.setattr(scheme, "_cut_task", lambda arg, task=scheme._cut_task: cuts.append(arg[1:]) or task(arg))
+    summary = run_both(tmp_path, {"features": "tfidf", "logistic_c": 1.0, "rounds": 2, "min_kept_accuracy": 0.3},
+                       text_table(), TEXT_SIZES, inline)
+    assert summary["feature_info"]["vocabulary"] == max_features
+    assert len(cuts) == (0 if max_features == 25 else 1)
+
+
+def test_auto_features_pick_tfidf_distributed(tmp_path, inline):
+    """``features: auto`` on text records (no image): the scan picks tfidf and the scheme runs it."""
+    t = text_table()
+    table = pa.table({"id": t.column("id"), "label": t.column("label"), "f0": pa.nulls(t.num_rows, pa.list_(pa.uint8())),
+                      "f1": t.column("f0")})
+    summary = run_both(tmp_path, {"logistic_c": 1.0}, table, TEXT_SIZES, inline)
+    assert summary["features"] == "tfidf" and summary["features_chosen_by"] == "auto"
+
+
+def test_tfidf_with_a_dense_classifier_is_declined(tmp_path, inline, caplog):
     import logging
 
     from curate.distributed import distributed_reduce
     from curate.stages.base import StageContext, get_stage_class
 
     cls = get_stage_class("label_noise")
-    stage = cls(cls.Params.model_validate({"features": "tfidf"}), StageContext(stage_index=0, cache_dir=tmp_path))
+    stage = cls(cls.Params.model_validate({"features": "tfidf", "classifier": "knn"}),
+                StageContext(stage_index=0, cache_dir=tmp_path))
     with caplog.at_level(logging.INFO, logger="curate.distributed"):
         assert not distributed_reduce(stage, inline, run_root=str(tmp_path), map_dir=tmp_path, stage_dir=tmp_path,
                                       n_shards=0, stage_module=cls.__module__, params={}, ctx=None, key="k")
-    assert "tfidf" in caplog.text
-
-
-def test_auto_features_that_pick_tfidf_reduce_on_the_driver(tmp_path, inline, caplog):
-    """``features: auto`` on text records: the scan picks tfidf, then the driver reduce runs (same output)."""
-    import logging
-
-    rng = np.random.default_rng(0)
-    words = [["cat", "purr", "whisker", "meow"], ["dog", "bark", "fetch", "leash"], ["fish", "fin", "swim", "gill"]]
-    labels = rng.integers(0, 3, 240)
-    texts = [" ".join(rng.choice(words[c], 6).tolist() + rng.choice(sum(words, []), 2).tolist()) for c in labels]
-    names = [f"class{c}" for c in labels]
-    for i in rng.choice(240, 12, replace=False).tolist():
-        names[i] = f"class{(labels[i] + 1) % 3}"
-    table = pa.table({"id": [f"t{i:04d}" for i in range(240)], "label": names, "f0": pa.nulls(240, pa.list_(pa.uint8())),
-                      "f1": texts})
-    with caplog.at_level(logging.INFO, logger="curate.distributed.label_noise"):
-        summary = run_both(tmp_path, {"classifier": "logistic", "logistic_c": 1.0}, table, [100, 140], inline)
-    assert summary["features"] == "tfidf" and "reduced on the driver" in caplog.text
+    assert "truncated SVD" in caplog.text

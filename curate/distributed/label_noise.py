@@ -63,18 +63,24 @@ from curate.rundir import shard_name
 
 log = logging.getLogger(__name__)
 
-#: filter methods whose flags follow from the K x K statistics (the others use cleanlab's own thresholds
-#: or a global count inside cleanlab: the driver reduce runs them)
-METHODS = ("prune_by_noise_rate", "prune_by_class", "both", "predicted_neq_given")
+#: the filter methods whose flags are the off-diagonal rows of the confident joint, or the lowest scores
+#: up to their count (:func:`curate.label_noise.detect.off_diagonal`)
+OFF_DIAGONAL = ("confident_learning", "low_normalized_margin", "low_self_confidence")
+#: tfidf with a dense classifier: truncated SVD of all rows (one process), not distributed
+TFIDF_DENSE = "tfidf features with a dense classifier (the truncated SVD is fitted on all rows at once)"
+
+
+def _tfidf_dense(params) -> bool:
+    from curate.label_noise.crossval import resolve_classifier
+
+    return resolve_classifier(params.classifier, sparse=True) != "logistic"
 
 
 def declines(stage) -> str | None:
     """Why this stage's settings need the driver reduce (``None``: the scheme runs)."""
     p = stage.params
-    if p.spec.kind == "tfidf":
-        return "tfidf features (vocabulary and IDF are global; not distributed in this version)"
-    if p.method not in METHODS:
-        return f"method {p.method} (cleanlab recomputes its own statistics inside)"
+    if p.spec.kind == "tfidf" and _tfidf_dense(p):
+        return TFIDF_DENSE
     return None
 
 
@@ -123,8 +129,12 @@ def _scan_task(arg) -> dict:
     for j in range(n_candidates):
         col = t.column(f"f{j}").combine_chunks() if t.num_rows else t.column(f"f{j}")
         if j == text_candidate:
+            from curate.label_noise.features import text_present
+
             n_text = int(pc.sum(pc.greater(pc.utf8_length(col), 0)).as_py() or 0) if t.num_rows else 0
-            out["candidates"].append({"nonnull": t.num_rows - col.null_count, "n_text": n_text})
+            present = text_present(col.to_pylist())
+            out["candidates"].append({"nonnull": t.num_rows - col.null_count, "n_text": n_text, "dims": [],
+                                      "present": int(present.sum()), "values": _value_counts(labels, present)})
             continue
         if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)
                 or pa.types.is_null(col.type)):
@@ -191,11 +201,177 @@ def _read_pca(job: ReduceJob, shape):
     return matrix(t, "mean")[0], matrix(t, "components")[0].reshape(shape)
 
 
+# -- T. the tfidf vocabulary ----------------------------------------------------------------------
+def _docs(job: ReduceJob, s: int, column: str, code_of: dict) -> tuple[list, np.ndarray, np.ndarray]:
+    """Map shard ``s``'s texts, which have a text (:func:`curate.label_noise.features.text_present`) and
+    their label codes."""
+    from curate.label_noise.features import text_present
+
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["label", column])
+    texts = t.column(column).to_pylist()
+    return texts, text_present(texts), _codes(_labels(t), code_of)
+
+
+def _term_partition(terms: pa.Array, partitions: int) -> np.ndarray:
+    """Partition of each term: a hash of its UTF-8 bytes."""
+    from curate.dedup.hashing import substring_hashes
+    from curate.distributed.shuffle import partition_of
+
+    terms = pa.array(terms, pa.large_string()) if not isinstance(terms, pa.Array) else terms.cast(pa.large_string())
+    offsets = np.frombuffer(terms.buffers()[1], np.int64)[terms.offset:terms.offset + len(terms) + 1]
+    data = np.frombuffer(terms.buffers()[2], np.uint8) if terms.buffers()[2] is not None else np.zeros(0, np.uint8)
+    return partition_of(substring_hashes(data, offsets[:-1], offsets[1:]), partitions=partitions)
+
+
+def _terms_task(arg) -> dict:
+    """Shard ``s``'s term counts over its vocabulary documents (a text and a label), to the term partitions."""
+    job, s, column, code_of = arg
+    from curate.label_noise.features import count_terms
+
+    texts, present, codes = _docs(job, s, column, code_of)
+    docs = np.flatnonzero(present & (codes >= 0))
+    terms, df, tf, _ = count_terms([texts[i] for i in docs])
+    if len(terms):
+        table = pa.table({"term": pa.array(terms.tolist(), pa.large_string()), "df": df, "tf": tf})
+        write_partitions(table, _term_partition(table.column("term").combine_chunks(), job.partitions),
+                         _path(job, "T"), s)
+    return {"docs": len(docs)}
+
+
+def _candidates_task(arg) -> dict:
+    """Term partition ``q``: the terms' global counts, those within the document-frequency bounds kept
+    (alphabetical, to ``C/``); returns their number and the counts of the ``tf`` values of its
+    ``max_features`` most frequent (all of the values tied with the last)."""
+    job, q, n_docs, max_features = arg
+    from curate.label_noise.features import alphabetical, df_keep
+
+    t = read_partition(_path(job, "T"), q)
+    if t is None:
+        return {"candidates": 0, "tf": np.zeros(0, np.int64), "count": np.zeros(0, np.int64)}
+    t = t.group_by("term").aggregate([("df", "sum"), ("tf", "sum")]).rename_columns(["term", "df", "tf"])
+    t = t.filter(pa.array(df_keep(t.column("df").to_numpy(), n_docs)))
+    t = t.take(pa.array(alphabetical(t.column("term"))))
+    storage.write_table(t, _path(job, "C", f"{q:05d}.parquet"), compression="lz4")
+    tf = t.column("tf").to_numpy()
+    if len(tf) > max_features:
+        tf = tf[tf >= np.partition(tf, len(tf) - max_features)[len(tf) - max_features]]
+    values, count = np.unique(tf, return_counts=True)
+    return {"candidates": t.num_rows, "tf": values, "count": count}
+
+
+def _candidates(job: ReduceJob, q: int) -> pa.Table | None:
+    path = _path(job, "C", f"{q:05d}.parquet")
+    return storage.read_table(path) if path.exists() else None
+
+
+@one_thread
+def _cut_task(arg) -> dict:
+    """The alphabetically ``need``-th of the terms whose total count is ``tf`` (the ties at the
+    ``max_features`` cut): each partition's first ``need`` of them, merged."""
+    job, tf, need = arg
+    first = []
+    for q in range(job.partitions):
+        t = _candidates(job, q)
+        if t is not None:
+            first += t.filter(pc.equal(t.column("tf"), tf)).column("term").to_pylist()[:need]
+    return {"last": sorted(first)[need - 1]}
+
+
+@one_thread
+def _vocab_task(arg) -> dict:
+    """The vocabulary (alphabetical) and its IDF, from every partition's chosen candidates, to ``V.parquet``."""
+    job, n_docs, tf, last = arg
+    from curate.label_noise.features import alphabetical, tfidf_idf
+
+    parts = []
+    for q in range(job.partitions):
+        t = _candidates(job, q)
+        if t is None:
+            continue
+        if tf is not None:
+            above = pc.greater(t.column("tf"), tf)
+            if last is not None:
+                above = pc.or_(above, pc.and_(pc.equal(t.column("tf"), tf), pc.less_equal(t.column("term"), last)))
+            else:
+                above = pc.or_(above, pc.equal(t.column("tf"), tf))
+            t = t.filter(above)
+        parts.append(t.select(["term", "df"]))
+    t = pa.concat_tables(parts) if parts else pa.table({"term": pa.array([], pa.large_string()),
+                                                         "df": pa.array([], pa.int64())})
+    t = t.take(pa.array(alphabetical(t.column("term"))))
+    idf = tfidf_idf(t.column("df").to_numpy(), n_docs)
+    storage.write_table(pa.table({"term": t.column("term"), "idf": idf}), _path(job, "V", "vocabulary.parquet"))
+    return {"size": t.num_rows}
+
+
+def _vocabulary(stage, job: ReduceJob, executor, column: str, code_of: dict, n_docs: int) -> int:
+    """Phases T: the vocabulary of the labelled texts by scikit-learn's rule as
+    :func:`curate.label_noise.features.tfidf_vocabulary` states it, written to ``V.parquet``; its size."""
+    from curate.label_noise import features
+
+    run, S, P = executor.map_unordered, job.n_shards, job.partitions
+    features.df_bounds(n_docs)
+    list(run(_terms_task, [(job, s, column, code_of) for s in range(S)], desc=f"{stage.name} (tfidf terms)",
+             total_rows=job.offsets[-1]))
+    limit = features.TFIDF_MAX_FEATURES
+    parts = list(run(_candidates_task, [(job, q, n_docs, limit) for q in range(P)], desc=f"{stage.name} (tfidf df)"))
+    total = sum(r["candidates"] for r in parts)
+    if not total:
+        raise features.no_vocabulary(n_docs)
+    tf = last = None
+    if total > limit:  # the cut: the limit-th largest total count, and the alphabetical cut among its ties
+        values = np.concatenate([r["tf"] for r in parts])
+        counts = np.concatenate([r["count"] for r in parts])
+        order = np.argsort(-values, kind="stable")
+        values, counts = values[order], counts[order]
+        uniq, starts = np.unique(-values, return_index=True)
+        sums = np.add.reduceat(counts, starts)
+        above = np.concatenate([[0], np.cumsum(sums)[:-1]])
+        at = int(np.searchsorted(np.cumsum(sums), limit, side="left"))
+        tf, need, tied = int(-uniq[at]), int(limit - above[at]), int(sums[at])
+        if need < tied:
+            last = next(iter(run(_cut_task, [(job, tf, need)], desc=f"{stage.name} (tfidf cut)")))["last"]
+    return next(iter(run(_vocab_task, [(job, n_docs, tf, last)], desc=f"{stage.name} (tfidf vocabulary)")))["size"]
+
+
+def _read_vocab(job: ReduceJob) -> tuple[list[str], np.ndarray]:
+    t = storage.read_table(_path(job, "V", "vocabulary.parquet"))
+    return t.column("term").to_pylist(), t.column("idf").to_numpy()
+
+
+def _sparse_columns(x) -> dict[str, pa.Array]:
+    """CSR rows as two list columns: column indices ``xi`` and values ``xv``."""
+    offsets = pa.array(np.asarray(x.indptr, dtype=np.int32))
+    return {"xi": pa.ListArray.from_arrays(offsets, pa.array(np.asarray(x.indices, np.int32))),
+            "xv": pa.ListArray.from_arrays(offsets, pa.array(np.asarray(x.data, np.float32)))}
+
+
+def _csr(table: pa.Table, dim: int):
+    """:func:`_sparse_columns` back as a CSR matrix (rows in table order)."""
+    import scipy.sparse as sp
+
+    xi, xv = table.column("xi").combine_chunks(), table.column("xv").combine_chunks()
+    indptr = np.asarray(xi.offsets, dtype=np.int64)
+    indptr = (indptr - indptr[0]).astype(np.int32)
+    return sp.csr_matrix((xv.flatten().to_numpy(), xi.flatten().to_numpy(), indptr), shape=(table.num_rows, dim))
+
+
+def _x_columns(sparse: bool) -> list[str]:
+    return ["xi", "xv"] if sparse else ["x"]
+
+
+def _x(table: pa.Table, c):
+    """The feature rows of ``table``: dense, or CSR for tfidf (``c.sparse``)."""
+    return _csr(table, c.dim) if c.sparse else matrix(table, "x")
+
+
 # -- B. prepare ------------------------------------------------------------------------------------
 def _prepare_task(arg) -> dict:
     job, s, c = arg  # c: SimpleNamespace of the plan (column, kind, code_of, to_compact, pos0, folds, seed, pca)
     from curate.label_noise.crossval import fold_of
 
+    if c.kind == "tfidf":
+        return _prepare_texts(job, s, c)
     t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["label", c.column])
     codes = _codes(_labels(t), c.code_of)
     if t.num_rows:
@@ -215,6 +391,24 @@ def _prepare_task(arg) -> dict:
     return {"rows": t.num_rows, "raw_hits": raw_hits}
 
 
+def _prepare_texts(job: ReduceJob, s: int, c) -> dict:
+    """:func:`_prepare_task` for tfidf: the scored rows' TF-IDF on the global vocabulary, as CSR rows."""
+    from curate.label_noise.crossval import fold_of
+    from curate.label_noise.features import tfidf_transform
+
+    texts, present, codes = _docs(job, s, c.column, c.code_of)
+    compact = np.where(codes >= 0, c.to_compact[np.maximum(codes, 0)], -1)
+    local = np.flatnonzero(present & (compact >= 0))
+    terms, idf = _read_vocab(job)
+    x = tfidf_transform([texts[i] for i in local], terms, idf)
+    row = local + job.offsets[s]
+    table = {"pos": np.arange(len(local), dtype=np.int64) + c.pos0[s], "row": row,
+             "y": compact[local].astype(np.int32), "fold": fold_of(row, c.folds, c.seed).astype(np.int16),
+             **_sparse_columns(x)}
+    storage.write_table(pa.table(table), _path(job, "X", f"{s:05d}.parquet"), compression="lz4")
+    return {"rows": len(texts), "raw_hits": 0}
+
+
 def _rows(job: ReduceJob, s: int, columns=None) -> pa.Table:
     return storage.read_table(_path(job, "X", f"{s:05d}.parquet"), columns=columns)
 
@@ -231,7 +425,7 @@ def _mask(job: ReduceJob, rnd: int, s: int, n: int) -> np.ndarray:
 # -- C. the logistic C -----------------------------------------------------------------------------
 @one_thread
 def _c_task(arg) -> dict:
-    job, rnd, seed = arg
+    job, rnd, seed, c = arg  # c: sparse, dim
     from curate.label_noise.crossval import c_selection_split, select_c_on
 
     ys, train = [], []
@@ -245,15 +439,15 @@ def _c_task(arg) -> dict:
     wanted = np.union1d(fit, val)
     parts = []
     for s in range(job.n_shards):
-        t = _rows(job, s, ["pos", "x"])
+        t = _rows(job, s, ["pos", *_x_columns(c.sparse)])
         pos = t.column("pos").to_numpy()
         take = np.flatnonzero(np.isin(pos, wanted))
         if len(take):
-            parts.append(matrix(t.take(pa.array(take)), "x"))
-    x = np.concatenate(parts)  # rows of `wanted`, ascending
+            parts.append(t.take(pa.array(take)))
+    x = _x(pa.concat_tables(parts), c)  # rows of `wanted`, ascending
     at = np.searchsorted(wanted, fit), np.searchsorted(wanted, val)
-    c, tried = select_c_on(x[at[0]], y[fit], x[at[1]], y[val], sparse=False, seed=seed)
-    return {"c": c, "tried": tried}
+    value, tried = select_c_on(x[at[0]], y[fit], x[at[1]], y[val], sparse=c.sparse, seed=seed)
+    return {"c": value, "tried": tried}
 
 
 # -- D. folds --------------------------------------------------------------------------------------
@@ -268,15 +462,23 @@ def _fold_task(arg) -> dict:
         fold = t.column("fold").to_numpy()
         trains.append(np.flatnonzero((fold != f) & _mask(job, rnd, s, t.num_rows)))
         n_test += int(np.sum(fold == f))
-    x_train = np.zeros((sum(len(r) for r in trains), c.dim), dtype=np.float32)
-    y_train = np.zeros(len(x_train), dtype=np.int64)
-    at = 0
-    for s, train in enumerate(trains):
-        if len(train):
-            t = _rows(job, s, ["y", "x"]).take(pa.array(train))
-            x_train[at:at + len(train)] = matrix(t, "x")
-            y_train[at:at + len(train)] = t.column("y").to_numpy()
-            at += len(train)
+    y_train = np.zeros(sum(len(r) for r in trains), dtype=np.int64)
+    if c.sparse:  # CSR rows in the same order: one concatenation of the shards' rows
+        parts = [_rows(job, s, ["y", "xi", "xv"]).take(pa.array(train)) for s, train in enumerate(trains) if len(train)]
+        joined = pa.concat_tables(parts) if parts else None
+        x_train = _csr(joined, c.dim) if joined is not None else None
+        if joined is not None:
+            y_train[:] = joined.column("y").to_numpy()
+        del parts, joined
+    else:
+        x_train = np.zeros((len(y_train), c.dim), dtype=np.float32)
+        at = 0
+        for s, train in enumerate(trains):
+            if len(train):
+                t = _rows(job, s, ["y", "x"]).take(pa.array(train))
+                x_train[at:at + len(train)] = matrix(t, "x")
+                y_train[at:at + len(train)] = t.column("y").to_numpy()
+                at += len(train)
     k = c.n_classes
     stats = {"fold": f, "n": n_test, "hits": 0, "member_hits": {}, "agree": 0, "a": np.zeros(k, np.int64),
              "b": np.zeros(k, np.int64), "rows": 0}
@@ -285,7 +487,7 @@ def _fold_task(arg) -> dict:
     if len(np.unique(y_train)) < 2:
         raise CurateError("train_mask leaves fewer than two classes to fit in a fold" if rnd
                           else "a fold's training rows hold fewer than two classes; use fewer folds")
-    bases = make_members(c.classifier, sparse=False, seed=c.seed, knn_neighbors=c.knn_neighbors, n_jobs=c.n_jobs,
+    bases = make_members(c.classifier, sparse=c.sparse, seed=c.seed, knn_neighbors=c.knn_neighbors, n_jobs=c.n_jobs,
                          logistic_c=c.logistic_c)
     models = fit_members(bases, x_train, y_train)
     del x_train
@@ -294,7 +496,7 @@ def _fold_task(arg) -> dict:
     out: dict[int, list[pa.Table]] = {}
 
     def predict(block: pa.Table) -> None:
-        preds = predict_members(models, matrix(block, "x"), k)
+        preds = predict_members(models, _x(block, c), k)
         members = list(preds)
         pred = combine_members(preds, present)
         y = block.column("y").to_numpy()
@@ -312,7 +514,7 @@ def _fold_task(arg) -> dict:
             out.setdefault(s, []).append(res.filter(pa.array(shard == s)))
 
     for s in range(job.n_shards):
-        t = _rows(job, s, ["pos", "y", "fold", "x"])
+        t = _rows(job, s, ["pos", "y", "fold", *_x_columns(c.sparse)])
         test = np.flatnonzero(t.column("fold").to_numpy() == f)
         if len(test):
             t = t.take(pa.array(test)).drop(["fold"])
@@ -432,10 +634,27 @@ def _tie_task(arg) -> dict:
     return {"cell": cell, "pos": np.sort(pos[tied])}
 
 
+def _low_task(arg) -> dict:
+    """``low_*`` methods: shard ``s``'s count of off-diagonal rows (``count``), radix counts of its scores
+    (``radix``), or how many of its scores equal the cut-off key (``ties``)."""
+    job, rnd, s, method, thresholds, mode, extra = arg
+    from curate.label_noise.detect import label_scores, off_diagonal
+
+    _, y, p = _probs(job, rnd, s)
+    if mode == "count":
+        return {"off": int(off_diagonal(y, p, thresholds).sum()) if len(y) else 0}
+    scores = label_scores(y, p, method)
+    if mode == "radix":
+        return {"histogram": _radix([scores], extra["prefix"], extra["shift"])}
+    return {"shard": s, "ties": int(np.sum(_keys(scores) == np.uint64(extra["key"])))}
+
+
 def _issue_task(arg) -> dict:
     """Shard ``s``'s cleanlab flags from the cells' cut-offs (and cleanlab's per-row last step)."""
-    job, rnd, s, k, method, cuts = arg
+    job, rnd, s, k, method, cuts, thresholds = arg
     from cleanlab.filter import _reduce_issues, find_predicted_neq_given
+
+    from curate.label_noise.detect import label_scores, off_diagonal
 
     pos, y, p = _probs(job, rnd, s)
     if not len(y):
@@ -444,6 +663,13 @@ def _issue_task(arg) -> dict:
         return {"issues": np.zeros(k, np.int64), "rows": 0}
     if method == "predicted_neq_given":
         issue = np.asarray(find_predicted_neq_given(y, p), dtype=bool)
+    elif method == "confident_learning":
+        issue = off_diagonal(y, p, thresholds)
+    elif method in OFF_DIAGONAL:  # the lowest scores: below the cut-off key, and this shard's quota of ties
+        key, quota = cuts
+        keys = _keys(label_scores(y, p, method))
+        issue = keys < np.uint64(key)
+        issue[np.flatnonzero(keys == np.uint64(key))[:quota]] = True
     else:
         by_noise, by_class = np.zeros(len(y), bool), np.zeros(len(y), bool)
         for (ck, cj), (key, mode, tied) in cuts.items():
@@ -456,9 +682,36 @@ def _issue_task(arg) -> dict:
                 sel |= np.isin(pos[rows], tied)
             (by_noise if ck != cj else by_class)[rows[sel]] = True
         issue = {"prune_by_noise_rate": by_noise, "prune_by_class": by_class, "both": by_noise & by_class}[method]
-    issue[_reduce_issues(p, y)] = False
+    if method not in OFF_DIAGONAL:  # cleanlab's last step (confident_learning's is in off_diagonal)
+        issue[_reduce_issues(p, y)] = False
     storage.write_table(pa.table({"pos": pos, "issue": issue}), _path(job, "I", _itag(rnd), f"{s:05d}.parquet"))
     return {"issues": np.bincount(y[issue], minlength=k), "rows": len(y)}
+
+
+def _lowest_cuts(stage, job: ReduceJob, executor, rnd, thresholds) -> list[tuple[int, int]]:
+    """``low_normalized_margin`` / ``low_self_confidence`` (:func:`curate.label_noise.detect.lowest`):
+    the number of issues is the global count of off-diagonal rows; the cut-off is the score of that
+    rank (radix passes); rows tied at it go to the earliest shards first. Per shard: (key, quota)."""
+    run, S, method = executor.map_unordered, job.n_shards, stage.params.method
+    n_issues = sum(r["off"] for r in run(_low_task, [(job, rnd, s, method, thresholds, "count", {}) for s in range(S)],
+                                         desc=f"{stage.name} (issue count)"))
+    if not n_issues:
+        return [(0, 0)] * S  # below key 0 is nothing
+
+    def histograms(prefix, shift):
+        return (r["histogram"] for r in run(
+            _low_task, [(job, rnd, s, method, thresholds, "radix", {"prefix": prefix, "shift": shift})
+                        for s in range(S)], desc=f"{stage.name} (cut-off)"))
+
+    (key, below, _), = _select(histograms, [n_issues - 1])
+    ties = sorted(run(_low_task, [(job, rnd, s, method, thresholds, "ties", {"key": key}) for s in range(S)],
+                      desc=f"{stage.name} (ties)"), key=lambda r: r["shard"])
+    remaining, out = n_issues - below, []
+    for r in ties:
+        take = min(remaining, r["ties"])
+        out.append((key, take))
+        remaining -= take
+    return out
 
 
 def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: np.ndarray) -> tuple[np.ndarray, float]:
@@ -484,7 +737,10 @@ def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: 
     cal = cal / np.clip(np.sum(cal), a_min=TINY_VALUE, a_max=None) * sum(counts)
     cj = round_preserving_row_totals(cal)
     cuts: dict = {}
-    if p.method != "predicted_neq_given":
+    shard_cuts = [cuts] * S
+    if p.method in OFF_DIAGONAL[1:]:
+        shard_cuts = _lowest_cuts(stage, job, executor, rnd, thresholds)
+    elif p.method not in ("predicted_neq_given", "confident_learning"):
         prune = _keep_at_least_n_per_class(prune_count_matrix=cj.T, n=p.min_examples_per_class, frac_noise=1.0)
         wanted = []  # (cell, ascending rank of the cut, "top" / "bottom" rows taken, how many)
         for given in range(k):
@@ -512,7 +768,8 @@ def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: 
                 ties.append((job, rnd, cell, m, key))
         for r in run(_tie_task, ties, desc=f"{stage.name} (ties)"):
             cuts[r["cell"]] = (cuts[r["cell"]][0], cuts[r["cell"]][1], r["pos"])
-    parts = list(run(_issue_task, [(job, rnd, s, k, p.method, cuts) for s in range(S)], desc=f"{stage.name} (flags)"))
+    parts = list(run(_issue_task, [(job, rnd, s, k, p.method, shard_cuts[s], thresholds) for s in range(S)],
+                     desc=f"{stage.name} (flags)"))
     return cj, np.asarray(sum(r["issues"] for r in parts)), time.perf_counter() - t0
 
 
@@ -669,7 +926,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
             storage.write_table(empty_output(st, ids), storage.join(job.stage_dir, shard_name(s)))
         return
     names = stage.feature_candidates()
-    text = 1 if (p.spec.kind == "auto" and names == ["image", "text"]) else -1
+    text = 1 if (p.spec.kind == "auto" and names == ["image", "text"]) else (0 if p.spec.kind == "tfidf" else -1)
     scans = sorted(run(_scan_task, [(job, s, len(names), text) for s in range(S)], desc=f"{stage.name} (scan)",
                        total_rows=job.offsets[-1]), key=lambda r: r["shard"])
     n = job.offsets[-1]
@@ -684,8 +941,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     else:
         j = int(np.argmax(nonnull))
         spec, feature_name = FeatureSpec("column", names[j]), names[j]
-    if spec.kind == "tfidf":
-        log.info("%s: tfidf features are reduced on the driver (not distributed in this version)", stage.name)
+    if spec.kind == "tfidf" and _tfidf_dense(p):  # features: auto chose tfidf
+        log.info("%s: reduce on the driver: the distributed scheme does not cover %s", stage.name, TFIDF_DENSE)
         from curate.runner import Runner
 
         Runner._reduce(None, stage, SimpleNamespace(dirname=stage.name), storage.location(job.stage_dir),
@@ -724,11 +981,15 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     usable_counts = np.zeros(n_codes, np.int64)
     for v, m in present_labels.items():
         usable_counts[code_of[v]] += m
-    kind = "pixels" if spec.kind == "pixels" else ("pred_probs" if given else "column")
-    pca_shape = None
+    kind = spec.kind if spec.kind in ("pixels", "tfidf") else ("pred_probs" if given else "column")
+    pca_shape, vocabulary = None, None
     if not given:
         info = {"dim": int(dims[0]) if dims else 0}
-        if kind == "pixels":
+        if kind == "tfidf":  # the vocabulary of the texts with a label (the small classes' too)
+            n_docs = int(sum(present_labels.values()))
+            info = {"vocabulary": _vocabulary(stage, job, executor, f"f{j}", code_of, n_docs)} if n_docs else {}
+            vocabulary = info.get("vocabulary", 0)
+        elif kind == "pixels":
             info = {"pixels": f"{p.pixel_size}x{p.pixel_size} {p.pixel_mode}"}
             if n_present:
                 list(run(_pca_sample_task, [(job, s, f"f{j}", n_present, p.seed) for s in range(S)],
@@ -784,7 +1045,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                 m += cnt
         shard_scored.append(m)
     pos0 = [0, *np.cumsum(shard_scored).tolist()]
-    dim = int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
+    dim = vocabulary if kind == "tfidf" else int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
     prep = SimpleNamespace(column=f"f{j}", kind=kind, code_of=code_of, to_compact=to_compact, pos0=pos0, folds=p.folds,
                            seed=p.seed, pca=pca_shape, dim=dim)
     raw_hits = sum(r["raw_hits"] for r in run(_prepare_task, [(job, s, prep) for s in range(S)],
@@ -792,7 +1053,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     N = int(counts.sum())
     agreement = None
     if not given:
-        classifier = resolve_classifier(p.classifier, sparse=False)
+        sparse = kind == "tfidf"
+        classifier = resolve_classifier(p.classifier, sparse=sparse)
         members = classifier.split("+")
         history, stopped = [], None
         first, fitted_on = None, N
@@ -802,10 +1064,11 @@ def reduce(stage, job: ReduceJob, executor) -> None:
             t0 = time.perf_counter()
             c_value, c_tried = p.logistic_c, {}
             if "logistic" in members and c_value is None:
-                r = next(iter(run(_c_task, [(job, rnd, p.seed)], desc=f"{stage.name} (logistic C)")))
+                r = next(iter(run(_c_task, [(job, rnd, p.seed, SimpleNamespace(sparse=sparse, dim=dim))],
+                                  desc=f"{stage.name} (logistic C)")))
                 c_value, c_tried = r["c"], r["tried"]
             conf = SimpleNamespace(classifier=classifier, n_classes=k, seed=p.seed, knn_neighbors=p.knn_neighbors,
-                                   n_jobs=p.n_jobs, logistic_c=c_value, dim=dim)
+                                   n_jobs=p.n_jobs, logistic_c=c_value, dim=dim, sparse=sparse)
             folds = sorted(run(_fold_task, [(job, rnd, f, conf) for f in range(p.folds)], desc=f"{stage.name} (folds)"),
                            key=lambda r: r["fold"])
             hits = sum(r["hits"] for r in folds)

@@ -20,6 +20,8 @@ RankMethod = Literal["self_confidence", "normalized_margin", "confidence_weighte
 RANK_METHODS: tuple[str, ...] = RankMethod.__args__  # type: ignore[attr-defined]
 # filter methods that use the (calibrated) confident joint we compute once
 _USES_JOINT = {"prune_by_noise_rate", "prune_by_class", "both"}
+# filter methods computed here from cleanlab's parts, with the exact thresholds (:func:`off_diagonal`)
+_OFF_DIAGONAL = {"confident_learning", "low_normalized_margin", "low_self_confidence"}
 
 
 @dataclass
@@ -121,6 +123,40 @@ def thresholds_for(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
     return confident_thresholds(np.bincount(labels, minlength=k), exact_sums(self_confidence, labels, k))
 
 
+def off_diagonal(labels: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """cleanlab's ``confident_learning`` flags, whose count is also its ``num_label_issues``: the rows
+    counted off the confident joint's diagonal (given ``thresholds``), less the rows whose prediction is
+    their given label (cleanlab's ``_reduce_issues``). Row by row once the thresholds are known."""
+    from cleanlab.count import _reduce_issues, compute_confident_joint
+
+    mask = np.zeros(len(labels), dtype=bool)
+    if not len(labels):
+        return mask
+    _, off = compute_confident_joint(labels, p, thresholds=thresholds, calibrate=False,
+                                     return_indices_of_off_diagonals=True)
+    mask[off] = True
+    mask[_reduce_issues(p, labels)] = False
+    return mask
+
+
+def label_scores(labels: np.ndarray, p: np.ndarray, method: str) -> np.ndarray:
+    """The score ``low_normalized_margin`` / ``low_self_confidence`` flags the lowest of, as cleanlab
+    computes it (row by row)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    if not len(labels):
+        return np.zeros(0, np.float32)
+    return get_label_quality_scores(labels, p, method=method[4:], adjust_pred_probs=False)
+
+
+def lowest(scores: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` rows with the lowest ``scores``, ties to the earliest rows. (cleanlab's ``low_*`` methods
+    take ``np.argsort(scores)[:n]``, whose order among ties is numpy's unstable, CPU-dependent sort.)"""
+    mask = np.zeros(len(scores), dtype=bool)
+    mask[np.argsort(scores, kind="stable")[:n]] = True
+    return mask
+
+
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMethod = "prune_by_noise_rate",
                 rank_by: RankMethod = "self_confidence", min_examples_per_class: int = 1,
                 n_jobs: int | None = None, copy: bool = True) -> IssueResult:
@@ -134,7 +170,9 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
         Out-of-sample predicted probabilities (rows sum to 1).
     method : {'prune_by_noise_rate', 'prune_by_class', 'both', 'confident_learning', 'predicted_neq_given', \
 'low_normalized_margin', 'low_self_confidence'}, keyword-only
-        ``filter_by`` of :func:`cleanlab.filter.find_label_issues`.
+        ``filter_by`` of :func:`cleanlab.filter.find_label_issues`. Every method uses per-class thresholds
+        from an exact mean (:func:`confident_thresholds`); the last three are computed from cleanlab's
+        parts (:func:`off_diagonal`, :func:`label_scores`, :func:`lowest`: ties to the earliest rows).
     rank_by : {'self_confidence', 'normalized_margin', 'confidence_weighted_entropy'}, keyword-only
         ``method`` of :func:`cleanlab.rank.get_label_quality_scores`.
     min_examples_per_class : int, keyword-only
@@ -157,9 +195,15 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
     p = check_pred_probs(pred_probs, labels, copy=copy)
     t0 = time.perf_counter()
     # thresholds by an exact sum (any split of the rows agrees: curate.distributed.label_noise)
-    cj = compute_confident_joint(labels, p, thresholds=thresholds_for(labels, p), calibrate=True)
-    is_issue = find_label_issues(labels, p, filter_by=method, min_examples_per_class=min_examples_per_class,
-                                 confident_joint=cj if method in _USES_JOINT else None, n_jobs=n_jobs)
+    thresholds = thresholds_for(labels, p)
+    cj = compute_confident_joint(labels, p, thresholds=thresholds, calibrate=True)
+    if method in _OFF_DIAGONAL:
+        is_issue = off_diagonal(labels, p, thresholds)
+        if method != "confident_learning":
+            is_issue = lowest(label_scores(labels, p, method), int(is_issue.sum()))
+    else:
+        is_issue = find_label_issues(labels, p, filter_by=method, min_examples_per_class=min_examples_per_class,
+                                     confident_joint=cj if method in _USES_JOINT else None, n_jobs=n_jobs)
     quality = get_label_quality_scores(labels, p, method=rank_by).astype(np.float32)
     suggested = p.argmax(axis=1)
     rows = np.arange(len(labels))

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from curate.errors import require
+from curate.errors import CurateError, require
 
 log = logging.getLogger(__name__)
 
@@ -180,16 +180,144 @@ def reduce_dims(x: np.ndarray, *, components: int, seed: int = 0, standardize: b
     return x, info
 
 
+# -- TF-IDF: the one rule, for the driver reduce and the distributed one -------------------------------
+#: word 1-2 grams (scikit-learn's default tokens, lowercased) in at least TFIDF_MIN_DF documents and at
+#: most TFIDF_MAX_DF of them; of those the TFIDF_MAX_FEATURES with the largest total count
+TFIDF_NGRAMS = (1, 2)
+TFIDF_MIN_DF = 2
+TFIDF_MAX_DF = 0.9
+TFIDF_MAX_FEATURES = 200_000
+
+
+def text_present(texts: list[str | None]) -> np.ndarray:
+    """Rows whose text has something besides white space (the rows TF-IDF features exist for)."""
+    return np.array([bool(t and t.strip()) for t in texts], dtype=bool)
+
+
+def _counter(vocabulary=None, dtype=np.int64):
+    text_mod = require("sklearn.feature_extraction.text", "labels", "tfidf features")
+    return text_mod.CountVectorizer(ngram_range=TFIDF_NGRAMS, vocabulary=vocabulary, dtype=dtype)
+
+
+def count_terms(texts: list[str]):
+    """Every term of ``texts`` (no pruning) with its document frequency and total count: ``(terms
+    (object array, in the order first seen), df, tf, counts)``, ``counts`` the (N, terms) int64 CSR
+    count matrix; all empty when no text has a term."""
+    import scipy.sparse as sp
+
+    vec = _counter()
+    try:
+        counts = vec.fit_transform(texts)
+    except ValueError:  # scikit-learn: "empty vocabulary" (no text has a token)
+        return np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64), sp.csr_matrix((len(texts), 0),
+                                                                                               dtype=np.int64)
+    terms = np.empty(len(vec.vocabulary_), dtype=object)
+    for term, j in vec.vocabulary_.items():
+        terms[j] = term
+    df = np.bincount(counts.indices, minlength=len(terms)).astype(np.int64)
+    tf = np.asarray(counts.sum(axis=0), dtype=np.int64).ravel()
+    return terms, df, tf, counts
+
+
+def df_bounds(n_docs: int) -> tuple[float, int]:
+    """The document counts a term may have, ``(at most, at least)``, among ``n_docs`` documents
+    (scikit-learn's ``max_df * n`` and ``min_df``)."""
+    high, low = TFIDF_MAX_DF * n_docs, TFIDF_MIN_DF
+    if high < low:
+        raise CurateError(f"tfidf: {n_docs} labelled texts are too few for a vocabulary (a term must be in at least "
+                          f"{low} of them and in at most {TFIDF_MAX_DF:.0%}); label more rows or give embeddings")
+    return high, low
+
+
+def df_keep(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """Terms whose document frequency is within :func:`df_bounds`."""
+    high, low = df_bounds(n_docs)
+    return (df <= high) & (df >= low)
+
+
+def alphabetical(terms) -> np.ndarray:
+    """The indices that sort ``terms`` by code point (Python's string order; UTF-8 bytes sort alike)."""
+    import pyarrow.compute as pc
+
+    if not isinstance(terms, (pa.Array, pa.ChunkedArray)):
+        terms = pa.array(terms, pa.string())
+    return np.asarray(pc.sort_indices(terms), dtype=np.int64)
+
+
+def top_terms(terms: np.ndarray, tf: np.ndarray, max_features: int) -> np.ndarray:
+    """Which of ``terms`` the vocabulary keeps: the ``max_features`` with the largest total count ``tf``,
+    ties to the alphabetically first. (scikit-learn takes the same counts, but splits ties by numpy's
+    unstable, CPU-dependent argsort; :mod:`curate.distributed.label_noise` computes this rule from per
+    partition candidate lists.)"""
+    keep = np.ones(len(terms), dtype=bool)
+    if len(terms) > max_features:
+        alpha = alphabetical(terms)
+        order = alpha[np.argsort(-tf[alpha], kind="stable")]
+        keep[:] = False
+        keep[order[:max_features]] = True
+    return keep
+
+
+def no_vocabulary(n_docs: int) -> CurateError:
+    return CurateError(f"tfidf: no word or word pair is in at least {TFIDF_MIN_DF} and at most {TFIDF_MAX_DF:.0%} "
+                       f"of the {n_docs} labelled texts; give embeddings instead (an `embed` stage)")
+
+
+def tfidf_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """scikit-learn's smoothed IDF in float32: ``log((1 + n) / (1 + df)) + 1``, computed as its
+    ``TfidfTransformer.fit`` does (so the values are bit-equal)."""
+    df = np.asarray(df).astype(np.float32) + np.float32(1.0)
+    idf = np.full_like(df, fill_value=n_docs + 1, dtype=np.float32)
+    idf /= df
+    np.log(idf, out=idf)
+    idf += 1.0
+    return idf
+
+
+def tfidf_weights(counts, idf: np.ndarray):
+    """A (N, V) count matrix with sorted column indices -> TF-IDF rows (float32 CSR): sublinear tf, times
+    ``idf``, l2-normalised, by scikit-learn's ``TfidfTransformer``. Row by row, so any split of the rows
+    gives the same rows."""
+    text_mod = require("sklearn.feature_extraction.text", "labels", "tfidf features")
+    weigh = text_mod.TfidfTransformer(sublinear_tf=True)
+    weigh.idf_ = np.asarray(idf, dtype=np.float32)
+    return weigh.transform(counts.astype(np.float32), copy=False)
+
+
+def tfidf_transform(texts: list[str], terms, idf: np.ndarray):
+    """TF-IDF rows of ``texts`` for a fixed vocabulary ``terms`` (alphabetical) and its ``idf``."""
+    import scipy.sparse as sp
+
+    if not len(texts):
+        return sp.csr_matrix((0, len(terms)), dtype=np.float32)
+    counts = _counter(vocabulary={t: j for j, t in enumerate(terms)}).transform(texts)
+    return tfidf_weights(counts, idf)
+
+
+def tfidf_vocabulary(texts: list[str], *, max_features: int | None = None):
+    """The vocabulary of ``texts`` (alphabetical terms), its IDF and the (N, V) count matrix with sorted
+    column indices: :func:`df_keep`, then :func:`top_terms`."""
+    max_features = TFIDF_MAX_FEATURES if max_features is None else max_features
+    terms, df, tf, counts = count_terms(texts)
+    kept = np.flatnonzero(df_keep(df, len(texts)))
+    kept = kept[top_terms(terms[kept], tf[kept], max_features)]
+    if not len(kept):
+        raise no_vocabulary(len(texts))
+    kept = kept[alphabetical(terms[kept])]
+    counts = counts[:, kept]
+    counts.sort_indices()
+    return terms[kept], tfidf_idf(df[kept], len(texts)), counts
+
+
 def tfidf_matrix(texts: list[str], *, components: int, sparse_ok: bool, seed: int = 0):
-    """TF-IDF of word 1-2 grams (sublinear tf); truncated SVD to ``components`` unless ``sparse_ok``.
+    """TF-IDF of word 1-2 grams (sublinear tf) of ``texts``, on the vocabulary :func:`tfidf_vocabulary`
+    takes from them; truncated SVD to ``components`` unless ``sparse_ok``.
 
     Returns the matrix (scipy sparse or dense, N rows) and a description for the summary.
     """
-    text_mod = require("sklearn.feature_extraction.text", "labels", "tfidf features")
-    vec = text_mod.TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True,
-                                   max_features=200_000, dtype=np.float32)
-    x = vec.fit_transform(texts)
-    info: dict[str, Any] = {"vocabulary": len(vec.vocabulary_)}
+    terms, idf, counts = tfidf_vocabulary(texts)
+    x = tfidf_weights(counts, idf)
+    info: dict[str, Any] = {"vocabulary": len(terms)}
     if not sparse_ok and components and components < x.shape[1]:
         TruncatedSVD = require("sklearn.decomposition", "labels", "tfidf features").TruncatedSVD
         svd = TruncatedSVD(n_components=components, random_state=seed)

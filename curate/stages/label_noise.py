@@ -338,13 +338,13 @@ class LabelNoise(GlobalStage):
     def _features(self, spec: FeatureSpec, feats: pa.ChunkedArray, labelled: np.ndarray):
         """The feature matrix (rows aligned with the dataset, or with the labelled rows for tfidf)."""
         from curate.label_noise.crossval import resolve_classifier
-        from curate.label_noise.features import reduce_dims, tfidf_matrix
+        from curate.label_noise.features import reduce_dims, text_present, tfidf_matrix
         from curate.vectors import list_column_to_matrix
 
         p = self.params
         if spec.kind == "tfidf":
             texts = feats.to_pylist()
-            present = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
+            present = text_present(texts)
             rows = np.flatnonzero(present & labelled)
             if len(rows) == 0:
                 return np.zeros((len(texts), 0), np.float32), present, {}

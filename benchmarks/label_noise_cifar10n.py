@@ -4,6 +4,7 @@
         [--embed '{"model": "tf_efficientnet_lite2", "image_size": 260, "crop_pct": 1.0}'] \
         [--labels worse,aggre] [--methods curate,datalab,pixels] [--variants 'rounds=2' 'classifier=logistic']
         [--concat-embed '{"model": "tf_efficientnet_lite0", "image_size": 160, "crop_pct": 1.0}' --concat-tag=-lite0]
+        [--embed2 '{"model": "tf_efficientnet_lite0", "image_size": 160, "crop_pct": 1.0}' --tag=-both]
 
 Ground truth: a row is a label error iff its noisy label (``aggre``: 9.0% wrong, ``worse``: 40.2% wrong)
 differs from ``clean_label``. For each label set, in one run, precision, recall, F1 and the share of the
@@ -13,13 +14,16 @@ correctly labelled images flagged ("clean flagged"):
   the ``--embed`` settings) -> ``label_noise: {}`` (its defaults: ``features: auto``, ``classifier: auto``,
   the trust guard). From the same run's out-of-sample probabilities: cleanlab's own flags before the
   guard, and the obvious alternative ``argmax(pred_probs) != label``;
+* with ``--embed2``: the run has a second ``embed`` stage and ``label_noise`` takes both embeddings
+  (``features: [00-embed.image_embedding, 01-embed.image_embedding]``, plus ``--label-noise``);
 * ``datalab``: cleanlab's ``Datalab(...).find_issues(features=X)`` (its own kNN model) on the run's embeddings;
 * ``pixels``: ``curate run`` of ``label_noise: {}`` alone (no embedding stage: ``features: auto`` falls
   back to 16x16 pixels);
 * ``--variants``: the label_noise stage's own code (map + reduce, no run directory) on the run's
   embeddings with some parameters changed (``key=value``, several joined by ``,``), to choose defaults;
-  with ``--concat-embed`` the variants see the two backbones' embeddings side by side (each unit length;
-  the second from the finished run ``cifar10n-<labels><concat-tag>`` with those embed settings).
+  with ``--concat-embed`` the variants see the two backbones' embeddings side by side (``features: [emb0,
+  emb1]``: the stage scales each to unit length and concatenates them; the second backbone's embeddings
+  come from the finished run ``cifar10n-<labels><concat-tag>`` with those embed settings).
 
 Runs go to ``--work``/runs, embeddings to the shared model cache ``--cache`` (keyed by image bytes: the
 ``worse`` and ``aggre`` runs and ``curate eval --test`` share them; a killed run resumes from the cache).
@@ -149,12 +153,15 @@ def parse_variant(text: str) -> dict:
     return out
 
 
-def variant_run(text: str, x: np.ndarray, given: np.ndarray, clean: np.ndarray, suffix: str = "") -> dict:
+def variant_run(text: str, xs: list[np.ndarray], given: np.ndarray, clean: np.ndarray, suffix: str = "") -> dict:
+    """The stage's code on the embeddings ``xs`` (two backbones: ``features: [emb0, emb1]``, the stage's own
+    concatenation) with the parameters of ``text``."""
     params = parse_variant(text)
-    table = pa.table({"id": [str(i) for i in range(len(given))], "label": [NAMES[v] for v in given],
-                      "emb": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])})
+    cols = {f"emb{j}": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1]) for j, x in enumerate(xs)}
+    table = pa.table({"id": [str(i) for i in range(len(given))], "label": [NAMES[v] for v in given], **cols})
     t0 = time.perf_counter()
-    res, summary, _ = run_stage(table, shard_size=5000, classes=NAMES, features="emb", **params)
+    res, summary, _ = run_stage(table, shard_size=5000, classes=NAMES, features=list(cols) if len(cols) > 1 else "emb0",
+                                **params)
     r = {"flagged": np.array(res.column("flag").is_valid().to_numpy(zero_copy_only=False)),
          "cleanlab": np.array(res.column("cleanlab_issue").fill_null(False).to_numpy(zero_copy_only=False)),
          "suggested": np.array([NAMES.index(s) for s in res.column("suggested_label").to_pylist()]), "summary": summary,
@@ -190,12 +197,18 @@ def main() -> None:
     ap.add_argument("--concat-embed", help="embed settings (JSON) of a second backbone whose embeddings the variants "
                                            "also see (concatenated)")
     ap.add_argument("--concat-tag", default="", help="suffix of the second backbone's run directories")
+    ap.add_argument("--embed2", help="embed settings (JSON) of a second embed stage in the curate run; its label_noise "
+                                     "then takes features: [00-embed.image_embedding, 01-embed.image_embedding]")
     args = ap.parse_args()
     from eval_cifar10n import prepare  # the Parquet manifests of the JPEG bytes (written once)
 
     print(f"machine: {machine()}")
     embed = {"backend": "timm", "pretrained": "packaged", **json.loads(args.embed)}
     label_noise = json.loads(args.label_noise)
+    stages = [{"embed": embed}]
+    if args.embed2:  # both backbones in one run: the label_noise stage concatenates them itself
+        stages.append({"embed": {"backend": "timm", "pretrained": "packaged", **json.loads(args.embed2)}})
+        label_noise = {"features": ["00-embed.image_embedding", "01-embed.image_embedding"], **label_noise}
     print(f"embed: {embed}; label_noise: {label_noise or 'defaults'}")
     methods = args.methods.split(",")
     out_path = args.work / "label_noise_cifar10n.json"
@@ -210,18 +223,17 @@ def main() -> None:
         wrong = int((given_all[index] != clean_all[index]).sum())
         print(f"\nCIFAR-10N {name}: {len(index)} images, {wrong} wrong labels ({wrong / len(index):.2%})")
         out = results.setdefault(name + args.tag, {})  # one entry per label set and backbone (tag)
-        x = None
         if {"curate", "datalab"} & set(methods) or args.variants:
-            run, secs = curate_run(f"cifar10n-{name}{args.tag}", train, [{"embed": embed}, {"label_noise": label_noise}],
+            run, secs = curate_run(f"cifar10n-{name}{args.tag}", train, [*stages, {"label_noise": label_noise}],
                                    args.work, args.cache)
             r = read_run(run)
             given, clean = given_all[r["index"]], clean_all[r["index"]]
-            x = r["x"]
+            xs = [r["x"]]
             if "curate" in methods:
                 out["curate"] = {"embed": embed, "label_noise": label_noise, "run": str(run),
                                  **report(f"curate run {run.name}", r, given, clean, secs)}
             if "datalab" in methods:
-                out["datalab"] = {"embed": embed, **datalab_run(x, given, clean)}
+                out["datalab"] = {"embed": embed, **datalab_run(xs[0], given, clean)}
             suffix, extra = "", {}
             if args.concat_embed:
                 embed2 = {"backend": "timm", "pretrained": "packaged", **json.loads(args.concat_embed)}
@@ -230,12 +242,12 @@ def main() -> None:
                 r2 = read_run(run2)
                 row2 = np.full(index.max() + 1, -1)
                 row2[r2["index"]] = np.arange(len(r2["index"]))
-                x = np.hstack([x, r2["x"][row2[r["index"]]]])
+                xs.append(r2["x"][row2[r["index"]]])
                 suffix, extra = " +concat", {"concat_embed": embed2}
-                print(f"  variants on both backbones' embeddings side by side: {x.shape}")
+                print(f"  variants on both backbones' embeddings (features: [emb0, emb1]): {[x.shape for x in xs]}")
             for v in args.variants:
                 out.setdefault("variants", {})[v + suffix] = {"embed": embed, **extra,
-                                                             **variant_run(v, x, given, clean, suffix)}
+                                                             **variant_run(v, xs, given, clean, suffix)}
                 out_path.write_text(json.dumps(results, indent=1))
         if "pixels" in methods:
             run, secs = curate_run(f"cifar10n-{name}-pixels", train, [{"label_noise": {}}], args.work, args.cache)

@@ -605,3 +605,31 @@ def test_lda_member_equals_scikit_learn_lda_and_runs_in_the_stage(tmp_path, make
     assert entry.summary["classifier"] == "logistic+knn+lda" and set(entry.summary["member_accuracy"]) == {"logistic", "knn", "lda"}
     flagged = np.array([r["flag"] == "label_issue" for r in sorted(ann, key=lambda r: int(r["text"][1:]))])
     assert (flagged & wrong).sum() >= 0.8 * wrong.sum() and (flagged & ~wrong).sum() <= 0.05 * (~wrong).sum()
+
+
+def test_several_feature_columns_are_unit_scaled_and_concatenated(tmp_path, make_pipeline):
+    x, y, given = planted(60, 2.0, seed=7, flip_rate=0.2)
+    a, b = x[:, :4] * 3.0, x[:, 4:]
+    unit = np.hstack([a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)])
+    rows = [{"text": f"r{i}", "label": "abcd"[g], "a": a[i].tolist(), "b": b[i].tolist(), "ab": unit[i].tolist()}
+            for i, g in enumerate(given)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    out = {}
+    for name, features in (("list", ["meta.a", "meta.b"]), ("one", "meta.ab")):
+        p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                          [{"label_noise": {"features": features, "rounds": 2, "round_count": "first"}}], name=name)
+        run, manifest = run_pipeline(p, output=str(tmp_path / name))
+        entry, ann = stage_rows(run, manifest)
+        out[name] = (entry.summary, [(r["flag"], r["label_quality"]) for r in ann])
+    # the same rows flagged, the same scores (up to float32 rounding of the scaling)
+    assert [f for f, _ in out["list"][1]] == [f for f, _ in out["one"][1]]
+    np.testing.assert_allclose([q for _, q in out["list"][1]], [q for _, q in out["one"][1]], rtol=1e-4, atol=1e-6)
+    s = out["list"][0]
+    assert s["features"] == "meta.a + meta.b" and s["feature_info"]["dims"] == [4, 4]
+    # round_count: first -- no more flags than the first round's cleanlab proposed
+    assert s["label_issues"] <= len(given) - s["rounds"][1]["fitted_on"]
+    assert "over_first_round_count" in s["guard_removed"]
+    for bad in (["meta.a"], ["meta.a", "pixels"], ["meta.a", "meta.a"]):
+        with pytest.raises(ConfigError, match="features"):
+            parse_pipeline({"name": "x", "input": {"format": "jsonl", "path": "d.jsonl"},
+                            "stages": [{"label_noise": {"features": bad}}]})

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +61,8 @@ OUTPUT_SCHEMA = OUTPUTS.schema
 class LabelNoiseParams(StageParams):
     """Parameters of ``label_noise``."""
 
-    features: str = Field("auto", description=FEATURE_HELP)
+    features: Union[str, list[str]] = Field(
+        "auto", description=FEATURE_HELP + "; or a list of embedding columns, each scaled to unit length and concatenated")
     label: str = Field("label", description="column holding the given label (a record column or 'stage.column')")
     classifier: Classifier = Field(
         "auto", description="model trained in the cross-validation: auto (logistic+knn on pixels and embeddings, "
@@ -106,6 +107,10 @@ class LabelNoiseParams(StageParams):
         None, gt=0.0, description="logistic: inverse regularisation strength (default: chosen per dataset on the first "
                                   "fold's training rows by held-out accuracy; the summary says which)")
     knn_neighbors: int = Field(30, ge=1, description="knn: number of neighbours (30 beat 10 at 40% label noise)")
+    round_count: Literal["last", "first"] = Field(
+        "last", description="rounds > 1: how many rows may be flagged: last = the last round's cleanlab count, first = at "
+                            "most the first round's (the later rounds rank better, but their models, fitted on the kept "
+                            "rows, are surer of themselves and cleanlab's count can grow past the true one)")
     lda_shrinkage: float = Field(LDA_SHRINKAGE, gt=0.0, le=1.0,
                                  description="lda: shrinkage of its within-class covariance towards the identity "
                                              "(standardised features; 1 = nearest class mean)")
@@ -116,13 +121,42 @@ class LabelNoiseParams(StageParams):
 
     @field_validator("features")
     @classmethod
-    def _check_features(cls, value: str) -> str:
-        FeatureSpec.parse(value)
+    def _check_features(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            FeatureSpec.parse(value)
+            return value
+        if len(value) < 2 or len(set(value)) < len(value):
+            raise ValueError("a list of features takes two or more different columns (give a single one as a string)")
+        for v in value:
+            if FeatureSpec.parse(v).kind != "column":
+                raise ValueError(f"a list of features takes embedding columns ('stage.column' or 'meta.key'), got {v!r}")
         return value
+
+    #: params added after runs existed: left out of the fingerprint at their default (no output changes)
+    _NEW_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("lda_shrinkage", "round_count")
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        d = super().fingerprint_dict()
+        for k in self._NEW_AT_DEFAULT:
+            if d.get(k) == type(self).model_fields[k].default:
+                d.pop(k)
+        return d
+
+    @property
+    def specs(self) -> list[FeatureSpec]:
+        """One spec per feature column (several for a list of columns)."""
+        return [FeatureSpec.parse(v) for v in ([self.features] if isinstance(self.features, str) else self.features)]
 
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec.parse(self.features)
+        """The feature spec; for a list of columns a ``column`` spec named by the columns joined with ``+``."""
+        if isinstance(self.features, str):
+            return FeatureSpec.parse(self.features)
+        return FeatureSpec("column", "+".join(self.features))
+
+    @property
+    def feature_name(self) -> str:
+        return self.features if isinstance(self.features, str) else " + ".join(self.features)
 
 
 @register_stage
@@ -142,6 +176,8 @@ class LabelNoise(GlobalStage):
         """The feature columns the map reads: the configured one, or for ``auto`` the embedding columns
         (role ``embedding``) of the latest earlier stage that declares any, else ``image`` and ``text``."""
         spec = self.params.spec
+        if not isinstance(self.params.features, str):
+            return [s.input_column for s in self.params.specs]
         if spec.kind != "auto":
             return [spec.input_column]
         for s in reversed(self.ctx.upstream if self.ctx is not None else ()):
@@ -159,7 +195,8 @@ class LabelNoise(GlobalStage):
         ``image``, ``text`` as is, lists from ``meta``, or the earlier stage's column."""
         from curate.label_noise.features import meta_lists, pixel_vectors
 
-        p, spec = self.params, self.params.spec
+        p = self.params
+        specs = p.specs if not isinstance(p.features, str) else None
         labels = batch.column(p.label)
         if not pa.types.is_string(labels.type):
             labels = labels.cast(pa.string())
@@ -168,8 +205,8 @@ class LabelNoise(GlobalStage):
             col = batch.column(name)
             if name == "image":
                 col = pixel_vectors(col.to_pylist(), size=p.pixel_size, mode=p.pixel_mode)
-            elif spec.meta_key is not None:
-                col = meta_lists(col.to_pylist(), spec.meta_key)
+            elif (key := (specs[j] if specs else p.spec).meta_key) is not None:
+                col = meta_lists(col.to_pylist(), key)
             out[f"f{j}"] = col
         return pa.table(out)
 
@@ -178,7 +215,7 @@ class LabelNoise(GlobalStage):
         rows; pixels before text)."""
         spec, names = self.params.spec, self.feature_candidates()
         if spec.kind != "auto":
-            return spec, self.params.features, mapped.column("f0")
+            return spec, self.params.feature_name, mapped.column("f0")
         present = [mapped.num_rows - mapped.column(f"f{j}").null_count for j in range(len(names))]
         if names == ["image", "text"]:
             import pyarrow.compute as pc
@@ -212,7 +249,10 @@ class LabelNoise(GlobalStage):
             x = None
         else:
             codes, cmap = encode_label_column(label_col, classes=p.classes)
-            x, present, info = self._features(spec, feats, codes >= 0)
+            if isinstance(p.features, str):
+                x, present, info = self._features(spec, feats, codes >= 0)
+            else:
+                x, present, info = self._concat_features(mapped)
             summary["feature_info"] = info
             usable = present & (codes >= 0)
             probs = None
@@ -292,6 +332,13 @@ class LabelNoise(GlobalStage):
         g = guard(y, res, min_confidence=p.min_confidence, max_class_fraction=p.max_class_fraction,
                   min_kept_accuracy=p.min_kept_accuracy, agreement=agreement, min_agreement=p.min_agreement,
                   min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction, max_noise_rate=p.max_noise_rate)
+        if probs is None and p.round_count == "first" and len(summary.get("rounds", ())) > 1:
+            # at most as many flags as the first round's cleanlab proposed (its rows not fitted on in round 2)
+            first_count = len(y) - summary["rounds"][1]["fitted_on"]
+            flagged = np.flatnonzero(g.flags)
+            over = flagged[np.argsort(res.quality[flagged], kind="stable")][first_count:]
+            g.flags[over] = False
+            g.removed["over_first_round_count"] = int(len(over))
         summary.update(trust(accuracy, y))
         summary.update(summarize(y, res, names, flags=g.flags))
         summary.update({"kept_accuracy": round(g.kept_accuracy, 4), "cleanlab_issues": g.cleanlab_flags,
@@ -371,6 +418,22 @@ class LabelNoise(GlobalStage):
             x = np.zeros((len(present), reduced.shape[1]), dtype=np.float32)
             x[present] = reduced
         return x, present, info
+
+    def _concat_features(self, mapped: pa.Table):
+        """``features: [a, b, ...]``: each column's rows scaled to unit length, side by side; a row has
+        features when every column has a value."""
+        from curate.vectors import list_column_to_matrix
+
+        mats, present = [], np.ones(mapped.num_rows, dtype=bool)
+        for j, ref in enumerate(self.params.features):
+            x, ok = list_column_to_matrix(mapped.column(f"f{j}"), what=f"features {ref}")
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            mats.append(x / np.where(norms > 0, norms, 1.0))
+            present &= ok
+        x = np.hstack(mats).astype(np.float32, copy=False)
+        x[~present] = 0.0
+        return x, present, {"dim": int(x.shape[1]), "dims": [int(m.shape[1]) for m in mats],
+                            "scaled": "each column to unit length"}
 
     @staticmethod
     def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back, flagged, ranks=None) -> pa.Table:

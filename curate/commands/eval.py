@@ -38,7 +38,7 @@ def register(main: click.Group) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default per model: linear/mlp 30, cnn 10).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Training batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
-@click.option("--width", type=click.IntRange(min=4), help="cnn: channels of the first conv block (default 32; 2x and 4x after).")
+@click.option("--width", type=click.IntRange(min=4), help="cnn: channels of the first conv block (default 8; 2x, 4x and 8x after).")
 @click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True, help="cnn: images resized to this square.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads while training (default: 1 for linear/mlp, "
               "torch's default for cnn).")

@@ -190,17 +190,33 @@ def test_pipeline_with_distributed_reduces_equals_the_local_run(make_pipeline, t
     assert local.stages[1].summary["near_duplicates"] > 0
 
 
-def test_order_statistics_from_histograms_are_exact():
-    """The histogram selection behind the outliers cut-offs: exact values and counts above, with NaN,
-    ties, negative values and shards of very different sizes."""
-    from curate.distributed.select import histogram, order_statistics
+@pytest.mark.parametrize("bits", [16, 8])
+def test_order_statistics_by_radix_passes_are_exact(bits):
+    """The selection behind the outliers and label_noise cut-offs (both digit widths): exact keys and
+    counts below / equal, for several ranks of one value set and for several value sets at once, with
+    NaN, ties, -0.0 beside +0.0, negative values and shards of very different sizes."""
+    from curate.distributed.select import digit_counts, select, unsortable
 
     rng = np.random.default_rng(2)
-    parts = [rng.normal(size=n).astype(np.float32) for n in (1, 500, 3000, 0, 40)]
-    parts[2][:200] = 0.375  # a run of ties
-    parts[1][:7] = np.nan
-    values = np.sort(np.concatenate(parts)[~np.isnan(np.concatenate(parts))])
-    ranks = [0, 1, 150, 600, 601, len(values) // 2, len(values) - 1]
-    got, above = order_statistics(lambda high: (histogram(p, high) for p in parts), ranks)
-    assert np.array_equal(got, values[ranks])
-    assert above.tolist() == [int((values > v).sum()) for v in got]
+    sets = []
+    for seed in range(3):
+        parts = [rng.normal(size=n).astype(np.float32) * (seed + 1) for n in (1, 500, 3000, 0, 40)]
+        parts[2][:200] = 0.375  # a run of ties
+        parts[1][:7] = np.nan
+        parts[4][:5], parts[4][5:9] = -0.0, 0.0
+        sets.append(parts)
+    ranks, which = [], []
+    for q, parts in enumerate(sets):
+        n = int(sum((~np.isnan(p)).sum() for p in parts))
+        for r in (0, 1, 150, 600, 601, n // 2, n - 1):
+            ranks.append(r)
+            which.append(q)
+
+    def counts(queries, shift):  # shard by shard, as the tasks would
+        return (digit_counts([parts[i] for parts in sets], queries, shift, bits) for i in range(5))
+
+    for (key, below, equal), r, q in zip(select(counts, ranks, which, bits=bits), ranks, which):
+        values = np.concatenate(sets[q])
+        values = np.sort(values[~np.isnan(values)])
+        got = unsortable(np.array([key], np.uint32))[0]
+        assert got == values[r] and below == int((values < got).sum()) and equal == int((values == got).sum())

@@ -1,4 +1,4 @@
-"""``outliers``' reduce as shard tasks: kNN by shards of an index, global cut-offs by histogram passes.
+"""``outliers``' reduce as shard tasks: kNN by shards of an index, global cut-offs by radix passes.
 
 The index is sharded as the data is: map shard ``j`` is index shard ``j`` (``S`` shards, ``D``
 dimensions, ``k`` neighbours).
@@ -11,13 +11,13 @@ B. **search** (one task per query shard ``q``): the unit embeddings of shard ``q
    into the ``k + 1`` best overall, the row itself dropped as locally
    (:func:`curate.embeddings.neighbors.drop_self`), and the mean cosine distance written per row. Every task reads every shard once: ``S`` reads of the whole
    embedding matrix in all, ``O(N^2 D)`` work spread over the tasks; task memory is two shards.
-C. **cut-offs** (:mod:`curate.distributed.select`, two histogram passes): the score of the
+C. **cut-offs** (:func:`curate.distributed.select.select`, two 16-bit radix passes): the score of the
    ``m``-th highest row for ``flag_top_fraction`` (ties to the earliest rows, as locally), and the median
    and 99th percentile of the summary, exactly. Then how many of the rows tied at the cut each shard
    flags (earliest shards first).
 D. **assemble** (one task per map shard): flags and details.
 
-Driver memory: two 65,536-bin histograms and ``S`` counts. The scores equal the local ``search:
+Driver memory: 65,536 counts per rank and pass (five ranks) and ``S`` counts. The scores equal the local ``search:
 exact`` ones and the flags and summary follow from them; with ``search: approximate`` (or ``auto``
 from 200,000 rows) the local reduce uses an IVF index instead, so the distributed path (always
 exact) finds the true neighbours where the local one may miss some.
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate import storage
-from curate.distributed.select import histogram, order_statistics
+from curate.distributed.select import digit_counts, select, unsortable
 from curate.distributed.shuffle import ReduceJob
 from curate.distributed.vectors import count_task, one_thread, read_embeddings
 from curate.embeddings.neighbors import drop_self, exact_neighbours, have_faiss, merge_neighbours
@@ -62,9 +62,9 @@ def _scores(job: ReduceJob, s: int) -> np.ndarray:
     return storage.read_table(storage.join(job.work, "B", f"{s:05d}.parquet")).column("score").to_numpy()
 
 
-def _histogram_task(arg) -> dict:
-    job, s, high = arg
-    return {"histogram": histogram(_scores(job, s), high)}
+def _counts_task(arg) -> dict:
+    job, s, queries, shift = arg
+    return {"counts": digit_counts([_scores(job, s)], queries, shift)}
 
 
 def _ties_task(arg) -> dict:
@@ -116,9 +116,9 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     cut, take_ties, rule = None, [0] * S, ""
     summary = {}
     if n_valid >= 2:
-        def histograms(high):
-            return (r["histogram"] for r in run(_histogram_task, [(job, s, high) for s in range(S)],
-                                                desc=f"{stage.name} (cut-offs)"))
+        def passes(queries, shift):
+            return (r["counts"] for r in run(_counts_task, [(job, s, queries, shift) for s in range(S)],
+                                             desc=f"{stage.name} (cut-offs)"))
 
         top = p.flag_top_fraction if p.threshold is None else None
         m = max(1, int(round(top * n_valid))) if top else 0
@@ -126,7 +126,9 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         ranks = [(n_valid - 1) // 2, n_valid // 2, int(np.floor(q99)), min(n_valid - 1, int(np.floor(q99)) + 1)]
         if m:
             ranks.append(n_valid - m)
-        values, above = order_statistics(histograms, ranks)
+        found = select(passes, ranks, [0] * len(ranks))  # every valid row has a score
+        values = unsortable(np.array([key for key, _, _ in found], np.uint32))
+        above = np.array([n_valid - below - equal for _, below, equal in found], dtype=np.int64)
         median = float(np.median(values[:2] if n_valid % 2 == 0 else values[:1]))
         p99 = float(np.quantile(values[2:4], q99 - np.floor(q99)))
         if p.threshold is not None:

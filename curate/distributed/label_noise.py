@@ -2,46 +2,68 @@
 
 The driver reduce (``curate/stages/label_noise.py``) is cross-validated probabilities -> cleanlab's
 ``find_label_issues`` and quality scores -> the trust guard -> the summary. Here every step that
-touches rows runs in tasks over files under ``_map/_dist/`` (``S`` map shards, ``N`` scored rows,
-``K`` classes, ``D`` feature dimensions):
+touches rows runs in tasks over files under ``_map/_dist/`` (``S`` map shards, ``P`` partitions,
+``N`` scored rows, ``K`` classes, ``D`` feature dimensions):
 
 A. **scan** (one task per map shard): label values and their counts, feature presence and list
    lengths. The driver builds the class map, picks the feature column as the driver reduce does
    (``features: auto``), drops classes that are too small, and gives each scored row its position.
    Pixels: a sample of at most about ``PCA_SAMPLE`` rows (a hash of the row number) is fitted by PCA
    in one task, which writes the mean and components.
+T. **tfidf vocabulary** (the rule of :func:`curate.label_noise.features.tfidf_vocabulary`, over the
+   texts that have a label): each shard task counts its texts' terms (document frequency and total
+   count per word 1-2 gram, scikit-learn's tokens) and sends them to ``hash(term) % P``; each
+   partition task sums them, keeps the terms within the document-frequency bounds (``min_df`` 2,
+   ``max_df`` 90%) and returns the counts of the total counts among its ``max_features`` most frequent
+   terms (a few hundred distinct values); the driver finds the count at the ``max_features`` cut; if
+   the terms of that count cross the cut, one task merges each partition's first ``need`` of them
+   (alphabetical) and returns the last one taken; one task writes the vocabulary (alphabetical, at
+   most ``TFIDF_MAX_FEATURES`` = 200,000 terms) with its IDF. **Global and vocabulary-sized, not
+   row-sized**: a partition task holds ``1/P`` of the distinct terms of all the texts (most of them
+   1-grams and 2-grams seen once); the vocabulary file is at most 200,000 terms (a few MB), read by
+   every prepare task; the driver holds ``P`` short lists of counts and one term. (On the 25,000 IMDB
+   test reviews: 2.2M distinct terms, 0.28M within the bounds: see ``docs/benchmarks/ray.md``; at
+   1M documents expect tens of millions of distinct terms, so tens of ``P`` partitions of ~1 GB; at
+   100M documents billions: hundreds of partitions. The vocabulary stays at 200,000 terms.)
 B. **prepare** (one task per map shard): each scored row's position, compact class, fold
    (:func:`curate.label_noise.crossval.fold_of`: a hash of the row number) and features (pixels
-   projected batch-independently), or its given probabilities.
+   projected batch-independently; tfidf rows by the fixed vocabulary and IDF, as CSR rows with sorted
+   column indices, :func:`curate.label_noise.features.tfidf_transform`), or its given probabilities.
 C. **C** (one task, ``logistic_c`` unset): the logistic ``C`` chosen on the same sample of the first
    fold's training rows as the driver reduce (:func:`curate.label_noise.crossval.c_selection_split`):
    ``N`` labels plus at most 25,000 rows of features.
-D. **folds** (one task per fold): the fold's training rows' features are read from every shard and the
-   classifier(s) fitted; the held-out rows are read again and predicted in the same blocks of
-   ``PREDICT_BLOCK`` rows as the driver reduce; probabilities go to their shards' files. **A fold
-   task holds its training features, ``N x D x 4 x (folds-1)/folds`` bytes** (worker memory), plus
-   the classifier's working copy (the logistic pipeline standardises a copy) and one block. ``rounds`` > 1 repeats C and D fitting only on the rows the previous round's cleanlab
+D. **folds** (one task per fold): the fold's training rows' features are read from every shard (tfidf:
+   one CSR matrix, the rows in the driver's order) and the classifier(s) fitted; the held-out rows are
+   read again and predicted in the same blocks of ``PREDICT_BLOCK`` rows as the driver reduce;
+   probabilities go to their shards' files. **A fold task holds its training features,
+   ``N x D x 4 x (folds-1)/folds`` bytes** (tfidf: 8 bytes per non-zero, e.g. ~200 per IMDB review)
+   (worker memory), plus the classifier's working copy (the logistic pipeline standardises a copy) and
+   one block. ``rounds`` > 1 repeats C and D fitting only on the rows the previous round's cleanlab
    kept.
-E. **cleanlab** (histogram passes over the shards): per-class thresholds from exact sums of the
-   self-confidences (K x 256 integers per task, :func:`curate.label_noise.detect.exact_sums`), the
-   confident joint (K x K counts), calibrated and turned into per-cell prune counts on the driver with
-   cleanlab's own functions; then each pruned cell's cut-off on the margin ``p[j] - p[given]``
-   (``prune_by_noise_rate``) or on ``p[given]`` (``prune_by_class``) is found exactly by four 8-bit
-   radix passes (256 counts per cell per task). Rows tied at a cut-off are split as cleanlab splits
-   them: where the ties cross the cut, one task gathers that class's values in row order and runs
-   cleanlab's own ``np.argsort`` (class-sized worker memory, only for such cells).
+E. **cleanlab** (radix passes over the shards, :func:`curate.distributed.select.select`): per-class
+   thresholds from exact sums of the self-confidences (K x 256 integers per task,
+   :func:`curate.label_noise.detect.exact_sums`), the confident joint (K x K counts), calibrated and
+   turned into per-cell prune counts on the driver with cleanlab's own functions; then each pruned
+   cell's cut-off on the margin ``p[j] - p[given]`` (``prune_by_noise_rate``) or on ``p[given]``
+   (``prune_by_class``) is found exactly by four 8-bit radix passes (256 counts per cell per task).
+   Rows tied at a cut-off are split as cleanlab splits them: where the ties cross the cut, one task
+   gathers that class's values in row order and runs cleanlab's own ``np.argsort`` (class-sized worker
+   memory, only for such cells). ``confident_learning``: per row, the off-diagonal rows of the
+   confident joint at the global thresholds (:func:`curate.label_noise.detect.off_diagonal`).
+   ``low_normalized_margin`` / ``low_self_confidence``: the number of issues is the global count of
+   those rows (cleanlab's ``num_label_issues``), the cut-off the score at that rank (radix passes),
+   the rows tied at it taken from the earliest shards (:func:`curate.label_noise.detect.lowest`).
 F. **guard** (more passes of the same kind): the kept accuracy, the class cap and the top fraction
    (cut-offs on the label quality, ties to the earliest rows), then the issue ranks by one
    range-partitioned sort of the flagged rows.
 G. **assemble** (one task per map shard): the output shard, built by the stage's own ``_result``.
 
 Driver memory: K- and K x K-sized tables, 256 counts per pruned cell and radix pass, ``S`` counts, the
-``C`` candidates; no row and no model (models live in their fold task). Results are identical to the
-driver reduce (``tests/test_distributed_label_noise.py``: every output column and the summary, but
-the timings). Declined (:func:`declines`; the driver reduce runs, logged): ``tfidf`` features (their
-vocabulary and IDF are global and the sparse matrices were not made identical in this version) and the
-methods ``confident_learning``, ``low_normalized_margin`` and ``low_self_confidence`` (cleanlab
-recomputes its own thresholds or issue count inside them).
+``C`` candidates, ``P`` lists of term-count counts; no row, no term list and no model (models live in
+their fold task). Results are identical to the driver reduce (``tests/test_distributed_label_noise.py``:
+every output column and the summary, but the timings). Declined (:func:`declines`; the driver reduce
+runs, logged): tfidf with a dense classifier (``mlp``, ``knn``, ``logistic+knn``: a truncated SVD fitted
+on all rows at once), several feature columns, and ``round_count: first``.
 """
 
 from __future__ import annotations
@@ -55,7 +77,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import storage
-from curate.distributed.select import sortable
+from curate.distributed.select import digit_counts, select, sortable
 from curate.distributed.shuffle import ReduceJob, read_partition, write_partitions
 from curate.distributed.vectors import matrix, one_thread, vector_array
 from curate.errors import CurateError
@@ -79,6 +101,10 @@ def _tfidf_dense(params) -> bool:
 def declines(stage) -> str | None:
     """Why this stage's settings need the driver reduce (``None``: the scheme runs)."""
     p = stage.params
+    if not isinstance(p.features, str):
+        return "several feature columns (features: [...])"
+    if p.rounds > 1 and p.round_count == "first":
+        return "round_count: first"
     if p.spec.kind == "tfidf" and _tfidf_dense(p):
         return TFIDF_DENSE
     return None
@@ -488,7 +514,7 @@ def _fold_task(arg) -> dict:
         raise CurateError("train_mask leaves fewer than two classes to fit in a fold" if rnd
                           else "a fold's training rows hold fewer than two classes; use fewer folds")
     bases = make_members(c.classifier, sparse=c.sparse, seed=c.seed, knn_neighbors=c.knn_neighbors, n_jobs=c.n_jobs,
-                         logistic_c=c.logistic_c)
+                         logistic_c=c.logistic_c, lda_shrinkage=c.lda_shrinkage)
     models = fit_members(bases, x_train, y_train)
     del x_train
     present = np.arange(k)
@@ -551,7 +577,11 @@ def _probs(job: ReduceJob, rnd: int | None, s: int) -> tuple[np.ndarray, np.ndar
 
 
 def _keys(v: np.ndarray) -> np.ndarray:
-    return sortable(np.asarray(v, dtype=np.float32) + np.float32(0.0)).astype(np.uint64)  # -0.0 -> +0.0
+    return sortable(v).astype(np.uint64)
+
+
+#: radix digit width of the cut-off passes: 256 counts per value set and pass (up to K x K sets at once)
+BITS = 8
 
 
 def _cell_values(p: np.ndarray, y: np.ndarray, cell) -> np.ndarray:
@@ -560,37 +590,6 @@ def _cell_values(p: np.ndarray, y: np.ndarray, cell) -> np.ndarray:
     k, j = cell
     rows = p[y == k]
     return rows[:, j] - rows[:, k] if j != k else rows[:, k]
-
-
-def _radix(values: list[np.ndarray], prefix: list[int], shift: int) -> np.ndarray:
-    """For each value set: counts of the 8-bit digit at ``shift`` among keys whose higher bits are ``prefix``."""
-    out = np.zeros((len(values), 256), dtype=np.int64)
-    for q, v in enumerate(values):
-        keys = _keys(v)
-        keys = keys[(keys >> np.uint64(shift + 8)) == np.uint64(prefix[q])]
-        out[q] = np.bincount(((keys >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64), minlength=256)
-    return out
-
-
-def _select(histograms, ranks: list[int]) -> list[tuple[int, int, int]]:
-    """Exact order statistics of several value sets spread over shards: for each 0-based ascending
-    rank, the value's key, how many keys are below it and how many equal it. ``histograms(prefix, shift)``
-    yields each shard's :func:`_radix` counts (four passes)."""
-    q = len(ranks)
-    prefix, rem, equal = [0] * q, list(ranks), [0] * q
-    if not q:
-        return []
-    for shift in (24, 16, 8, 0):
-        total = np.zeros((q, 256), dtype=np.int64)
-        for h in histograms(list(prefix), shift):
-            total += h
-        for i in range(q):
-            cum = np.cumsum(total[i])
-            d = int(np.searchsorted(cum, rem[i], side="right"))
-            rem[i] -= int(cum[d - 1]) if d else 0
-            prefix[i] = (prefix[i] << 8) | d
-            equal[i] = int(total[i, d])
-    return [(prefix[i], ranks[i] - rem[i], equal[i]) for i in range(q)]
 
 
 def _stats_task(arg) -> dict:
@@ -611,10 +610,10 @@ def _stats_task(arg) -> dict:
 
 
 def _cells_task(arg) -> dict:
-    job, rnd, s, cells, prefix, shift = arg
+    job, rnd, s, cells, queries, shift = arg
     _, y, p = _probs(job, rnd, s)
-    return {"histogram": _radix([_cell_values(p, y, c) if len(y) else np.zeros(0, np.float32) for c in cells],
-                                prefix, shift)}
+    return {"counts": digit_counts([_cell_values(p, y, c) if len(y) else np.zeros(0, np.float32) for c in cells],
+                                   queries, shift, BITS)}
 
 
 @one_thread
@@ -645,7 +644,7 @@ def _low_task(arg) -> dict:
         return {"off": int(off_diagonal(y, p, thresholds).sum()) if len(y) else 0}
     scores = label_scores(y, p, method)
     if mode == "radix":
-        return {"histogram": _radix([scores], extra["prefix"], extra["shift"])}
+        return {"counts": digit_counts([scores], extra["queries"], extra["shift"], BITS)}
     return {"shard": s, "ties": int(np.sum(_keys(scores) == np.uint64(extra["key"])))}
 
 
@@ -698,12 +697,12 @@ def _lowest_cuts(stage, job: ReduceJob, executor, rnd, thresholds) -> list[tuple
     if not n_issues:
         return [(0, 0)] * S  # below key 0 is nothing
 
-    def histograms(prefix, shift):
-        return (r["histogram"] for r in run(
-            _low_task, [(job, rnd, s, method, thresholds, "radix", {"prefix": prefix, "shift": shift})
+    def passes(queries, shift):
+        return (r["counts"] for r in run(
+            _low_task, [(job, rnd, s, method, thresholds, "radix", {"queries": queries, "shift": shift})
                         for s in range(S)], desc=f"{stage.name} (cut-off)"))
 
-    (key, below, _), = _select(histograms, [n_issues - 1])
+    (key, below, _), = select(passes, [n_issues - 1], bits=BITS)
     ties = sorted(run(_low_task, [(job, rnd, s, method, thresholds, "ties", {"key": key}) for s in range(S)],
                       desc=f"{stage.name} (ties)"), key=lambda r: r["shard"])
     remaining, out = n_issues - below, []
@@ -755,12 +754,12 @@ def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: 
                     wanted.append(((given, given), m - 1, "bottom", m))
         cells = [w[0] for w in wanted]
 
-        def histograms(prefix, shift):
-            return (r["histogram"] for r in run(_cells_task, [(job, rnd, s, cells, prefix, shift) for s in range(S)],
-                                                desc=f"{stage.name} (cut-offs)"))
+        def passes(queries, shift):
+            return (r["counts"] for r in run(_cells_task, [(job, rnd, s, cells, queries, shift) for s in range(S)],
+                                             desc=f"{stage.name} (cut-offs)"))
 
         ties = []
-        for (cell, _, mode, m), (key, below, equal) in zip(wanted, _select(histograms, [w[1] for w in wanted])):
+        for (cell, _, mode, m), (key, below, equal) in zip(wanted, select(passes, [w[1] for w in wanted], bits=BITS)):
             beyond = int(counts[cell[0]]) - below - equal if mode == "top" else below
             need = m - beyond  # rows tied at the cut that cleanlab flags
             cuts[cell] = (key, mode, None if need == equal else [])
@@ -843,8 +842,8 @@ def _guard_task(arg) -> dict:
         return {"kept": int(kept.sum()), "kept_hits": int((suggested[kept] == y[kept]).sum()),
                 "flagged": np.bincount(y[flags], minlength=k)}
     if mode == "radix":
-        return {"histogram": _radix([quality[flags & (group == gr)] for gr in extra["groups"]], extra["prefix"],
-                                    extra["shift"])}
+        return {"counts": digit_counts([quality[flags & (group == gr)] for gr in extra["groups"]], extra["queries"],
+                                       extra["shift"], BITS)}
     if mode == "ties":
         keys = _keys(quality)
         return {"shard": s, "ties": {gr: int(np.sum(flags & (group == gr) & (keys == np.uint64(key))))
@@ -1068,7 +1067,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                                   desc=f"{stage.name} (logistic C)")))
                 c_value, c_tried = r["c"], r["tried"]
             conf = SimpleNamespace(classifier=classifier, n_classes=k, seed=p.seed, knn_neighbors=p.knn_neighbors,
-                                   n_jobs=p.n_jobs, logistic_c=c_value, dim=dim, sparse=sparse)
+                                   n_jobs=p.n_jobs, logistic_c=c_value, dim=dim, sparse=sparse,
+                                   lda_shrinkage=p.lda_shrinkage)
             folds = sorted(run(_fold_task, [(job, rnd, f, conf) for f in range(p.folds)], desc=f"{stage.name} (folds)"),
                            key=lambda r: r["fold"])
             hits = sum(r["hits"] for r in folds)
@@ -1146,14 +1146,14 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                 if per_group[c] > caps[c] and caps[c] == 0:
                     cut[c] = (0, 0)  # nothing kept: below key 0 is nothing, no ties taken
 
-            def histograms(prefix, shift, groups=groups, name=name):
-                return (r["histogram"] for r in run(
+            def passes(queries, shift, groups=groups, name=name):
+                return (r["counts"] for r in run(
                     _guard_task, [(job, final, s, k, g, shard_cuts[s], "radix",
-                                   {"step": name, "groups": groups, "prefix": prefix, "shift": shift})
+                                   {"step": name, "groups": groups, "queries": queries, "shift": shift})
                                   for s in range(S)],
                     desc=f"{stage.name} (guard cut-offs)"))
 
-            found = dict(zip(groups, _select(histograms, [caps[c] - 1 for c in groups])))
+            found = dict(zip(groups, select(passes, [caps[c] - 1 for c in groups], bits=BITS)))
             quotas = [{} for _ in range(S)]
             if found:
                 ties = sorted(run(_guard_task, [(job, final, s, k, g, shard_cuts[s], "ties",

@@ -19,7 +19,8 @@ Scaling: the reduce holds the feature matrix (N x D float32: 2 GiB per million r
 and tfidf are reduced to ``pca_components`` first) and the probabilities (N x K float32: 400 MB per
 million rows at K=100) in one process. On the ray executor the reduce runs as shard tasks
 (:mod:`curate.distributed.label_noise`: a fold task holds its training features, the driver K- and K x
-K-sized statistics), but for tfidf features, which reduce on the driver.
+K-sized statistics, tfidf's vocabulary from term counts partitioned by term), but for the settings its
+``declines`` lists (tfidf with a dense classifier), which reduce on the driver.
 """
 
 from __future__ import annotations

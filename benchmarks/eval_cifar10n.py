@@ -22,6 +22,11 @@ and then ``--cnn-arms ceiling``; ``--ingest-only`` trains the arms that do not d
 ceiling) on a run without stages, before the embeddings exist (the full run reuses those trainings).
 
 Figures go to stdout and ``WORK/results-<labels>-<model>.json``.
+
+Each call first runs ``curate run``, which re-runs a stage whose code version changed since the run was
+made (and so changes the curated arm). To score a finished run as it is, call ``curate eval`` on it
+directly (the same trainings are found in the model cache); runs made by other scripts over the same
+manifest (e.g. ``label_noise_cifar10n.py``'s) share the raw and ceiling trainings the same way.
 """
 
 from __future__ import annotations

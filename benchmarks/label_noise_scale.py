@@ -13,6 +13,16 @@ and recall of the flags against the planted flips, and whether the arms' output 
 (but timings) are identical.
 
     flock /tmp/team/heavy.lock nice -n 5 python benchmarks/label_noise_scale.py [--arms local,distributed]
+
+``--data imdb``: the 25,000 IMDB test reviews of ``../shared/data/imdb-test`` (``--rows`` of them) as
+text, ``--flips`` of the labels flipped, ``features: tfidf`` (sparse logistic, ``C`` chosen per dataset).
+The arm ``sklearn`` runs the driver reduce in this process with the TF-IDF matrix of scikit-learn's own
+``TfidfVectorizer.fit_transform`` (the rule before the vocabulary rule of
+:mod:`curate.label_noise.features`: terms tied at the ``max_features`` cut split by numpy's unstable
+sort, rows in first-seen term order) and counts the rows whose outputs differ from the ``local`` arm's.
+
+    flock /tmp/team/heavy.lock nice -n 5 python benchmarks/label_noise_scale.py --data imdb --shards 10 \
+        --arms local,distributed,sklearn
 """
 
 from __future__ import annotations
@@ -60,6 +70,88 @@ def make_shards(rows: int, dim: int, classes: int, flips: float, shards: int, ou
     return np.concatenate(flipped)
 
 
+def imdb_shards(rows: int, flips: float, shards: int, out: Path, seed: int = 0) -> np.ndarray:
+    """The first ``rows`` IMDB test reviews as map shards (``id``, ``label`` neg/pos, ``f0`` text); returns
+    the rows whose label was flipped."""
+    import gzip
+
+    import pyarrow as pa
+
+    from curate.rundir import shard_name
+    from curate.storage import write_table
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb-test" / "imdb_test.jsonl.gz"
+    if not path.exists():
+        sys.exit(f"{path} is missing (the IMDB test reviews, see ../shared/data/imdb-test/SOURCE.txt)")
+    with gzip.open(path, "rt") as f:
+        records = [json.loads(line) for _, line in zip(range(rows), f)]
+    rng = np.random.default_rng(seed)
+    given = np.array([r["label"] for r in records])
+    flipped = np.flatnonzero(rng.random(len(records)) < flips)
+    given[flipped] = 1 - given[flipped]
+    out.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(records), shards + 1).astype(int)
+    for s in range(shards):
+        a, b = bounds[s], bounds[s + 1]
+        write_table(pa.table({"id": [f"imdb{i:05d}" for i in range(a, b)],
+                              "label": [("neg", "pos")[g] for g in given[a:b]],
+                              "f0": [r["text"] for r in records[a:b]]}), out / shard_name(s))
+    return flipped
+
+
+def term_figures(map_dir: Path, shards: int) -> str:
+    """What the tfidf scheme moves and holds: distinct terms (1-2 grams) of the whole set and per shard,
+    candidates within the document-frequency bounds, non-zeros per row of the vocabulary's matrix."""
+    from curate.label_noise import features
+    from curate.rundir import shard_name
+    from curate.storage import read_table
+
+    texts, per_shard = [], []
+    for s in range(shards):
+        part = read_table(map_dir / shard_name(s), columns=["f0"]).column("f0").to_pylist()
+        per_shard.append(len(features.count_terms(part)[0]))
+        texts += part
+    terms, df, tf, _ = features.count_terms(texts)
+    kept, _, counts = features.tfidf_vocabulary(texts)
+    return (f"terms: {len(terms):,} distinct 1-2 grams ({len(texts):,} texts), {sum(per_shard):,} shuffled from the shards "
+            f"({max(per_shard):,} at most per shard), {int(features.df_keep(df, len(texts)).sum()):,} within the df bounds, "
+            f"vocabulary {len(kept):,}, {counts.nnz / len(texts):.0f} non-zeros per row")
+
+
+def sklearn_tfidf_matrix(texts, *, components, sparse_ok, seed=0):
+    """The TF-IDF matrix as scikit-learn's own fit gives it (for the ``sklearn`` arm)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from curate.label_noise import features
+
+    vec = TfidfVectorizer(ngram_range=features.TFIDF_NGRAMS, min_df=features.TFIDF_MIN_DF, max_df=features.TFIDF_MAX_DF,
+                          sublinear_tf=True, max_features=features.TFIDF_MAX_FEATURES, dtype=np.float32)
+    x = vec.fit_transform(texts)
+    ours, _, _ = features.tfidf_vocabulary(texts)
+    sklearn_tfidf_matrix.vocabulary_difference = len(set(vec.vocabulary_) ^ set(ours.tolist())) // 2
+    return x, {"vocabulary": len(vec.vocabulary_)}
+
+
+def sklearn_arm(params: dict, map_dir: Path, out_dir: Path, shards: int) -> dict:
+    """The driver reduce with :func:`sklearn_tfidf_matrix`, in this process."""
+    import shutil
+    from unittest import mock
+
+    from curate.distributed.compare import reduce_map_shards
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    with mock.patch("curate.label_noise.features.tfidf_matrix", sklearn_tfidf_matrix):
+        summary = reduce_map_shards("label_noise", params, map_dir, out_dir, shards)
+    return {"arm": "sklearn", "seconds": time.perf_counter() - t0, "summary": summary, "driver_peak_gib": float("nan"),
+            "workers_peak_gib": 0.0, "vocabulary_difference": sklearn_tfidf_matrix.vocabulary_difference}
+
+
+def differing_rows(a: Path, b: Path, shards: int, column: str) -> int:
+    x, y = read_column(a, shards, column), read_column(b, shards, column)
+    return sum(u != v for u, v in zip(x, y))
+
+
 def untimed(summary: dict) -> dict:
     out = {k: v for k, v in summary.items() if k not in TIMINGS}
     if "rounds" in out:
@@ -69,7 +161,8 @@ def untimed(summary: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--data", choices=("synthetic", "imdb"), default="synthetic")
+    ap.add_argument("--rows", type=int, default=None, help="default 200,000 synthetic, 25,000 imdb")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--flips", type=float, default=0.1)
@@ -78,18 +171,32 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/work/scratch/h15/label_noise_scale"))
     ap.add_argument("--keep-data", action="store_true", help="reuse the map shards of an earlier run")
     args = ap.parse_args()
-    params = {"features": "emb", "classifier": "logistic"}
     t0 = time.perf_counter()
-    flipped = planted_shards(args, lambda folder: make_shards(args.rows, args.dim, args.classes, args.flips,
-                                                              args.shards, folder))
-    print(f"{args.rows:,} x {args.dim} features, {args.classes} classes, {len(flipped):,} flipped labels, "
-          f"{args.shards} shards: {time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
+    if args.data == "imdb":
+        args.rows = args.rows or 25_000
+        if args.work == Path("/work/scratch/h15/label_noise_scale"):
+            args.work = Path("/work/scratch/h15/label_noise_scale_imdb")
+        params = {"features": "tfidf"}
+        flipped = planted_shards(args, lambda folder: imdb_shards(args.rows, args.flips, args.shards, folder))
+        print(f"{args.rows:,} IMDB reviews, {len(flipped):,} flipped labels, {args.shards} shards: "
+              f"{time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
+        print(term_figures(args.work / "map", args.shards), flush=True)
+    else:
+        args.rows = args.rows or 200_000
+        params = {"features": "emb", "classifier": "logistic"}
+        flipped = planted_shards(args, lambda folder: make_shards(args.rows, args.dim, args.classes, args.flips,
+                                                                  args.shards, folder))
+        print(f"{args.rows:,} x {args.dim} features, {args.classes} classes, {len(flipped):,} flipped labels, "
+              f"{args.shards} shards: {time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
     planted = np.zeros(args.rows, dtype=bool)
     planted[flipped] = True
     results = {}
     for arm in args.arms.split(","):
         load_before = load()
-        r = run_arm(arm, "label_noise", params, args.work / "map", args.work / arm, args.shards)
+        if arm == "sklearn":
+            r = sklearn_arm(params, args.work / "map", args.work / arm, args.shards)
+        else:
+            r = run_arm(arm, "label_noise", params, args.work / "map", args.work / arm, args.shards)
         flags = np.array([f is not None for f in read_column(args.work / arm, args.shards, "flag")])
         r["precision"] = float(planted[flags].mean()) if flags.any() else 0.0
         r["recall"] = float(flags[planted].mean())
@@ -99,11 +206,17 @@ def main() -> None:
         s = r["summary"]
         print(f"{arm:12s} wall {r['seconds']:7.1f} s  driver {r['driver_peak_gib']:.2f} GiB  workers "
               f"{r['workers_peak_gib']:.2f} GiB  flagged {s['label_issues']:,}  precision {r['precision']:.4f}  "
-              f"recall {r['recall']:.4f}  C {s.get('logistic_c')}  load {r['load'][0]:.1f}-{r['load'][1]:.1f}",
-              flush=True)
+              f"recall {r['recall']:.4f}  C {s.get('logistic_c')}  vocabulary "
+              f"{s.get('feature_info', {}).get('vocabulary')}  load {r['load'][0]:.1f}-{r['load'][1]:.1f}", flush=True)
     for f in sorted(args.work.glob("*.json")):
         results.setdefault(f.stem, json.loads(f.read_text()))
-    arms = list(results)
+    arms = [a for a in results if a != "sklearn"]
+    if "sklearn" in results and "local" in results:
+        r = results["sklearn"]
+        print(f"sklearn's own TF-IDF vs the rule (local): {r.get('vocabulary_difference')} vocabulary terms swapped; rows "
+              f"that differ: flag {differing_rows(args.work / 'local', args.work / 'sklearn', args.shards, 'flag')}, "
+              f"label_quality {differing_rows(args.work / 'local', args.work / 'sklearn', args.shards, 'label_quality')}"
+              f", suggested_label {differing_rows(args.work / 'local', args.work / 'sklearn', args.shards, 'suggested_label')}")
     for other in arms[1:]:
         same = same_outputs(args.work / arms[0], args.work / other, args.shards)
         equal = untimed(results[arms[0]]["summary"]) == untimed(results[other]["summary"])

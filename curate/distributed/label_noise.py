@@ -21,10 +21,11 @@ T. **tfidf vocabulary** (the rule of :func:`curate.label_noise.features.tfidf_vo
    most ``TFIDF_MAX_FEATURES`` = 200,000 terms) with its IDF. **Global and vocabulary-sized, not
    row-sized**: a partition task holds ``1/P`` of the distinct terms of all the texts (most of them
    1-grams and 2-grams seen once); the vocabulary file is at most 200,000 terms (a few MB), read by
-   every prepare task; the driver holds ``P`` short lists of counts and one term. (On the 25,000 IMDB
-   test reviews: 2.2M distinct terms, 0.28M within the bounds: see ``docs/benchmarks/ray.md``; at
-   1M documents expect tens of millions of distinct terms, so tens of ``P`` partitions of ~1 GB; at
-   100M documents billions: hundreds of partitions. The vocabulary stays at 200,000 terms.)
+   every prepare task; the driver holds ``P`` short lists of counts and one term. (The 25,000 IMDB
+   test reviews: 1.48M distinct terms, 2.7M shuffled, 0.43M within the bounds,
+   ``docs/benchmarks/ray.md``; by Heaps' law about 25M distinct terms at 1M such documents, 2.5 GB
+   over the partitions, and 800M at 100M, 80 GB: hundreds of partitions. The vocabulary stays at
+   200,000 terms.)
 B. **prepare** (one task per map shard): each scored row's position, compact class, fold
    (:func:`curate.label_noise.crossval.fold_of`: a hash of the row number) and features (pixels
    projected batch-independently; tfidf rows by the fixed vocabulary and IDF, as CSR rows with sorted

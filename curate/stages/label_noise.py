@@ -168,7 +168,7 @@ class LabelNoise(GlobalStage):
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "4"
+    version = "5"
 
     params: LabelNoiseParams
     OUTPUTS = OUTPUTS

@@ -96,7 +96,12 @@ class ShrunkLDA:
     ``(1 - shrinkage) * S + shrinkage * trace(S) / D * I``. Class means average the noise out: under
     heavy label noise it is a better out-of-sample model than logistic regression (CIFAR-10N ``worse``,
     docs/benchmarks/label_noise.md). scikit-learn's estimator interface (``fit``, ``predict_proba``,
-    ``classes_``), computed in float64 in blocks of rows."""
+    ``classes_``), computed in float64 in blocks of rows. It is the model of scikit-learn's
+    ``make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage=s))`` (which
+    shrinks on the raw scale unless the features are standardised first); this class computes it in
+    float64 row blocks without copies of the float32 features (with ``shrinkage=0`` the two agree,
+    ``tests/test_label_noise.py``). Replacing it by that pipeline is a candidate clean-up, to be
+    re-measured (rounding moves a few flags)."""
 
     def __init__(self, shrinkage: float = LDA_SHRINKAGE):
         self.shrinkage = shrinkage

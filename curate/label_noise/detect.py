@@ -296,7 +296,8 @@ MAX_NOISE_RATE = 0.5
 def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.0, max_class_fraction: float = 0.5,
           min_kept_accuracy: float = 0.7, agreement: float | None = None, min_agreement: float = 0.6,
           min_quality: float | None = None, flag_top_fraction: float | None = None,
-          max_noise_rate: float = MAX_NOISE_RATE) -> GuardResult:
+          max_noise_rate: float = MAX_NOISE_RATE, max_flags: int | None = None,
+          max_flags_reason: str = "over_max_flags") -> GuardResult:
     """Keep only the cleanlab flags a user can trust.
 
     The guard abstains (flags nothing) when the classifier is too weak to tell a wrong label from a hard
@@ -311,7 +312,8 @@ def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.
 
     Otherwise it keeps the flags whose suggested class differs from the given one with probability at
     least ``min_confidence``, at most ``max_class_fraction`` of each given class, then applies
-    ``min_quality`` and ``flag_top_fraction`` (lowest label quality first).
+    ``min_quality``, ``flag_top_fraction`` and ``max_flags`` (lowest label quality first; what
+    ``max_flags`` removes is counted under ``max_flags_reason``).
 
     Parameters
     ----------
@@ -348,11 +350,15 @@ def guard(labels: np.ndarray, result: IssueResult, *, min_confidence: float = 0.
         rows = order[(labels[order] == k) & flags[order]]
         cap[rows[: int(np.floor(max_class_fraction * counts[k]))]] = True
     step("over_class_cap", cap)
-    if flag_top_fraction is not None:
+    def lowest_first(name: str, limit: int) -> None:
         top = np.zeros(n, dtype=bool)
-        rows = order[flags[order]]
-        top[rows[: int(np.floor(flag_top_fraction * n))]] = True
-        step("over_top_fraction", top)
+        top[order[flags[order]][:limit]] = True
+        step(name, top)
+
+    if flag_top_fraction is not None:
+        lowest_first("over_top_fraction", int(np.floor(flag_top_fraction * n)))
+    if max_flags is not None:
+        lowest_first(max_flags_reason, max_flags)
     return GuardResult(flags, False, reasons, removed, int(result.is_issue.sum()), kept_accuracy, noise)
 
 

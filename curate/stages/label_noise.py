@@ -330,16 +330,14 @@ class LabelNoise(GlobalStage):
         from curate.label_noise.detect import guard, summarize, trust
 
         res = self._find_issues(y, pp, copy=False)
-        g = guard(y, res, min_confidence=p.min_confidence, max_class_fraction=p.max_class_fraction,
-                  min_kept_accuracy=p.min_kept_accuracy, agreement=agreement, min_agreement=p.min_agreement,
-                  min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction, max_noise_rate=p.max_noise_rate)
+        first_count = None
         if probs is None and p.round_count == "first" and len(summary.get("rounds", ())) > 1:
             # at most as many flags as the first round's cleanlab proposed (its rows not fitted on in round 2)
             first_count = len(y) - summary["rounds"][1]["fitted_on"]
-            flagged = np.flatnonzero(g.flags)
-            over = flagged[np.argsort(res.quality[flagged], kind="stable")][first_count:]
-            g.flags[over] = False
-            g.removed["over_first_round_count"] = int(len(over))
+        g = guard(y, res, min_confidence=p.min_confidence, max_class_fraction=p.max_class_fraction,
+                  min_kept_accuracy=p.min_kept_accuracy, agreement=agreement, min_agreement=p.min_agreement,
+                  min_quality=p.min_quality, flag_top_fraction=p.flag_top_fraction, max_noise_rate=p.max_noise_rate,
+                  max_flags=first_count, max_flags_reason="over_first_round_count")
         summary.update(trust(accuracy, y))
         summary.update(summarize(y, res, names, flags=g.flags))
         summary.update({"kept_accuracy": round(g.kept_accuracy, 4), "cleanlab_issues": g.cleanlab_flags,

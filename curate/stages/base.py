@@ -50,6 +50,9 @@ class StageParams(BaseModel):
 
     # Params that change how fast a stage runs but never what it outputs (left out of the fingerprint).
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "device", "num_workers"})
+    # Params added after run directories existed whose default keeps the old output: left out of the
+    # fingerprint while at their default, so existing runs are not redone.
+    added_at_default: ClassVar[frozenset[str]] = frozenset()
 
     def action_for(self, flag: str | None) -> str | None:
         """The action for a row with this flag (``None`` for an unflagged row)."""
@@ -61,7 +64,9 @@ class StageParams(BaseModel):
 
     def fingerprint_dict(self) -> dict[str, Any]:
         """The params that determine the stage's output."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.runtime_fields}
+        fields = type(self).model_fields
+        return {k: v for k, v in self.model_dump(mode="json").items()
+                if k not in self.runtime_fields and not (k in self.added_at_default and v == fields[k].default)}
 
 
 #: Python modules each pip extra provides (checked before a run starts).

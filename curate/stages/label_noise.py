@@ -133,15 +133,7 @@ class LabelNoiseParams(StageParams):
                 raise ValueError(f"a list of features takes embedding columns ('stage.column' or 'meta.key'), got {v!r}")
         return value
 
-    #: params added after runs existed: left out of the fingerprint at their default (no output changes)
-    _NEW_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("lda_shrinkage", "round_count")
-
-    def fingerprint_dict(self) -> dict[str, Any]:
-        d = super().fingerprint_dict()
-        for k in self._NEW_AT_DEFAULT:
-            if d.get(k) == type(self).model_fields[k].default:
-                d.pop(k)
-        return d
+    added_at_default: ClassVar[frozenset[str]] = frozenset({"lda_shrinkage", "round_count"})
 
     @property
     def specs(self) -> list[FeatureSpec]:

@@ -98,6 +98,25 @@ def test_off_diagonal_methods_distributed_equal_driver(tmp_path, inline, method,
     assert summary["cleanlab_issues"] > 5 and not summary["abstained"]
 
 
+def test_list_features_distributed_equal_driver(tmp_path, inline):
+    """``features: [a, b]``: each column scaled to unit length per shard, side by side; rows missing
+    either column unscored (one column's rows go missing where the other's do not), an all-zero row."""
+    names, x, _ = labelled_rows()
+    a, b = [v.tolist() for v in x[:, :16]], [(3.0 * v).tolist() for v in x[:, 16:]]
+    a[7] = [0.0] * 16  # norm 0: left as it is
+    rng = np.random.default_rng(2)
+    for i in rng.choice(len(a), 5, replace=False).tolist():
+        a[i] = None
+    for i in rng.choice(len(b), 5, replace=False).tolist():
+        b[i] = None
+    table = pa.table({"id": [f"r{i:05d}" for i in range(len(a))], "label": pa.array(names, pa.string()),
+                      "f0": pa.array(a, pa.list_(pa.float32())), "f1": pa.array(b, pa.list_(pa.float32()))})
+    summary = run_both(tmp_path, {"features": ["emb.a", "emb.b"], "logistic_c": 0.3, "folds": 3, "knn_neighbors": 10},
+                       table, SIZES, inline)
+    assert summary["features"] == "emb.a + emb.b" and summary["feature_info"]["dims"] == [16, 8]
+    assert 6 <= summary["missing_features"] <= 10 and summary["label_issues"] >= 5 and not summary["abstained"]
+
+
 def test_weak_features_abstain_alike(tmp_path, inline):
     summary = run_both(tmp_path, {"features": "emb", "classifier": "logistic", "logistic_c": 1.0}, embedding_table(spread=0.05),
                        SIZES, inline)

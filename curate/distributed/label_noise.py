@@ -28,7 +28,10 @@ T. **tfidf vocabulary** (the rule of :func:`curate.label_noise.features.tfidf_vo
    200,000 terms.)
 B. **prepare** (one task per map shard): each scored row's position, compact class, fold
    (:func:`curate.label_noise.crossval.fold_of`: a hash of the row number) and features (pixels
-   projected batch-independently; tfidf rows by the fixed vocabulary and IDF, as CSR rows with sorted
+   projected batch-independently; ``features: [a, b, ...]``: each column scaled to unit length row by
+   row and the columns side by side, by the driver's own :func:`curate.label_noise.features.unit_concat`
+   (the scan gives each column's width, so a shard where a column has no value still gets its width);
+   tfidf rows by the fixed vocabulary and IDF, as CSR rows with sorted
    column indices, :func:`curate.label_noise.features.tfidf_transform`), or its given probabilities.
 C. **C** (one task, ``logistic_c`` unset): the logistic ``C`` chosen on the same sample of the first
    fold's training rows as the driver reduce (:func:`curate.label_noise.crossval.c_selection_split`):
@@ -64,7 +67,7 @@ Driver memory: K- and K x K-sized tables, 256 counts per pruned cell and radix p
 their fold task). Results are identical to the driver reduce (``tests/test_distributed_label_noise.py``:
 every output column and the summary, but the timings). Declined (:func:`declines`; the driver reduce
 runs, logged): tfidf with a dense classifier (``mlp``, ``knn``, ``logistic+knn``: a truncated SVD fitted
-on all rows at once), several feature columns, and ``round_count: first``.
+on all rows at once) and ``round_count: first``.
 """
 
 from __future__ import annotations
@@ -102,8 +105,6 @@ def _tfidf_dense(params) -> bool:
 def declines(stage) -> str | None:
     """Why this stage's settings need the driver reduce (``None``: the scheme runs)."""
     p = stage.params
-    if not isinstance(p.features, str):
-        return "several feature columns (features: [...])"
     if p.rounds > 1 and p.round_count == "first":
         return "round_count: first"
     if p.spec.kind == "tfidf" and _tfidf_dense(p):
@@ -147,7 +148,7 @@ def _codes(labels: pa.ChunkedArray, code_of: dict[str, int]) -> np.ndarray:
 
 # -- A. scan ---------------------------------------------------------------------------------------
 def _scan_task(arg) -> dict:
-    job, s, n_candidates, text_candidate = arg
+    job, s, n_candidates, text_candidate, combine = arg
     columns = ["label", *(f"f{j}" for j in range(n_candidates))]
     t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=columns)
     labels = _labels(t)
@@ -171,15 +172,25 @@ def _scan_task(arg) -> dict:
         dims = sorted(set(np.asarray(pc.list_value_length(col).to_numpy(zero_copy_only=False))[present].tolist())) \
             if present.any() else []
         out["candidates"].append({"nonnull": t.num_rows - col.null_count, "present": int(present.sum()), "dims": dims,
-                                  "values": _value_counts(labels, present)})
+                                  "values": _value_counts(labels, present), "mask": present})
+    if combine:  # features: [a, b, ...]: a row has features when every column has a value
+        present = np.logical_and.reduce([c.get("mask", np.zeros(t.num_rows, bool)) for c in out["candidates"]])
+        out["combined"] = {"present": int(present.sum()), "values": _value_counts(labels, present)}
+    for c in out["candidates"]:
+        c.pop("mask", None)
     return out
 
 
-def _features_of(t: pa.Table, column: str, kind: str, pca) -> tuple[np.ndarray, np.ndarray]:
-    """The shard's feature matrix (or probabilities) and which rows have one, as the driver reduce makes them."""
-    from curate.label_noise.features import project
+def _features_of(t: pa.Table, column, kind: str, pca) -> tuple[np.ndarray, np.ndarray]:
+    """The shard's feature matrix (or probabilities) and which rows have one, as the driver reduce makes
+    them (``concat``: ``column`` is ``(columns, names, dims)`` of :func:`curate.label_noise.features.unit_concat`)."""
+    from curate.label_noise.features import project, unit_concat
     from curate.vectors import list_column_to_matrix
 
+    if kind == "concat":
+        columns, names, dims = column
+        x, present, _ = unit_concat([t.column(c) for c in columns], names, dims)
+        return x[present], present
     col = t.column(column)
     present = _present(col.combine_chunks() if t.num_rows else col)
     if kind == "pixels":
@@ -399,7 +410,8 @@ def _prepare_task(arg) -> dict:
 
     if c.kind == "tfidf":
         return _prepare_texts(job, s, c)
-    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["label", c.column])
+    columns = c.column[0] if c.kind == "concat" else [c.column]
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=["label", *columns])
     codes = _codes(_labels(t), c.code_of)
     if t.num_rows:
         x, present = _features_of(t, c.column, c.kind, _read_pca(job, c.pca))
@@ -927,13 +939,14 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         return
     names = stage.feature_candidates()
     text = 1 if (p.spec.kind == "auto" and names == ["image", "text"]) else (0 if p.spec.kind == "tfidf" else -1)
-    scans = sorted(run(_scan_task, [(job, s, len(names), text) for s in range(S)], desc=f"{stage.name} (scan)",
+    concat = not isinstance(p.features, str)  # features: [a, b, ...]
+    scans = sorted(run(_scan_task, [(job, s, len(names), text, concat) for s in range(S)], desc=f"{stage.name} (scan)",
                        total_rows=job.offsets[-1]), key=lambda r: r["shard"])
     n = job.offsets[-1]
     # the feature column, as LabelNoise._choose picks it
     nonnull = [sum(r["candidates"][j]["nonnull"] for r in scans) for j in range(len(names))]
     if p.spec.kind != "auto":
-        spec, feature_name, j = p.spec, p.features, 0
+        spec, feature_name, j = p.spec, p.feature_name, 0
     elif names == ["image", "text"]:
         n_text = sum(r["candidates"][1]["n_text"] for r in scans)
         spec, feature_name, j = (FeatureSpec("tfidf"), "tfidf", 1) if nonnull[0] == 0 and n_text > 0 \
@@ -948,18 +961,21 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         Runner._reduce(None, stage, SimpleNamespace(dirname=stage.name), storage.location(job.stage_dir),
                        storage.location(job.map_dir), S)
         return
-    cand = [r["candidates"][j] for r in scans]
-    if any("bad_type" in c for c in cand):
-        what = "pixels" if spec.kind == "pixels" else (f"pred_probs:{spec.column}" if spec.kind == "pred_probs"
-                                                      else f"features {spec.column}")
-        raise CurateError(f"{what}: expected a column of number lists (an embedding or probabilities), got type "
-                          f"{next(c['bad_type'] for c in cand if 'bad_type' in c)}")
-    dims = sorted({d for c in cand for d in c["dims"]})
-    if len(dims) > 1:
-        what = "pixels" if spec.kind == "pixels" else (f"pred_probs:{spec.column}" if spec.kind == "pred_probs"
-                                                      else f"features {spec.column}")
-        raise CurateError(f"{what}: rows have lists of different lengths ({', '.join(map(str, dims[:5]))}); "
-                          f"every row needs the same length")
+    widths = []  # each used column's list length (none: no row has one)
+    for jj in (range(len(names)) if concat else [j]):
+        cand = [r["candidates"][jj] for r in scans]
+        what = f"features {p.features[jj]}" if concat else "pixels" if spec.kind == "pixels" else (
+            f"pred_probs:{spec.column}" if spec.kind == "pred_probs" else f"features {spec.column}")
+        if any("bad_type" in c for c in cand):
+            raise CurateError(f"{what}: expected a column of number lists (an embedding or probabilities), got type "
+                              f"{next(c['bad_type'] for c in cand if 'bad_type' in c)}")
+        dims = sorted({d for c in cand for d in c["dims"]})
+        if len(dims) > 1:
+            raise CurateError(f"{what}: rows have lists of different lengths ({', '.join(map(str, dims[:5]))}); "
+                              f"every row needs the same length")
+        widths.append(dims[0] if dims else 0)
+    if concat:
+        cand, dims = [r["combined"] for r in scans], [sum(widths)]
     n_present = sum(c["present"] for c in cand)
     all_labels: dict[str, int] = {}
     present_labels: dict[str, int] = {}
@@ -981,11 +997,16 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     usable_counts = np.zeros(n_codes, np.int64)
     for v, m in present_labels.items():
         usable_counts[code_of[v]] += m
-    kind = spec.kind if spec.kind in ("pixels", "tfidf") else ("pred_probs" if given else "column")
+    kind = "concat" if concat else spec.kind if spec.kind in ("pixels", "tfidf") else (
+        "pred_probs" if given else "column")
     pca_shape, vocabulary = None, None
     if not given:
         info = {"dim": int(dims[0]) if dims else 0}
-        if kind == "tfidf":  # the vocabulary of the texts with a label (the small classes' too)
+        if kind == "concat":
+            from curate.label_noise.features import unit_concat_info
+
+            info = unit_concat_info(widths)
+        elif kind == "tfidf":  # the vocabulary of the texts with a label (the small classes' too)
             n_docs = int(sum(present_labels.values()))
             info = {"vocabulary": _vocabulary(stage, job, executor, f"f{j}", code_of, n_docs)} if n_docs else {}
             vocabulary = info.get("vocabulary", 0)
@@ -1046,7 +1067,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         shard_scored.append(m)
     pos0 = [0, *np.cumsum(shard_scored).tolist()]
     dim = vocabulary if kind == "tfidf" else int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
-    prep = SimpleNamespace(column=f"f{j}", kind=kind, code_of=code_of, to_compact=to_compact, pos0=pos0, folds=p.folds,
+    column = ([f"f{jj}" for jj in range(len(names))], list(p.features), widths) if concat else f"f{j}"
+    prep = SimpleNamespace(column=column, kind=kind, code_of=code_of, to_compact=to_compact, pos0=pos0, folds=p.folds,
                            seed=p.seed, pca=pca_shape, dim=dim)
     raw_hits = sum(r["raw_hits"] for r in run(_prepare_task, [(job, s, prep) for s in range(S)],
                                               desc=f"{stage.name} (prepare)", total_rows=n))

@@ -180,6 +180,31 @@ def reduce_dims(x: np.ndarray, *, components: int, seed: int = 0, standardize: b
     return x, info
 
 
+def unit_concat(columns, names: list[str], dims: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``features: [a, b, ...]``: each list column's rows scaled to unit length, side by side (float32);
+    a row has features when every column has a value (the others are zero). Row by row, so any split of
+    the rows gives the same rows; ``dims`` (each column's width over the whole dataset) widens a column
+    no row of this batch has. Returns the matrix, which rows have features and each column's width."""
+    from curate.vectors import list_column_to_matrix
+
+    mats, present = [], np.ones(len(columns[0]), dtype=bool)
+    for j, (col, ref) in enumerate(zip(columns, names)):
+        x, ok = list_column_to_matrix(col, what=f"features {ref}")
+        if dims is not None and x.shape[1] != dims[j]:
+            x = np.zeros((len(ok), dims[j]), dtype=np.float32)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        mats.append(x / np.where(norms > 0, norms, 1.0))
+        present &= ok
+    x = np.hstack(mats).astype(np.float32, copy=False)
+    x[~present] = 0.0
+    return x, present, [int(m.shape[1]) for m in mats]
+
+
+def unit_concat_info(dims: list[int]) -> dict[str, Any]:
+    """The summary's ``feature_info`` of :func:`unit_concat` features."""
+    return {"dim": int(sum(dims)), "dims": [int(d) for d in dims], "scaled": "each column to unit length"}
+
+
 # -- TF-IDF: the one rule, for the driver reduce and the distributed one -------------------------------
 #: word 1-2 grams (scikit-learn's default tokens, lowercased) in at least TFIDF_MIN_DF documents and at
 #: most TFIDF_MAX_DF of them; of those the TFIDF_MAX_FEATURES with the largest total count

@@ -411,20 +411,12 @@ class LabelNoise(GlobalStage):
         return x, present, info
 
     def _concat_features(self, mapped: pa.Table):
-        """``features: [a, b, ...]``: each column's rows scaled to unit length, side by side; a row has
-        features when every column has a value."""
-        from curate.vectors import list_column_to_matrix
+        """``features: [a, b, ...]``: :func:`curate.label_noise.features.unit_concat` of the columns."""
+        from curate.label_noise.features import unit_concat, unit_concat_info
 
-        mats, present = [], np.ones(mapped.num_rows, dtype=bool)
-        for j, ref in enumerate(self.params.features):
-            x, ok = list_column_to_matrix(mapped.column(f"f{j}"), what=f"features {ref}")
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            mats.append(x / np.where(norms > 0, norms, 1.0))
-            present &= ok
-        x = np.hstack(mats).astype(np.float32, copy=False)
-        x[~present] = 0.0
-        return x, present, {"dim": int(x.shape[1]), "dims": [int(m.shape[1]) for m in mats],
-                            "scaled": "each column to unit length"}
+        refs = self.params.features
+        x, present, dims = unit_concat([mapped.column(f"f{j}") for j in range(len(refs))], refs)
+        return x, present, unit_concat_info(dims)
 
     @staticmethod
     def _result(n: int, names: list[str], codes: np.ndarray, idx, res, back, flagged, ranks=None) -> pa.Table:

@@ -17,6 +17,7 @@ from curate.config import load_pipeline
 from curate.errors import CurateError
 from curate.eval import EvalOptions, evaluate
 from curate.eval.arms import build_arms
+from curate.eval.results import render
 from curate.rundir import RunDir
 from curate.runner import Runner
 from tests.conftest import write_pipeline
@@ -148,6 +149,71 @@ def test_finished_trainings_are_reused_an_added_seed_trains_alone_and_jobs_agree
     assert [a["accuracy"] for a in again["arms"]] == [a["accuracy"] for a in first["arms"]]
     opts.retrain, opts.jobs, opts.epochs = False, 1, 6  # other settings: another training
     assert not any(r.get("cached") for a in evaluate(tmp / "run", opts)["arms"] for r in a["runs"])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    """A training stopped after an epoch resumes from its checkpoint and predicts exactly what an
+    uninterrupted one does; the per-epoch probe changes nothing, its last epoch is the final prediction,
+    and storing the finished training removes the checkpoint."""
+    from curate.eval.jobs import fit_predict
+    from curate.eval.models import make_model
+    from curate.eval.trained import TrainingCache
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(160, 16, 16, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, size=160)
+    x[y == 1, :8] //= 4  # something to learn
+    test_x, test_ok = x[:40].copy(), np.ones(40, dtype=bool)
+    rows = np.arange(40, 160)
+
+    def model():
+        return make_model("cnn", epochs=4, width=4, batch_size=32, threads=1)
+
+    plain, _, none = fit_predict(model(), x, test_x, test_ok, rows, y[rows], 3, seed=5)
+    assert none is None
+    full, _, curve = fit_predict(model(), x, test_x, test_ok, rows, y[rows], 3, seed=5, curve=True)
+    assert curve.shape == (4, 40) and (curve[-1] == full).all() and (full == plain).all()
+
+    cache = TrainingCache(tmp_path / "eval")
+    ckpt = cache.checkpoint("ab" * 20)
+    ckpt.every = 0.0  # save after every epoch
+    stopped, seen = model(), []
+
+    def probe():  # stops the training after its second epoch, as Ctrl-C or a time limit would
+        seen.append(1)
+        if len(seen) == 2:
+            raise _Stop
+        return stopped.predict(test_x)
+
+    with pytest.raises(_Stop):
+        stopped.fit(x[rows], y[rows], 3, seed=5, checkpoint=ckpt, probe=probe)
+    state = ckpt.load()
+    assert state["epoch"] == 1 and len(state["curve"]) == 1  # epoch 2's state was never saved: it did not finish
+    resumed, _, rcurve = fit_predict(model(), x, test_x, test_ok, rows, y[rows], 3, seed=5, checkpoint=ckpt, curve=True)
+    assert (resumed == full).all() and (rcurve == curve).all()
+    assert ckpt.load()["epoch"] == 3  # the last epoch is not checkpointed: the stored training replaces it
+    cache.put("ab" * 20, resumed, 1.0, rcurve)
+    assert ckpt.load() is None and cache.get("ab" * 20)[2].shape == (4, 40)
+
+
+@pytest.mark.slow
+def test_curve_scores_every_epoch_and_replaces_a_stored_training_without_one(noisy_run):
+    tmp, _ = noisy_run
+    opts = _opts(test=str(tmp / "test.parquet"), arms=("raw", "curated"), seeds=1, epochs=5)
+    plain = evaluate(tmp / "run", opts)
+    opts.curve = True
+    result = evaluate(tmp / "run", opts)
+    for a, b in zip(plain["arms"], result["arms"]):
+        run = b["runs"][0]
+        assert not run.get("cached")  # the stored training had no curve: trained again
+        assert len(run["curve"]) == 5 and run["curve"][-1] == run["accuracy"] == a["runs"][0]["accuracy"]
+    again = evaluate(tmp / "run", opts)
+    assert all(r["cached"] and r["curve"] for a in again["arms"] for r in a["runs"])
+    assert "test accuracy after each epoch" in render(again)
 
 
 def test_test_split_holds_out_items_of_every_arm(noisy_run):

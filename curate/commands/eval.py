@@ -45,11 +45,14 @@ def register(main: click.Group) -> None:
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Trainings at a time, each in its own process (with --threads torch threads; default: cores / jobs).")
 @click.option("--retrain", is_flag=True, help="Train every arm again instead of reusing the stored result of the same "
-              "training (model cache eval/ folder; an interrupted eval resumes from it).")
+              "training (model cache eval/ folder; an interrupted eval resumes from it, a training stopped half-way from its "
+              "last checkpoint).")
+@click.option("--curve", is_flag=True, help="Also score the test set after every epoch (torch models; eval.json's runs get "
+              "'curve'): does a longer training help, or memorise wrong labels? One test-set prediction per epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of the table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(run_dir, test, test_format, test_columns, test_root, test_split, model, features, seeds, pending, arms,
-                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, jobs, retrain, as_json, quiet):
+                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, jobs, retrain, curve, as_json, quiet):
     """Does curation pay? Train the same small model on the raw, curated, random-same-size and per-stage sets
     of RUN_DIR and score each on a trusted test set (writes RUN_DIR/eval/eval.json)."""
     import json
@@ -64,7 +67,7 @@ def eval_command(run_dir, test, test_format, test_columns, test_root, test_split
                        arms=tuple(a.strip() for a in arms.split(",") if a.strip()), clean_labels=clean_labels,
                        leakage=not no_leakage_check, cosine=cosine, epochs=epochs, batch_size=batch_size, lr=lr,
                        width=width, image_size=image_size, threads=threads, jobs=jobs, retrain=retrain,
-                       quiet=quiet)
+                       curve=curve, quiet=quiet)
     result = evaluate(run_dir, opts)
     if as_json:
         click.echo(json.dumps(result, indent=2))

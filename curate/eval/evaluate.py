@@ -65,6 +65,7 @@ class EvalOptions:
     threads: int | None = None
     jobs: int = 1
     retrain: bool = False
+    curve: bool = False  # also score the test set after every epoch
     quiet: bool = False
 
 
@@ -263,7 +264,7 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         if key is not None and key in first_of and plans[first_of[key]] is not None:
             plans.append(_ArmPlan(arm, [], same_as=first_of[key]))
             continue
-        plan = _plan_arm(arm, train_ok, scan.labels, code, opts.seeds, store, notes)
+        plan = _plan_arm(arm, train_ok, scan.labels, code, opts.seeds, store, notes, curve=opts.curve)
         if key is not None:
             first_of[key] = i
         plans.append(plan)
@@ -361,6 +362,7 @@ class _Training:
     pred: np.ndarray | None = None
     seconds: float = 0.0
     cached: bool = False
+    curve: np.ndarray | None = None  # test predictions after every epoch (--curve)
 
     def score(self, y_test: np.ndarray, leaked: np.ndarray | None) -> dict[str, Any]:
         run = {"seed": self.seed, "train_items": int(len(self.rows)), "accuracy": round(accuracy(self.pred, y_test), 5),
@@ -370,6 +372,8 @@ class _Training:
         if leaked is not None:
             nl = accuracy(self.pred, y_test, ~leaked)
             run["accuracy_no_leak"] = None if nl is None else round(nl, 5)
+        if self.curve is not None:
+            run["curve"] = [round(accuracy(p, y_test), 5) for p in self.curve]
         return run
 
 
@@ -380,8 +384,10 @@ class _ArmPlan:
     same_as: int | None = None  # index of the earlier arm with the same items and labels
 
 
-def _plan_arm(arm: Arm, train_ok, given, code, seeds: int, store: _Store, notes: list[str]) -> _ArmPlan | None:
-    """The arm's trainings, one per seed, with the stored predictions of those already done."""
+def _plan_arm(arm: Arm, train_ok, given, code, seeds: int, store: _Store, notes: list[str], *,
+              curve: bool = False) -> _ArmPlan | None:
+    """The arm's trainings, one per seed, with the stored predictions of those already done (with
+    ``curve``, only those stored with their per-epoch curve)."""
     trainings = []
     for seed in range(seeds):
         rows = arm.rows_for(seed)
@@ -394,8 +400,8 @@ def _plan_arm(arm: Arm, train_ok, given, code, seeds: int, store: _Store, notes:
             return None
         t = _Training(seed, rows, y, store.key(rows, y, len(code), seed))
         hit = store.cache.get(t.key)
-        if hit is not None and len(hit[0]) == store.test_items:
-            t.pred, t.seconds, t.cached = hit[0], hit[1], True
+        if hit is not None and len(hit[0]) == store.test_items and not (curve and hit[2] is None):
+            t.pred, t.seconds, t.cached, t.curve = hit[0], hit[1], True, hit[2] if curve else None
         trainings.append(t)
     return _ArmPlan(arm, trainings)
 
@@ -415,20 +421,22 @@ def _train(plans: list[_ArmPlan | None], model, train_x, test_x, test_ok, store:
                       disable=opts.quiet) as bar:
                 for t in plan.trainings:
                     if t.pred is None:
-                        t.pred, t.seconds = fit_predict(model, train_x, test_x, test_ok, t.rows, t.y, n_classes, t.seed,
-                                                        progress=bar.update)
-                        store.cache.put(t.key, t.pred, t.seconds)
+                        t.pred, t.seconds, t.curve = fit_predict(model, train_x, test_x, test_ok, t.rows, t.y, n_classes,
+                                                                 t.seed, progress=bar.update,
+                                                                 checkpoint=store.cache.checkpoint(t.key), curve=opts.curve)
+                        store.cache.put(t.key, t.pred, t.seconds, t.curve)
                     else:
                         bar.update(model.units())
         return
     threads = opts.threads or max(1, (os.cpu_count() or 1) // opts.jobs)
     settings = {**model.config.__dict__, "threads": threads}
-    tasks = [Task((i, t.seed), model.name, settings, t.rows, t.y, n_classes, t.seed) for i, (_, t) in enumerate(todo)]
+    tasks = [Task((i, t.seed), model.name, settings, t.rows, t.y, n_classes, t.seed, store.cache.checkpoint(t.key), opts.curve)
+             for i, (_, t) in enumerate(todo)]
     log.info("training %d arm-seeds in %d processes of %d thread(s)", len(tasks), opts.jobs, threads)
     with tqdm(total=len(tasks) * model.units(), desc=f"train ({opts.jobs} jobs)", unit=unit, file=sys.stderr,
               disable=opts.quiet) as bar:
-        for (i, _), pred, secs in run_parallel(tasks, train_x, test_x, test_ok, jobs=opts.jobs, threads=threads,
-                                               done=lambda task: bar.update(model.units())):
+        for (i, _), pred, secs, curve in run_parallel(tasks, train_x, test_x, test_ok, jobs=opts.jobs, threads=threads,
+                                                      done=lambda task: bar.update(model.units())):
             t = todo[i][1]
-            t.pred, t.seconds = pred, secs
-            store.cache.put(t.key, pred, secs)
+            t.pred, t.seconds, t.curve = pred, secs, curve
+            store.cache.put(t.key, pred, secs, curve)

@@ -33,6 +33,8 @@ class Task:
     y: np.ndarray
     n_classes: int
     seed: int
+    checkpoint: Any = None  # a curate.eval.trained.Checkpoint, or None
+    curve: bool = False
 
 
 def _save(obj, path: Path) -> str:
@@ -61,33 +63,42 @@ def _init(paths: dict[str, str], threads: int) -> None:
 
 
 def fit_predict(model, train_x, test_x, test_ok: np.ndarray, rows: np.ndarray, y: np.ndarray, n_classes: int,
-                seed: int, progress=None) -> tuple[np.ndarray, float]:
-    """Train ``model`` on ``train_x[rows]`` with labels ``y``; predictions for every test item (-2 where
-    ``test_ok`` is false) and the training seconds."""
+                seed: int, progress=None, *, checkpoint=None, curve: bool = False
+                ) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """Train ``model`` on ``train_x[rows]`` with labels ``y``: predictions for every test item (-2 where
+    ``test_ok`` is false), the training seconds, and with ``curve`` the same predictions after every epoch
+    (epochs x test items; else None)."""
     from curate.eval.models import timed_fit
 
     x = train_x[rows]
     if isinstance(x, np.memmap):
         x = np.asarray(x)
-    secs = timed_fit(model, x, y, n_classes, seed, progress=progress)
-    pred = np.full(len(test_ok), -2, dtype=np.int64)
-    if test_ok.any():
-        pred[test_ok] = model.predict(np.asarray(test_x[test_ok]) if isinstance(test_x, np.ndarray) else test_x[test_ok])
-    return pred, secs
+    ok_x = (np.asarray(test_x[test_ok]) if isinstance(test_x, np.ndarray) else test_x[test_ok]) if test_ok.any() else None
+
+    def predict() -> np.ndarray:
+        pred = np.full(len(test_ok), -2, dtype=np.int64)
+        if ok_x is not None:
+            pred[test_ok] = model.predict(ok_x)
+        return pred
+
+    secs = timed_fit(model, x, y, n_classes, seed, progress=progress, checkpoint=checkpoint,
+                     probe=predict if curve else None)
+    return predict(), secs, (np.stack(model.curve) if curve and model.curve else None)
 
 
-def _work(task: Task) -> tuple[Any, np.ndarray, float]:
+def _work(task: Task) -> tuple[Any, np.ndarray, float, np.ndarray | None]:
     from curate.eval.models import make_model
 
     model = make_model(task.model, **task.settings)
-    pred, secs = fit_predict(model, _INPUTS["train"], _INPUTS["test"], np.asarray(_INPUTS["test_ok"]), task.rows,
-                             task.y, task.n_classes, task.seed)
-    return task.tag, pred, secs
+    pred, secs, curve = fit_predict(model, _INPUTS["train"], _INPUTS["test"], np.asarray(_INPUTS["test_ok"]), task.rows,
+                                    task.y, task.n_classes, task.seed, checkpoint=task.checkpoint, curve=task.curve)
+    return task.tag, pred, secs, curve
 
 
 def run_parallel(tasks: list[Task], train_x, test_x, test_ok: np.ndarray, *, jobs: int, threads: int,
-                 done: Callable[[Task], None] | None = None) -> Iterator[tuple[Any, np.ndarray, float]]:
-    """Yield ``(tag, predictions, seconds)`` per task as they finish, ``jobs`` at a time."""
+                 done: Callable[[Task], None] | None = None
+                 ) -> Iterator[tuple[Any, np.ndarray, float, np.ndarray | None]]:
+    """Yield ``(tag, predictions, seconds, curve)`` per task as they finish, ``jobs`` at a time."""
     tmp = Path(tempfile.mkdtemp(prefix="curate-eval-"))
     try:
         paths = {"train": _save(train_x, tmp / "train"), "test": _save(test_x, tmp / "test"),
@@ -97,9 +108,9 @@ def run_parallel(tasks: list[Task], train_x, test_x, test_ok: np.ndarray, *, job
                                  initargs=(paths, threads)) as pool:
             futures = [pool.submit(_work, t) for t in tasks]
             for fut in as_completed(futures):
-                tag, pred, secs = fut.result()
+                tag, pred, secs, curve = fut.result()
                 if done is not None:
                     done(by_tag[tag])
-                yield tag, pred, secs
+                yield tag, pred, secs, curve
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

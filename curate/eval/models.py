@@ -9,9 +9,12 @@ cnn        pixels      narrow ResNet-9 from scratch (widths 8-16-32-64, batch no
 tfidf      text        logistic regression (scikit-learn) on TF-IDF of word 1-2 grams
 =========  ==========  ==========================================================================
 
-The torch models train with AdamW and a cosine learning-rate schedule; ``seed`` fixes the weights'
-initialisation and the batch order, so seeds give the spread of the training itself. Every model takes
-integer class indices and predicts integer class indices.
+The torch models train with AdamW and a one-cycle learning-rate schedule; ``seed`` fixes the weights'
+initialisation and the batch order, so seeds give the spread of the training itself. Given a
+:class:`~curate.eval.trained.Checkpoint` they save their state between epochs and resume from it (the same
+result as an uninterrupted training); given a probe, they record its test predictions after every epoch
+(:attr:`EvalModel.curve`, for ``--curve``). Every model takes integer class indices and predicts integer
+class indices.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
 from curate.errors import CurateError, require
 
+if TYPE_CHECKING:
+    from curate.eval.trained import Checkpoint
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of finished epochs (or fits) since the last call
+Probe = Callable[[], np.ndarray]  # test-set predictions of the model as it is now (for the per-epoch curve)
 
 
 @dataclass
@@ -61,6 +68,7 @@ class EvalModel:
 
     def __init__(self, config: ModelConfig):
         self.config = config
+        self.curve: list[np.ndarray] = []  # the probe's predictions after each epoch of the last fit
 
     def units(self) -> int:
         """Progress-bar units per fit (epochs for the torch models)."""
@@ -71,7 +79,12 @@ class EvalModel:
         (e.g. standardisation fitted on all training items: unsupervised, the same for every arm)."""
         return train_x, test_x
 
-    def fit(self, x, y: np.ndarray, n_classes: int, seed: int, progress: Progress | None = None) -> None:
+    def fit(self, x, y: np.ndarray, n_classes: int, seed: int, progress: Progress | None = None, *,
+            checkpoint: Checkpoint | None = None, probe: Probe | None = None) -> None:
+        """Train on ``x``/``y``. ``checkpoint``: where a torch model keeps its state between epochs, so that an
+        interrupted training resumes from its last saved epoch (the result is the same as uninterrupted);
+        ``probe``: called after every epoch (net in eval mode), its test predictions are kept in
+        :attr:`curve` (it changes nothing in the training)."""
         raise NotImplementedError
 
     def predict(self, x) -> np.ndarray:
@@ -100,17 +113,17 @@ class _TorchModel(EvalModel):
     def _input(self, xb):
         return xb
 
-    def fit(self, x, y, n_classes, seed, progress=None):
+    def fit(self, x, y, n_classes, seed, progress=None, *, checkpoint=None, probe=None):
         torch = _torch()
         before = torch.get_num_threads()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         try:
-            self._fit(x, y, n_classes, seed, progress)
+            self._fit(x, y, n_classes, seed, progress, checkpoint, probe)
         finally:
             torch.set_num_threads(before)
 
-    def _fit(self, x, y, n_classes, seed, progress):
+    def _fit(self, x, y, n_classes, seed, progress, checkpoint: Checkpoint | None, probe: Probe | None):
         torch = _torch()
         cfg = self.config
         torch.manual_seed(seed)
@@ -125,8 +138,23 @@ class _TorchModel(EvalModel):
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
         loss_fn = torch.nn.CrossEntropyLoss()
-        self.net.train()
-        for _ in range(cfg.epochs):
+        self.curve = []
+        start = 0
+        state = checkpoint.load() if checkpoint is not None else None
+        if state is not None and state.get("epochs") == cfg.epochs and state.get("items") == n \
+                and (probe is None or len(state["curve"]) == state["epoch"]):
+            self.net.load_state_dict(state["net"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            gen.set_state(state["gen"])
+            torch.set_rng_state(state["rng"])
+            start, self.curve = int(state["epoch"]), [np.asarray(c) for c in state["curve"]] if probe else []
+            log.info("resuming a training at epoch %d of %d from %s", start, cfg.epochs, checkpoint)
+            if progress and start:
+                progress(start)
+        saved = time.monotonic()
+        for epoch in range(start, cfg.epochs):
+            self.net.train()
             order = torch.randperm(n, generator=gen)
             for s in range(0, n, bs):
                 idx = order[s:s + bs]
@@ -138,6 +166,14 @@ class _TorchModel(EvalModel):
                 loss.backward()
                 opt.step()
                 sched.step()
+            if probe is not None:
+                self.net.eval()
+                self.curve.append(np.asarray(probe()))
+            if checkpoint is not None and epoch + 1 < cfg.epochs and time.monotonic() - saved >= checkpoint.every:
+                checkpoint.save({"epoch": epoch + 1, "epochs": cfg.epochs, "items": n, "net": self.net.state_dict(),
+                                 "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                                 "rng": torch.get_rng_state(), "curve": self.curve})
+                saved = time.monotonic()
             if progress:
                 progress(1)
         self.net.eval()
@@ -265,12 +301,13 @@ class TfidfLogistic(EvalModel):
         train = vec.fit_transform(fill(train_x))
         return train.tocsr(), vec.transform(fill(test_x)).tocsr()
 
-    def fit(self, x, y, n_classes, seed, progress=None):
+    def fit(self, x, y, n_classes, seed, progress=None, *, checkpoint=None, probe=None):
         from sklearn.linear_model import LogisticRegression
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, user_api="blas"):
             self.clf = LogisticRegression(C=4.0, max_iter=1000, random_state=seed).fit(x, y)
+        self.curve = [np.asarray(probe())] if probe is not None else []
         if progress:
             progress(1)
 
@@ -296,7 +333,8 @@ def accuracy(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None
     return float((pred == truth).mean()) if len(truth) else None
 
 
-def timed_fit(model: EvalModel, x, y, n_classes: int, seed: int, progress: Progress | None = None) -> float:
+def timed_fit(model: EvalModel, x, y, n_classes: int, seed: int, progress: Progress | None = None, *,
+              checkpoint: Checkpoint | None = None, probe: Probe | None = None) -> float:
     t0 = time.perf_counter()
-    model.fit(x, y, n_classes, seed, progress)
+    model.fit(x, y, n_classes, seed, progress, checkpoint=checkpoint, probe=probe)
     return time.perf_counter() - t0

@@ -20,7 +20,8 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
          "kind": "raw" | "curated" | "random" | "without" | "relabelled" | "ceiling",
          "stage": null | "01-label_noise", "description": "...", "train_items": 50000, "info": {...},
          "runs": [{"seed": 0, "train_items": 50000, "accuracy": 0.75, "accuracy_no_leak": 0.749, "seconds": 3.2,
-                   "cached": true (only when the training was reused from the model cache's eval/ folder)}],
+                   "cached": true (only when the training was reused from the model cache's eval/ folder),
+                   "curve": [0.41, 0.52, ...] (only with --curve: test accuracy after each epoch)}],
          "accuracy": {"mean": 0.75, "std": 0.002, "min": ..., "max": ..., "n": 3},
          "accuracy_no_leak": {...} | null,
          "delta_vs_raw": 0.013 | null, "seconds": 9.6}
@@ -96,6 +97,11 @@ def render(result: dict[str, Any]) -> str:
         by = ", ".join(f"{k} {v:,}" for k, v in leak["by_method"].items())
         lines.append(f"\nleakage: {leak['leaked_test_items']:,} of {leak['test_items']:,} test items duplicate a "
                      f"training item ({by}); 'without leaked' scores the rest")
+    curves = [(a["name"], [r["curve"] for r in a["runs"] if r.get("curve")]) for a in result["arms"]]
+    curves = [(name, c) for name, c in curves if c and len({len(x) for x in c}) == 1]
+    if curves:
+        lines.append("\ntest accuracy after each epoch (mean over seeds):")
+        lines += [f"  {name}: " + " ".join(f"{v:.3f}" for v in np.mean(np.array(c), axis=0)) for name, c in curves]
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

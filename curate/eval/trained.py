@@ -14,6 +14,13 @@ So the key does not depend on the run: two runs over the same items (a changed l
 set with another pipeline) share their raw and ceiling trainings; what changed (a stage's removals, the
 features, the model) trains again. Scores are recomputed from the stored predictions, so a changed
 leakage check needs no retraining. ``--retrain`` ignores the stored trainings (and replaces them).
+
+A training in progress keeps a :class:`Checkpoint` under ``<model cache>/eval/ckpt/<key>.pt`` (a torch
+model's weights, optimiser, schedule and random-number state after an epoch, written at most once a
+minute), so an eval that is stopped (Ctrl-C, a time limit) resumes its long trainings from their last
+saved epoch instead of from scratch; the resumed training gives the same predictions. The file is removed
+when the training's predictions are stored. With ``--curve`` the stored training also holds the test
+predictions after every epoch (``curve``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import hashlib
 import io
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,8 +85,9 @@ class TrainingCache:
     def _path(self, key: str):
         return self.root / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> tuple[np.ndarray, float] | None:
-        """(test predictions, training seconds), or None when this training is not stored."""
+    def get(self, key: str) -> tuple[np.ndarray, float, np.ndarray | None] | None:
+        """(test predictions, training seconds, per-epoch test predictions or None), or None when this
+        training is not stored."""
         if self.root is None or not self.read:
             return None
         p = self._path(key)
@@ -86,17 +95,75 @@ class TrainingCache:
             return None
         try:
             with np.load(io.BytesIO(p.read_bytes())) as z:
-                return z["pred"].astype(np.int64), float(z["seconds"])
+                curve = z["curve"].astype(np.int64) if "curve" in z.files else None
+                return z["pred"].astype(np.int64), float(z["seconds"]), curve
         except Exception as e:  # a damaged file is a cache miss, never an error
             log.warning("eval cache: unreadable %s (%s); training again", p, e)
             return None
 
-    def put(self, key: str, pred: np.ndarray, seconds: float) -> None:
+    def put(self, key: str, pred: np.ndarray, seconds: float, curve: np.ndarray | None = None) -> None:
+        """Store a finished training (and remove its checkpoint)."""
         if self.root is None:
             return
         buf = io.BytesIO()
-        np.savez_compressed(buf, pred=np.asarray(pred, dtype=np.int64), seconds=np.float64(seconds))
+        extra = {"curve": np.asarray(curve, dtype=np.int16)} if curve is not None and len(curve) else {}
+        np.savez_compressed(buf, pred=np.asarray(pred, dtype=np.int64), seconds=np.float64(seconds), **extra)
         try:
             storage.write_bytes(self._path(key), buf.getvalue())
         except OSError as e:
             log.warning("eval cache: could not write %s (%s)", self._path(key), e)
+            return
+        ckpt = self.checkpoint(key)
+        if ckpt is not None:
+            ckpt.remove()
+
+    def checkpoint(self, key: str) -> Checkpoint | None:
+        """Where the training ``key`` keeps its state while it runs (None: no model cache). With
+        ``--retrain`` (``read`` false) an earlier checkpoint is not resumed from."""
+        if self.root is None:
+            return None
+        return Checkpoint(str(self.root / "ckpt" / key[:2] / f"{key}.pt"), resume=self.read)
+
+
+@dataclass
+class Checkpoint:
+    """A torch training's state between epochs (a plain, picklable description: workers get it in their
+    task). ``every``: seconds between saves."""
+
+    path: str
+    resume: bool = True
+    every: float = 60.0
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None (none saved, not resuming, or unreadable: the training starts over)."""
+        p = storage.location(self.path)
+        if not self.resume or not p.exists():
+            return None
+        import torch
+
+        try:
+            return torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=False)
+        except Exception as e:  # a damaged checkpoint only costs the epochs it held
+            log.warning("eval: unreadable checkpoint %s (%s); training from the start", p, e)
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        try:
+            storage.write_bytes(storage.location(self.path), buf.getvalue())
+        except OSError as e:
+            log.warning("eval: could not write checkpoint %s (%s)", self.path, e)
+
+    def remove(self) -> None:
+        p = storage.location(self.path)
+        try:
+            if p.exists():
+                p.unlink()
+        except OSError as e:
+            log.warning("eval: could not remove checkpoint %s (%s)", p, e)
+
+    def __str__(self) -> str:
+        return self.path

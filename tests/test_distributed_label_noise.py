@@ -117,6 +117,16 @@ def test_list_features_distributed_equal_driver(tmp_path, inline):
     assert 6 <= summary["missing_features"] <= 10 and summary["label_issues"] >= 5 and not summary["abstained"]
 
 
+def test_round_count_first_distributed_equals_driver(tmp_path, inline):
+    """``rounds: 2, round_count: first``: the guard's last cut keeps at most the first round's cleanlab
+    count, lowest quality first; here it removes 4 rows and splits rows tied at its cut-off (kNN's
+    few neighbours give many equal qualities), with no top-fraction cut before it."""
+    summary = run_both(tmp_path, {"features": "emb", "classifier": "knn", "knn_neighbors": 5, "folds": 5, "rounds": 2,
+                                  "round_count": "first"}, embedding_table(), SIZES, inline)
+    removed = summary["guard_removed"]["over_first_round_count"]
+    assert removed > 0 and summary["label_issues"] == summary["scored"] - summary["rounds"][1]["fitted_on"]
+
+
 def test_weak_features_abstain_alike(tmp_path, inline):
     summary = run_both(tmp_path, {"features": "emb", "classifier": "logistic", "logistic_c": 1.0}, embedding_table(spread=0.05),
                        SIZES, inline)

@@ -57,8 +57,11 @@ E. **cleanlab** (radix passes over the shards, :func:`curate.distributed.select.
    ``low_normalized_margin`` / ``low_self_confidence``: the number of issues is the global count of
    those rows (cleanlab's ``num_label_issues``), the cut-off the score at that rank (radix passes),
    the rows tied at it taken from the earliest shards (:func:`curate.label_noise.detect.lowest`).
-F. **guard** (more passes of the same kind): the kept accuracy, the class cap and the top fraction
-   (cut-offs on the label quality, ties to the earliest rows), then the issue ranks by one
+F. **guard** (more passes of the same kind): the kept accuracy, the class cap, the top fraction and,
+   with ``rounds`` > 1 and ``round_count: first``, the first round's cleanlab count (global top-k cuts
+   on the label quality, lowest first, ties to the earliest rows, as
+   :func:`curate.label_noise.detect.guard`'s ``flag_top_fraction`` and ``max_flags``; the count is the
+   rows the second round was not fitted on), then the issue ranks by one
    range-partitioned sort of the flagged rows.
 G. **assemble** (one task per map shard): the output shard, built by the stage's own ``_result``.
 
@@ -67,7 +70,7 @@ Driver memory: K- and K x K-sized tables, 256 counts per pruned cell and radix p
 their fold task). Results are identical to the driver reduce (``tests/test_distributed_label_noise.py``:
 every output column and the summary, but the timings). Declined (:func:`declines`; the driver reduce
 runs, logged): tfidf with a dense classifier (``mlp``, ``knn``, ``logistic+knn``: a truncated SVD fitted
-on all rows at once) and ``round_count: first``.
+on all rows at once).
 """
 
 from __future__ import annotations
@@ -105,8 +108,6 @@ def _tfidf_dense(params) -> bool:
 def declines(stage) -> str | None:
     """Why this stage's settings need the driver reduce (``None``: the scheme runs)."""
     p = stage.params
-    if p.rounds > 1 and p.round_count == "first":
-        return "round_count: first"
     if p.spec.kind == "tfidf" and _tfidf_dense(p):
         return TFIDF_DENSE
     return None
@@ -806,6 +807,11 @@ def _itag(rnd) -> str:
     return "given" if rnd is None else str(rnd)
 
 
+#: the guard's steps that keep the lowest label quality first, in the order :func:`curate.label_noise.detect.guard`
+#: applies them: per class, of all scored rows, of the first round's count (``round_count: first``)
+GUARD_CUTS = ("over_class_cap", "over_top_fraction", "over_first_round_count")
+
+
 def _guard_flags(g, y, quality, suggested, suggested_prob, issue, shard_cuts):
     """The guard's flags of one shard after its steps so far; ``shard_cuts`` holds this shard's part of
     the class-cap and top-fraction cuts decided so far. Returns the flags after each step."""
@@ -820,9 +826,9 @@ def _guard_flags(g, y, quality, suggested, suggested_prob, issue, shard_cuts):
     out = flags.copy()
     for name, keep in steps.items():
         out &= keep
-    for name in ("over_class_cap", "over_top_fraction"):
+    for name in GUARD_CUTS:
         if name not in shard_cuts:
-            break
+            continue
         keep = _cut_keep(out, y if name == "over_class_cap" else np.zeros(len(y), np.int64), quality, shard_cuts[name])
         steps[name] = keep
         out &= keep
@@ -1073,7 +1079,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     raw_hits = sum(r["raw_hits"] for r in run(_prepare_task, [(job, s, prep) for s in range(S)],
                                               desc=f"{stage.name} (prepare)", total_rows=n))
     N = int(counts.sum())
-    agreement = None
+    agreement, first_count = None, None
     if not given:
         sparse = kind == "tfidf"
         classifier = resolve_classifier(p.classifier, sparse=sparse)
@@ -1122,6 +1128,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
             fitted_on = int(N - issues.sum())
             rnd += 1
         final = rnd
+        if p.round_count == "first" and len(history) > 1:  # at most the first round's cleanlab count
+            first_count = N - history[1]["fitted_on"]
         if p.rounds > 1:
             summary["rounds"] = history
             if stopped:
@@ -1158,6 +1166,8 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                   {c: int(np.floor(p.max_class_fraction * counts[c])) for c in np.flatnonzero(counts)})]
         if p.flag_top_fraction is not None:
             steps.append(("over_top_fraction", {0: int(np.floor(p.flag_top_fraction * N))}))
+        if first_count is not None:
+            steps.append(("over_first_round_count", {0: first_count}))
         for name, caps in steps:
             flagged = sum(r["flagged"] for r in run(
                 _guard_task, [(job, final, s, k, g, shard_cuts[s], "kept", {"step": name}) for s in range(S)],

@@ -16,8 +16,8 @@ features, the model) trains again. Scores are recomputed from the stored predict
 leakage check needs no retraining. ``--retrain`` ignores the stored trainings (and replaces them).
 
 A training in progress keeps a :class:`Checkpoint` under ``<model cache>/eval/ckpt/<key>.pt`` (a torch
-model's weights, optimiser, schedule and random-number state after an epoch, written at most once a
-minute), so an eval that is stopped (Ctrl-C, a time limit) resumes its long trainings from their last
+model's weights, optimiser, schedule and random-number state after an epoch, written at most once every
+30 s), so an eval that is stopped (Ctrl-C, a time limit) resumes its long trainings from their last
 saved epoch instead of from scratch; the resumed training gives the same predictions. The file is removed
 when the training's predictions are stored. With ``--curve`` the stored training also holds the test
 predictions after every epoch (``curve``).
@@ -132,7 +132,7 @@ class Checkpoint:
 
     path: str
     resume: bool = True
-    every: float = 60.0
+    every: float = 30.0
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None (none saved, not resuming, or unreadable: the training starts over)."""

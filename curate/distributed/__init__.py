@@ -8,7 +8,8 @@ each scheme's docstring lists: the driver's memory does not hold the rows.
 
 Schemes: :mod:`curate.distributed.minhash` (``minhash_dedup``), :mod:`curate.distributed.exact`
 (``exact_dedup``), :mod:`curate.distributed.phash` (``image_dedup``), :mod:`curate.distributed.semantic`
-(``semantic_dedup``), :mod:`curate.distributed.knn` (``outliers``), :mod:`curate.distributed.label_noise`
+(``semantic_dedup``), :mod:`curate.distributed.knn` (``outliers``), :mod:`curate.distributed.neardup`
+(``embedding_dedup``), :mod:`curate.distributed.label_noise`
 (``label_noise``, but for tfidf features). Other global stages reduce on the driver. A scheme module may
 have ``declines(stage) -> str | None``: settings it does not cover reduce on the driver (logged).
 """
@@ -24,10 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def _schemes() -> dict[str, Callable]:
-    from curate.distributed import exact, knn, label_noise, minhash, phash, semantic
+    from curate.distributed import exact, knn, label_noise, minhash, neardup, phash, semantic
 
     return {"minhash_dedup": minhash.reduce, "exact_dedup": exact.reduce, "image_dedup": phash.reduce,
-            "semantic_dedup": semantic.reduce, "outliers": knn.reduce, "label_noise": label_noise.reduce}
+            "semantic_dedup": semantic.reduce, "outliers": knn.reduce, "label_noise": label_noise.reduce,
+            "embedding_dedup": neardup.reduce}
 
 
 def _declines(stage) -> str | None:

@@ -36,23 +36,33 @@ from curate.embeddings.neighbors import drop_self, exact_neighbours, have_faiss,
 from curate.rundir import shard_name
 
 
+def shard_neighbours(job: ReduceJob, q: int, xq: np.ndarray, rows: np.ndarray, column: str,
+                     k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Phase B's search for the rows of map shard ``q`` (unit embeddings ``xq`` of its local ``rows``,
+    :func:`curate.distributed.vectors.read_embeddings`): every index shard searched in turn, the ``k + 1``
+    best merged, the row itself dropped. Returns ``(similarities (Q, k) float32, global rows (Q, k))``,
+    as the local exact :func:`curate.embeddings.neighbors.knn` over all rows. Call it in a task with one
+    thread (:func:`curate.distributed.vectors.one_thread`)."""
+    use_faiss = have_faiss()
+    best_s = np.full((len(rows), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(rows), 0), dtype=np.int64)
+    for j in range(job.n_shards):
+        _, xj, rows_j = read_embeddings(job, j, column) if j != q else (None, xq, rows)
+        if not len(rows_j):
+            continue
+        sims, ids = exact_neighbours(xq, xj, rows_j + job.offsets[j], k + 1, use_faiss=use_faiss)
+        best_s, best_i = merge_neighbours(np.concatenate([best_s, sims], axis=1),
+                                          np.concatenate([best_i, ids], axis=1), k + 1)
+    return drop_self(best_s, best_i, rows + job.offsets[q])
+
+
 @one_thread
 def _search_task(arg) -> dict:
     job, q, column, k = arg
     t, xq, rows = read_embeddings(job, q, column)
     scores = np.full(t.num_rows, np.nan, dtype=np.float32)
     if len(rows):
-        use_faiss = have_faiss()
-        best_s = np.full((len(rows), 0), -np.inf, dtype=np.float32)
-        best_i = np.zeros((len(rows), 0), dtype=np.int64)
-        for j in range(job.n_shards):
-            _, xj, rows_j = read_embeddings(job, j, column) if j != q else (None, xq, rows)
-            if not len(rows_j):
-                continue
-            sims, ids = exact_neighbours(xq, xj, rows_j + job.offsets[j], k + 1, use_faiss=use_faiss)
-            best_s, best_i = merge_neighbours(np.concatenate([best_s, sims], axis=1),
-                                              np.concatenate([best_i, ids], axis=1), k + 1)
-        sims, _ = drop_self(best_s, best_i, rows + job.offsets[q])
+        sims, _ = shard_neighbours(job, q, xq, rows, column, k)
         scores[rows] = (1.0 - sims).mean(axis=1)
     storage.write_table(pa.table({"score": scores}), storage.join(job.work, "B", f"{q:05d}.parquet"), compression="lz4")
     return {"rows": t.num_rows}

@@ -56,13 +56,19 @@ def candidate_pairs(x: np.ndarray, valid: np.ndarray, *, k: int, min_similarity:
     cos = sims.ravel()[keep]
     if not len(src):
         return empty
-    margin = cos - np.minimum(kth[src], kth[dst])
+    margin = margins(cos, kth[src], kth[dst])
     a, b = rows[np.minimum(src, dst)], rows[np.maximum(src, dst)]
     order = np.lexsort((b, a))
     a, b, cos, margin = a[order], b[order], cos[order], margin[order]
     first = np.ones(len(a), dtype=bool)
     first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
     return a[first], b[first], cos[first].astype(np.float32), margin[first].astype(np.float32)
+
+
+def margins(cos: np.ndarray, kth_a: np.ndarray, kth_b: np.ndarray) -> np.ndarray:
+    """How far each pair's cosine stands out from its neighbourhood: ``cos`` minus the smaller of the two
+    rows' ``k``-th neighbour similarities (float32, as the kNN search returns them)."""
+    return np.asarray(cos, np.float32) - np.minimum(np.asarray(kth_a, np.float32), np.asarray(kth_b, np.float32))
 
 
 def near_duplicate_pairs(x: np.ndarray, valid: np.ndarray, hashes: np.ndarray | None, hashed: np.ndarray | None, *,
@@ -102,9 +108,17 @@ def verify_pairs(a: np.ndarray, b: np.ndarray, cos: np.ndarray, margin: np.ndarr
                  min_margin: float, accept_similarity: float, max_distance: int | None) -> NearPairs:
     """The candidate pairs that pass the margin and the pixel check (``dist`` from :func:`pair_distances`;
     ``None``: the margin and cosine decide alone). Cheap, so several settings can be tried on one search."""
+    ok = verified(cos, margin, dist, min_margin=min_margin, accept_similarity=accept_similarity,
+                  max_distance=max_distance)
+    if dist is None:
+        dist = np.full(len(a), -1, dtype=np.int32)
+    return NearPairs(a[ok], b[ok], cos[ok], margin[ok], dist[ok], len(a))
+
+
+def verified(cos: np.ndarray, margin: np.ndarray, dist: np.ndarray | None, *, min_margin: float,
+             accept_similarity: float, max_distance: int | None) -> np.ndarray:
+    """Which candidate pairs pass (:func:`verify_pairs`' rule, as a mask)."""
     ok = margin >= min_margin
     if dist is not None:
         ok &= (cos >= accept_similarity) | ((dist >= 0) & (dist <= max_distance))
-    else:
-        dist = np.full(len(a), -1, dtype=np.int32)
-    return NearPairs(a[ok], b[ok], cos[ok], margin[ok], dist[ok], len(a))
+    return ok

@@ -96,9 +96,10 @@ class EmbeddingDedup(GlobalStage):
 
         Memory per million images: the embeddings (4 * D bytes each, 5 GB for 1280-d), the kNN result
         (k * 12 bytes each) and 8 bytes of hash. Time: exact search O(N^2 D) (blocked, all cores), the
-        faiss IVF index about O(N sqrt(N) D / 30). Distributed: the embeddings are gathered for the index
-        (or the index is sharded by faiss), the verification runs per candidate pair, union-find on the
-        verified pairs only."""
+        faiss IVF index about O(N sqrt(N) D / 30). Distributed (:mod:`curate.distributed.neardup`): exact
+        kNN by shards of the index as shard tasks, each candidate pair sent to its second row's shard for
+        the margin and the phash check, components and clusters as shard tasks; the driver holds counts.
+        Equal to this reduce with ``search: exact`` (``approximate`` reduces here)."""
         from curate.embeddings.neardup import near_duplicate_pairs
         from curate.embeddings.neighbors import normalise
 
@@ -124,9 +125,7 @@ class EmbeddingDedup(GlobalStage):
 
         def detail(i: int, r: int) -> str:
             j = int(link_to[i])
-            via = "" if j == r else f" via {short_id(ids[j])}"
-            ham = f", phash distance {link_ham[i]}/{HASH_BITS} bits" if link_ham[i] >= 0 else ""
-            return f"near-duplicate of {short_id(ids[r])} (cosine {link_cos[i]:.3f}{ham}{via})"
+            return link_detail(ids[r], link_cos[i], int(link_ham[i]), None if j == r else ids[j])
 
         clusters.describe(detail)
         members = np.zeros(n, dtype=bool)
@@ -140,18 +139,34 @@ class EmbeddingDedup(GlobalStage):
                               self.output_schema())
 
 
+def link_detail(rep_id: str, cosine: float, hamming: int, via_id: str | None = None) -> str:
+    """A member's detail: its representative, the cosine (and phash distance, ``-1``: none) of the pair
+    that links it, and the member it is linked through when that is not the representative."""
+    via = "" if via_id is None else f" via {short_id(via_id)}"
+    ham = f", phash distance {hamming}/{HASH_BITS} bits" if hamming >= 0 else ""
+    return f"near-duplicate of {short_id(rep_id)} (cosine {cosine:.3f}{ham}{via})"
+
+
+def best_links(i: np.ndarray, j: np.ndarray, cos: np.ndarray, to_rep: np.ndarray) -> np.ndarray:
+    """Per row, the verified pair that best explains its cluster membership, from entries ``(i, j)``
+    (each pair once from each side; ``to_rep``: ``j`` is ``i``'s representative): the pair with its
+    representative if there is one, else the most similar; ties to the largest partner below ``i``,
+    else the largest above. The index of the chosen entry of each distinct ``i``, in ``i`` order
+    (any order of the entries gives the same choice)."""
+    order = np.lexsort((j, j < i, cos, to_rep, i))
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = i[order][1:] != i[order][:-1]
+    return order[last]
+
+
 def _links(n: int, pairs, rep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row, the verified pair that best explains its cluster membership: the pair with its
-    representative if there is one, else its most similar pair. Returns ``(partner, cosine, hamming)``
-    (-1 / NaN / -1 for rows without a pair)."""
+    """Per row, the verified pair that best explains its cluster membership (:func:`best_links`).
+    Returns ``(partner, cosine, hamming)`` (-1 / NaN / -1 for rows without a pair)."""
     i = np.concatenate([pairs.a, pairs.b])
     j = np.concatenate([pairs.b, pairs.a])
     cos = np.concatenate([pairs.cosine, pairs.cosine])
     ham = np.concatenate([pairs.hamming, pairs.hamming])
-    order = np.lexsort((cos, j == rep[i], i))  # per row: to-representative last, then the highest cosine
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = i[order][1:] != i[order][:-1]
-    best = order[last]
+    best = best_links(i, j, cos, j == rep[i])
     partner = np.full(n, -1, dtype=np.int64)
     link_cos = np.full(n, np.nan, dtype=np.float32)
     link_ham = np.full(n, -1, dtype=np.int32)

@@ -118,7 +118,7 @@ def term_figures(map_dir: Path, shards: int) -> str:
             f"vocabulary {len(kept):,}, {counts.nnz / len(texts):.0f} non-zeros per row")
 
 
-def sklearn_tfidf_matrix(texts, *, components, sparse_ok, seed=0):
+def sklearn_tfidf_matrix(texts, *, components, sparse_ok, seed=0, fit_rows=None):
     """The TF-IDF matrix as scikit-learn's own fit gives it (for the ``sklearn`` arm)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 

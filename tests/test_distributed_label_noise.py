@@ -265,16 +265,22 @@ def test_auto_features_pick_tfidf_distributed(tmp_path, inline):
     assert summary["features"] == "tfidf" and summary["features_chosen_by"] == "auto"
 
 
-def test_tfidf_with_a_dense_classifier_is_declined(tmp_path, inline, caplog):
-    import logging
+@pytest.mark.parametrize("params", [
+    {"classifier": "knn", "knn_neighbors": 10, "pca_components": 16},
+    {"classifier": "logistic+knn", "logistic_c": 1.0, "knn_neighbors": 10, "pca_components": 24, "rounds": 2},
+    {"classifier": "knn", "knn_neighbors": 10, "pca_components": 5000},  # no fewer components than terms: sparse kNN
+])
+def test_tfidf_with_a_dense_classifier_distributed_equals_driver(tmp_path, inline, monkeypatch, params):
+    """tfidf for a dense classifier: the truncated SVD fitted on a hashed sample of the labelled texts
+    (``PCA_SAMPLE`` lowered to 150 of about 300, so the sample is a part), every row projected."""
+    from curate.label_noise import features
 
-    from curate.distributed import distributed_reduce
-    from curate.stages.base import StageContext, get_stage_class
-
-    cls = get_stage_class("label_noise")
-    stage = cls(cls.Params.model_validate({"features": "tfidf", "classifier": "knn"}),
-                StageContext(stage_index=0, cache_dir=tmp_path))
-    with caplog.at_level(logging.INFO, logger="curate.distributed"):
-        assert not distributed_reduce(stage, inline, run_root=str(tmp_path), map_dir=tmp_path, stage_dir=tmp_path,
-                                      n_shards=0, stage_module=cls.__module__, params={}, ctx=None, key="k")
-    assert "truncated SVD" in caplog.text
+    monkeypatch.setattr(features, "PCA_SAMPLE", 150)
+    summary = run_both(tmp_path, {"features": "tfidf", "min_kept_accuracy": 0.3, **params}, text_table(), TEXT_SIZES,
+                       inline)
+    info = summary["feature_info"]
+    if params["pca_components"] < info["vocabulary"]:
+        assert info["svd_components"] == params["pca_components"] and 100 < info["svd_fitted_on"] < 220
+    else:
+        assert "svd_components" not in info
+    assert summary["label_issues"] > 0

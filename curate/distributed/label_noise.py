@@ -25,14 +25,21 @@ T. **tfidf vocabulary** (the rule of :func:`curate.label_noise.features.tfidf_vo
    test reviews: 1.48M distinct terms, 2.7M shuffled, 0.43M within the bounds,
    ``docs/benchmarks/ray.md``; by Heaps' law about 25M distinct terms at 1M such documents, 2.5 GB
    over the partitions, and 800M at 100M, 80 GB: hundreds of partitions. The vocabulary stays at
-   200,000 terms.)
+   200,000 terms.) A dense classifier (``mlp``, ``knn``, ``lda``, ``logistic+knn``...) on tfidf: each
+   shard task writes the TF-IDF rows of the labelled texts a hash of the row number picks (at most
+   about ``PCA_SAMPLE`` rows over all shards, the driver reduce's sample); one task fits the truncated
+   SVD on them (:func:`curate.label_noise.features.fit_svd`: sparse rows, about 275 non-zeros each for
+   an IMDB review, 0.2 GB at 100,000) and writes its ``pca_components`` x V components (51 MB at 64 x
+   200,000), which every prepare task reads.
 B. **prepare** (one task per map shard): each scored row's position, compact class, fold
    (:func:`curate.label_noise.crossval.fold_of`: a hash of the row number) and features (pixels
    projected batch-independently; ``features: [a, b, ...]``: each column scaled to unit length row by
    row and the columns side by side, by the driver's own :func:`curate.label_noise.features.unit_concat`
    (the scan gives each column's width, so a shard where a column has no value still gets its width);
    tfidf rows by the fixed vocabulary and IDF, as CSR rows with sorted
-   column indices, :func:`curate.label_noise.features.tfidf_transform`), or its given probabilities.
+   column indices, :func:`curate.label_noise.features.tfidf_transform`; for a dense classifier
+   projected on the SVD's components, :func:`curate.label_noise.features.project_sparse`), or its
+   given probabilities.
 C. **C** (one task, ``logistic_c`` unset): the logistic ``C`` chosen on the same sample of the first
    fold's training rows as the driver reduce (:func:`curate.label_noise.crossval.c_selection_split`):
    ``N`` labels plus at most 25,000 rows of features.
@@ -68,9 +75,7 @@ G. **assemble** (one task per map shard): the output shard, built by the stage's
 Driver memory: K- and K x K-sized tables, 256 counts per pruned cell and radix pass, ``S`` counts, the
 ``C`` candidates, ``P`` lists of term-count counts; no row, no term list and no model (models live in
 their fold task). Results are identical to the driver reduce (``tests/test_distributed_label_noise.py``:
-every output column and the summary, but the timings). Declined (:func:`declines`; the driver reduce
-runs, logged): tfidf with a dense classifier (``mlp``, ``knn``, ``logistic+knn``: a truncated SVD fitted
-on all rows at once).
+every output column and the summary, but the timings), for every setting: nothing is declined.
 """
 
 from __future__ import annotations
@@ -95,22 +100,11 @@ log = logging.getLogger(__name__)
 #: the filter methods whose flags are the off-diagonal rows of the confident joint, or the lowest scores
 #: up to their count (:func:`curate.label_noise.detect.off_diagonal`)
 OFF_DIAGONAL = ("confident_learning", "low_normalized_margin", "low_self_confidence")
-#: tfidf with a dense classifier: truncated SVD of all rows (one process), not distributed
-TFIDF_DENSE = "tfidf features with a dense classifier (the truncated SVD is fitted on all rows at once)"
-
-
 def _tfidf_dense(params) -> bool:
+    """Whether the classifier needs dense features (tfidf then goes through a truncated SVD)."""
     from curate.label_noise.crossval import resolve_classifier
 
     return resolve_classifier(params.classifier, sparse=True) != "logistic"
-
-
-def declines(stage) -> str | None:
-    """Why this stage's settings need the driver reduce (``None``: the scheme runs)."""
-    p = stage.params
-    if p.spec.kind == "tfidf" and _tfidf_dense(p):
-        return TFIDF_DENSE
-    return None
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -378,6 +372,35 @@ def _read_vocab(job: ReduceJob) -> tuple[list[str], np.ndarray]:
     return t.column("term").to_pylist(), t.column("idf").to_numpy()
 
 
+def _svd_sample_task(arg) -> dict:
+    """Shard ``s``'s part of the truncated SVD's sample: the TF-IDF rows of its vocabulary documents that
+    the hash of the row number picks (as the driver reduce picks them), to ``S/``."""
+    job, s, column, code_of, n_docs, seed = arg
+    from curate.embeddings.semantic_dedup import sample_mask
+    from curate.label_noise.features import PCA_SAMPLE, tfidf_transform
+
+    texts, present, codes = _docs(job, s, column, code_of)
+    docs = np.flatnonzero(present & (codes >= 0))
+    pick = docs[sample_mask(docs + job.offsets[s], n_docs, PCA_SAMPLE, seed=seed)]
+    if len(pick):
+        x = tfidf_transform([texts[i] for i in pick], *_read_vocab(job))
+        storage.write_table(pa.table(_sparse_columns(x)), _path(job, "S", f"{s:05d}.parquet"), compression="lz4")
+    return {"rows": len(pick)}
+
+
+@one_thread
+def _svd_fit_task(arg) -> dict:
+    """The truncated SVD fitted on the sample (rows in the driver's order), its components to ``S/svd.parquet``."""
+    job, vocabulary, components, seed = arg
+    from curate.label_noise.features import fit_svd
+
+    files = [_path(job, "S", f"{s:05d}.parquet") for s in range(job.n_shards)]
+    x = _csr(pa.concat_tables([storage.read_table(f) for f in files if f.exists()]), vocabulary)
+    comps = fit_svd(x, components=components, seed=seed)
+    storage.write_table(pa.table({"components": vector_array(comps.reshape(1, -1))}), _path(job, "S", "svd.parquet"))
+    return {"rows": x.shape[0], "shape": list(comps.shape)}
+
+
 def _sparse_columns(x) -> dict[str, pa.Array]:
     """CSR rows as two list columns: column indices ``xi`` and values ``xv``."""
     offsets = pa.array(np.asarray(x.indptr, dtype=np.int32))
@@ -441,10 +464,16 @@ def _prepare_texts(job: ReduceJob, s: int, c) -> dict:
     local = np.flatnonzero(present & (compact >= 0))
     terms, idf = _read_vocab(job)
     x = tfidf_transform([texts[i] for i in local], terms, idf)
+    if c.svd is not None:  # a dense classifier: the rows projected on the SVD's components
+        from curate.label_noise.features import project_sparse
+
+        comps = matrix(storage.read_table(_path(job, "S", "svd.parquet")), "components")[0].reshape(c.svd)
+        x = {"x": vector_array(project_sparse(x, comps) if len(local) else np.zeros((0, c.svd[0]), np.float32))}
+    else:
+        x = _sparse_columns(x)
     row = local + job.offsets[s]
     table = {"pos": np.arange(len(local), dtype=np.int64) + c.pos0[s], "row": row,
-             "y": compact[local].astype(np.int32), "fold": fold_of(row, c.folds, c.seed).astype(np.int16),
-             **_sparse_columns(x)}
+             "y": compact[local].astype(np.int32), "fold": fold_of(row, c.folds, c.seed).astype(np.int16), **x}
     storage.write_table(pa.table(table), _path(job, "X", f"{s:05d}.parquet"), compression="lz4")
     return {"rows": len(texts), "raw_hits": 0}
 
@@ -930,7 +959,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     from curate.label_noise.classes import encode_labels
     from curate.label_noise.crossval import resolve_classifier
     from curate.label_noise.detect import (abstain_reasons, noise_rate, summary_from_counts, trust_from_counts)
-    from curate.label_noise.features import FeatureSpec
+    from curate.label_noise.features import FeatureSpec, svd_info, svd_reduces
 
     p = stage.params
     S, run = job.n_shards, executor.map_unordered
@@ -960,13 +989,6 @@ def reduce(stage, job: ReduceJob, executor) -> None:
     else:
         j = int(np.argmax(nonnull))
         spec, feature_name = FeatureSpec("column", names[j]), names[j]
-    if spec.kind == "tfidf" and _tfidf_dense(p):  # features: auto chose tfidf
-        log.info("%s: reduce on the driver: the distributed scheme does not cover %s", stage.name, TFIDF_DENSE)
-        from curate.runner import Runner
-
-        Runner._reduce(None, stage, SimpleNamespace(dirname=stage.name), storage.location(job.stage_dir),
-                       storage.location(job.map_dir), S)
-        return
     widths = []  # each used column's list length (none: no row has one)
     for jj in (range(len(names)) if concat else [j]):
         cand = [r["candidates"][jj] for r in scans]
@@ -1005,7 +1027,7 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         usable_counts[code_of[v]] += m
     kind = "concat" if concat else spec.kind if spec.kind in ("pixels", "tfidf") else (
         "pred_probs" if given else "column")
-    pca_shape, vocabulary = None, None
+    pca_shape, vocabulary, svd_shape = None, None, None
     if not given:
         info = {"dim": int(dims[0]) if dims else 0}
         if kind == "concat":
@@ -1016,6 +1038,13 @@ def reduce(stage, job: ReduceJob, executor) -> None:
             n_docs = int(sum(present_labels.values()))
             info = {"vocabulary": _vocabulary(stage, job, executor, f"f{j}", code_of, n_docs)} if n_docs else {}
             vocabulary = info.get("vocabulary", 0)
+            if n_docs and _tfidf_dense(p) and svd_reduces(p.pca_components, vocabulary):
+                list(run(_svd_sample_task, [(job, s, f"f{j}", code_of, n_docs, p.seed) for s in range(S)],
+                         desc=f"{stage.name} (svd sample)", total_rows=n))
+                fit = next(iter(run(_svd_fit_task, [(job, vocabulary, p.pca_components, p.seed)],
+                                    desc=f"{stage.name} (svd)")))
+                info.update(svd_info(p.pca_components, fit["rows"]))
+                svd_shape = fit["shape"]
         elif kind == "pixels":
             info = {"pixels": f"{p.pixel_size}x{p.pixel_size} {p.pixel_mode}"}
             if n_present:
@@ -1072,16 +1101,16 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                 m += cnt
         shard_scored.append(m)
     pos0 = [0, *np.cumsum(shard_scored).tolist()]
-    dim = vocabulary if kind == "tfidf" else int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
+    dim = (int(svd_shape[0]) if svd_shape else vocabulary) if kind == "tfidf" else int(pca_shape[0]) if pca_shape else (int(dims[0]) if dims else 0)
     column = ([f"f{jj}" for jj in range(len(names))], list(p.features), widths) if concat else f"f{j}"
     prep = SimpleNamespace(column=column, kind=kind, code_of=code_of, to_compact=to_compact, pos0=pos0, folds=p.folds,
-                           seed=p.seed, pca=pca_shape, dim=dim)
+                           seed=p.seed, pca=pca_shape, svd=svd_shape, dim=dim)
     raw_hits = sum(r["raw_hits"] for r in run(_prepare_task, [(job, s, prep) for s in range(S)],
                                               desc=f"{stage.name} (prepare)", total_rows=n))
     N = int(counts.sum())
     agreement, first_count = None, None
     if not given:
-        sparse = kind == "tfidf"
+        sparse = kind == "tfidf" and svd_shape is None
         classifier = resolve_classifier(p.classifier, sparse=sparse)
         members = classifier.split("+")
         history, stopped = [], None

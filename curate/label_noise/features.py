@@ -8,8 +8,9 @@
 * ``pixels``: each record's ``image`` decoded, resized to ``pixel_size`` x ``pixel_size`` (gray or RGB),
   scaled to [0, 1], then PCA to ``pca_components`` dimensions (the classifier standardises those):
   usable with no model at all;
-* ``tfidf``: TF-IDF of the record's ``text`` (word 1-2 grams); sparse for ``logistic``, reduced by
-  truncated SVD for ``mlp`` and ``knn``: the offline counterpart of ``pixels`` for text;
+* ``tfidf``: TF-IDF of the record's ``text`` (word 1-2 grams); sparse for ``logistic``, reduced by a
+  truncated SVD (fitted on a hashed sample, as the PCA) for the dense classifiers (``mlp``, ``knn``,
+  ``lda``...): the offline counterpart of ``pixels`` for text;
 * ``<column>``: a list-of-numbers column of an earlier stage, e.g. ``embed.image_embedding``, or a list
   inside the record's JSON ``meta`` as ``meta.<key>`` (what a manifest's extra column becomes);
 * ``pred_probs:<column>``: such a column holding out-of-sample class probabilities (N x K): no
@@ -130,8 +131,9 @@ def meta_lists(metas: list[str | None], key: str) -> pa.Array:
 # -- whole dataset (reduce) ------------------------------------------------------------------------
 
 
-#: PCA of pixel features is fitted on at most about this many rows, picked by a hash of the row number
-#: (:func:`curate.embeddings.semantic_dedup.sample_mask`), so a distributed reduce fits the same sample
+#: PCA of pixel features (and the truncated SVD of tfidf) is fitted on at most about this many rows,
+#: picked by a hash of the row number (:func:`curate.embeddings.semantic_dedup.sample_mask`), so a
+#: distributed reduce fits the same sample
 PCA_SAMPLE = 100_000
 
 
@@ -334,18 +336,47 @@ def tfidf_vocabulary(texts: list[str], *, max_features: int | None = None):
     return terms[kept], tfidf_idf(df[kept], len(texts)), counts
 
 
-def tfidf_matrix(texts: list[str], *, components: int, sparse_ok: bool, seed: int = 0):
+def svd_reduces(components: int, vocabulary: int) -> bool:
+    """Whether tfidf for a dense classifier is reduced by a truncated SVD (else it stays sparse)."""
+    return bool(components) and components < vocabulary
+
+
+def fit_svd(x, *, components: int, seed: int = 0) -> np.ndarray:
+    """The ``(components, V)`` components of scikit-learn's randomized ``TruncatedSVD`` fitted on the
+    sparse rows ``x`` (one BLAS thread: the same numbers in any process)."""
+    from threadpoolctl import threadpool_limits
+
+    TruncatedSVD = require("sklearn.decomposition", "labels", "tfidf features").TruncatedSVD
+    with threadpool_limits(1):
+        return np.asarray(TruncatedSVD(n_components=components, random_state=seed).fit(x).components_, np.float32)
+
+
+def project_sparse(x, components: np.ndarray) -> np.ndarray:
+    """``x @ components.T`` of sparse rows ``x`` as float32, computed in float64 row by row over each
+    row's stored entries in order (scipy's CSR product, no BLAS): the same value in any batch."""
+    import scipy.sparse as sp
+
+    x = sp.csr_matrix(x, dtype=np.float64)
+    return np.asarray(x @ np.ascontiguousarray(np.asarray(components, np.float64).T)).astype(np.float32)
+
+
+def tfidf_matrix(texts: list[str], *, components: int, sparse_ok: bool, seed: int = 0, fit_rows=None):
     """TF-IDF of word 1-2 grams (sublinear tf) of ``texts``, on the vocabulary :func:`tfidf_vocabulary`
-    takes from them; truncated SVD to ``components`` unless ``sparse_ok``.
+    takes from them; unless ``sparse_ok``, reduced to ``components`` by a truncated SVD fitted on the
+    rows ``fit_rows`` (indices; default all) and every row projected (:func:`project_sparse`).
 
     Returns the matrix (scipy sparse or dense, N rows) and a description for the summary.
     """
     terms, idf, counts = tfidf_vocabulary(texts)
     x = tfidf_weights(counts, idf)
     info: dict[str, Any] = {"vocabulary": len(terms)}
-    if not sparse_ok and components and components < x.shape[1]:
-        TruncatedSVD = require("sklearn.decomposition", "labels", "tfidf features").TruncatedSVD
-        svd = TruncatedSVD(n_components=components, random_state=seed)
-        x = svd.fit_transform(x).astype(np.float32)
-        info["svd_components"] = int(components)
+    if not sparse_ok and svd_reduces(components, x.shape[1]):
+        sample = x if fit_rows is None else x[np.asarray(fit_rows)]
+        x = project_sparse(x, fit_svd(sample, components=components, seed=seed))
+        info.update(svd_info(components, sample.shape[0]))
     return x, info
+
+
+def svd_info(components: int, rows: int) -> dict[str, int]:
+    """The summary's part on the truncated SVD of tfidf."""
+    return {"svd_components": int(components), "svd_fitted_on": int(rows)}

@@ -15,12 +15,13 @@ and ``cleanlab.rank.get_label_quality_scores``, then the trust guard (:func:`cur
 only confident suggestions of another class, at most a fraction of each class, and no flags at all when
 the classifier is too weak. The algorithmic core is :mod:`curate.label_noise`.
 
-Scaling: the reduce holds the feature matrix (N x D float32: 2 GiB per million rows at D=512; pixels
-and tfidf are reduced to ``pca_components`` first) and the probabilities (N x K float32: 400 MB per
-million rows at K=100) in one process. On the ray executor the reduce runs as shard tasks
-(:mod:`curate.distributed.label_noise`: a fold task holds its training features, the driver K- and K x
-K-sized statistics, tfidf's vocabulary from term counts partitioned by term), but for the settings its
-``declines`` lists (tfidf with a dense classifier), which reduce on the driver.
+Scaling: the reduce holds the feature matrix (N x D float32: 2 GiB per million rows at D=512; pixels,
+and tfidf for a dense classifier, are reduced to ``pca_components`` first, by a PCA / truncated SVD
+fitted on a hashed sample of at most about 100,000 rows) and the probabilities (N x K float32: 400 MB
+per million rows at K=100) in one process. On the ray executor the reduce runs as shard tasks, for
+every setting (:mod:`curate.distributed.label_noise`: a fold task holds its training features, the
+driver K- and K x K-sized statistics, tfidf's vocabulary from term counts partitioned by term, the PCA
+or SVD fitted in one task on the same sample).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ class LabelNoise(GlobalStage):
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "5"
+    version = "6"
 
     params: LabelNoiseParams
     OUTPUTS = OUTPUTS
@@ -386,9 +387,15 @@ class LabelNoise(GlobalStage):
             rows = np.flatnonzero(present & labelled)
             if len(rows) == 0:
                 return np.zeros((len(texts), 0), np.float32), present, {}
-            # vocabulary from the labelled rows only (the unlabelled ones are never scored)
+            # vocabulary from the labelled rows only (the unlabelled ones are never scored); a dense
+            # classifier's SVD fitted on a hashed sample of at most about PCA_SAMPLE of them
+            from curate.embeddings.semantic_dedup import sample_mask
+            from curate.label_noise.features import PCA_SAMPLE
+
+            sample = np.flatnonzero(sample_mask(rows, len(rows), PCA_SAMPLE, seed=p.seed))
             x, info = tfidf_matrix([texts[i] for i in rows], components=p.pca_components,
-                                   sparse_ok=resolve_classifier(p.classifier, sparse=True) == "logistic", seed=p.seed)
+                                   sparse_ok=resolve_classifier(p.classifier, sparse=True) == "logistic", seed=p.seed,
+                                   fit_rows=sample)
             # rows of x follow `rows`; scatter to full length by index map (sparse stays sparse)
             full_index = np.full(len(texts), -1, dtype=np.int64)
             full_index[rows] = np.arange(len(rows))

@@ -168,3 +168,17 @@ def test_distributed_label_noise_on_three_nodes_equals_driver(cluster, tmp_path)
                         TEXT_SIZES, executor)
     assert summary["scored"] > 300 and summary["label_issues"] >= 5 and not summary["abstained"]
     assert text["feature_info"]["vocabulary"] > 40 and text["cleanlab_issues"] > 0
+
+
+@pytest.mark.slow
+def test_distributed_embedding_dedup_on_three_nodes_equals_driver(cluster, tmp_path):
+    """embedding_dedup's scheme (kNN by index shards, pairs joined at their rows' shards, components,
+    clusters) on Ray gives the driver reduce's shards and summary."""
+    from curate.executors.ray import RayExecutor
+    from tests.test_distributed_embedding_dedup import near_dup_rows, shards
+    from tests.test_distributed_reduces import run_both
+
+    rows = near_dup_rows()
+    with RayExecutor(workers=3, quiet=True) as executor:
+        summary = run_both(tmp_path, "embedding_dedup", {"mirror": True, "search": "exact"}, shards(rows), executor)
+    assert summary["near_duplicates"] >= 60 and summary["unhashed"] == 8

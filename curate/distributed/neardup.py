@@ -12,7 +12,8 @@ B. **search** (one task per query shard ``q``): the exact kNN of ``outliers``
    ranked by batch-independent similarities, the ``k + 1`` best merged, the row itself dropped). Each
    row's ``k``-th similarity goes to a file of the shard; each neighbour at or above ``min_similarity``
    goes to the map shard of the neighbour as ``(src, dst, cosine, src's k-th similarity, src's id and
-   phash [and mirrored phash])``: at most ``k`` messages of about 60 bytes per row.
+   phash [and mirrored phash])``: at most ``k`` messages per row, 24 bytes plus the id and the hex
+   hashes (about 70 bytes with 16-character ids).
 C. **verify** (one task per map shard ``s``): the messages whose ``dst`` is in ``s`` meet ``dst``'s
    ``k``-th similarity and phash: the margin (:func:`curate.embeddings.neardup.margins`), the Hamming
    distance (:func:`~curate.embeddings.neardup.pair_distances`, of ``a = min(src, dst)`` against

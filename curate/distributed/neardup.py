@@ -47,6 +47,8 @@ copies per row) and its candidates merged as in B.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 
@@ -57,7 +59,10 @@ from curate.distributed.shuffle import ReduceJob, partition_of, read_partition, 
 from curate.distributed.vectors import one_thread, read_embeddings
 from curate.embeddings.fields import embedding_matrix
 from curate.embeddings.neardup import margins, pair_distances, verified
+from curate.embeddings.neighbors import APPROXIMATE_FROM_ROWS, have_faiss
 from curate.rundir import shard_name
+
+log = logging.getLogger(__name__)
 
 COLUMN = "embedding"  # the map step's embedding column
 
@@ -220,6 +225,9 @@ def reduce(stage, job: ReduceJob, executor) -> None:
                       total_rows=job.offsets[-1]))
     n_valid = sum(r["valid"] for r in counts)
     candidates = verified_pairs = 0
+    if p.search == "auto" and n_valid >= APPROXIMATE_FROM_ROWS and have_faiss():
+        log.info("%s: search: auto over %d rows is exact here (the driver reduce would use faiss's IVF index)",
+                 stage.name, n_valid)
     if n_valid >= 2:
         k = max(1, min(p.k, n_valid - 1))
         list(run(_search_task, [(job, q, k, p.min_similarity, hash_columns) for q in range(S)],

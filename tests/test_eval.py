@@ -193,11 +193,14 @@ def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp
         stopped.fit(x[rows], y[rows], 3, seed=5, checkpoint=ckpt, probe=probe)
     state = ckpt.load()
     assert state["epoch"] == 1 and len(state["curve"]) == 1  # epoch 2's state was never saved: it did not finish
-    resumed, _, rcurve = fit_predict(model(), x, test_x, test_ok, rows, y[rows], 3, seed=5, checkpoint=ckpt, curve=True)
+    again = model()
+    resumed, secs, rcurve = fit_predict(again, x, test_x, test_ok, rows, y[rows], 3, seed=5, checkpoint=ckpt, curve=True)
     assert (resumed == full).all() and (rcurve == curve).all()
+    assert 0 < again.prior_seconds == state["seconds"] < secs  # the time before the checkpoint counts
     assert ckpt.load()["epoch"] == 3  # the last epoch is not checkpointed: the stored training replaces it
     cache.put("ab" * 20, resumed, 1.0, rcurve)
     assert ckpt.load() is None and cache.get("ab" * 20)[2].shape == (4, 40)
+    assert not (tmp_path / "eval" / "ckpt" / "ab").exists()
 
 
 @pytest.mark.slow

@@ -69,6 +69,7 @@ class EvalModel:
     def __init__(self, config: ModelConfig):
         self.config = config
         self.curve: list[np.ndarray] = []  # the probe's predictions after each epoch of the last fit
+        self.prior_seconds = 0.0  # training seconds spent before the checkpoint the last fit resumed from
 
     def units(self) -> int:
         """Progress-bar units per fit (epochs for the torch models)."""
@@ -138,8 +139,8 @@ class _TorchModel(EvalModel):
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
         loss_fn = torch.nn.CrossEntropyLoss()
-        self.curve = []
-        start = 0
+        self.curve, self.prior_seconds = [], 0.0
+        start, t0 = 0, time.perf_counter()
         state = checkpoint.load() if checkpoint is not None else None
         if state is not None and state.get("epochs") == cfg.epochs and state.get("items") == n \
                 and (probe is None or len(state["curve"]) == state["epoch"]):
@@ -149,6 +150,7 @@ class _TorchModel(EvalModel):
             gen.set_state(state["gen"])
             torch.set_rng_state(state["rng"])
             start, self.curve = int(state["epoch"]), [np.asarray(c) for c in state["curve"]] if probe else []
+            self.prior_seconds = float(state.get("seconds", 0.0))
             log.info("resuming a training at epoch %d of %d from %s", start, cfg.epochs, checkpoint)
             if progress and start:
                 progress(start)
@@ -172,7 +174,8 @@ class _TorchModel(EvalModel):
             if checkpoint is not None and epoch + 1 < cfg.epochs and time.monotonic() - saved >= checkpoint.every:
                 checkpoint.save({"epoch": epoch + 1, "epochs": cfg.epochs, "items": n, "net": self.net.state_dict(),
                                  "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
-                                 "rng": torch.get_rng_state(), "curve": self.curve})
+                                 "rng": torch.get_rng_state(), "curve": self.curve,
+                                 "seconds": self.prior_seconds + time.perf_counter() - t0})
                 saved = time.monotonic()
             if progress:
                 progress(1)
@@ -337,4 +340,4 @@ def timed_fit(model: EvalModel, x, y, n_classes: int, seed: int, progress: Progr
               checkpoint: Checkpoint | None = None, probe: Probe | None = None) -> float:
     t0 = time.perf_counter()
     model.fit(x, y, n_classes, seed, progress, checkpoint=checkpoint, probe=probe)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0 + model.prior_seconds  # a resumed training: with the time before its checkpoint

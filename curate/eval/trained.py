@@ -30,6 +30,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -162,6 +163,8 @@ class Checkpoint:
         try:
             if p.exists():
                 p.unlink()
+            if isinstance(p, Path) and not any(p.parent.iterdir()):
+                p.parent.rmdir()
         except OSError as e:
             log.warning("eval: could not remove checkpoint %s (%s)", p, e)
 

@@ -23,6 +23,9 @@ sort, rows in first-seen term order) and counts the rows whose outputs differ fr
 
     flock /tmp/team/heavy.lock nice -n 5 python benchmarks/label_noise_scale.py --data imdb --shards 10 \
         --arms local,distributed,sklearn
+
+``--params JSON`` adds label_noise params to either data set, e.g. ``'{"rounds": 2, "round_count":
+"first"}'`` or, on IMDB, ``'{"classifier": "knn"}'`` (tfidf through the truncated SVD).
 """
 
 from __future__ import annotations
@@ -170,6 +173,8 @@ def main() -> None:
     ap.add_argument("--arms", default="local,distributed")
     ap.add_argument("--work", type=Path, default=Path("/work/scratch/h15/label_noise_scale"))
     ap.add_argument("--keep-data", action="store_true", help="reuse the map shards of an earlier run")
+    ap.add_argument("--params", type=json.loads, default={},
+                    help='more label_noise params as JSON, e.g. \'{"rounds": 2, "round_count": "first"}\'')
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.data == "imdb":
@@ -188,6 +193,8 @@ def main() -> None:
                                                                   args.shards, folder))
         print(f"{args.rows:,} x {args.dim} features, {args.classes} classes, {len(flipped):,} flipped labels, "
               f"{args.shards} shards: {time.perf_counter() - t0:.1f} s; {machine()}", flush=True)
+    params.update(args.params)
+    print(f"label_noise params: {params}", flush=True)
     planted = np.zeros(args.rows, dtype=bool)
     planted[flipped] = True
     results = {}

@@ -14,7 +14,8 @@ local executor, 2 workers), optionally ``ray``. Recall: close and edited copies 
 cluster; merged look-alikes: look-alikes in their source's cluster. The arms' output shards are
 compared column by column.
 
-    flock /tmp/team/heavy.lock nice -n 5 python benchmarks/embedding_dedup_scale.py [--arms local,distributed] [--rows N]
+    flock /tmp/team/heavy.lock nice -n 5 python benchmarks/embedding_dedup_scale.py [--arms local,distributed]
+        [--rows N]
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def main() -> None:
     alike = planted[planted[:, 2] == 2]
     for arm in results:
         cluster = np.asarray(read_column(args.work / arm, args.shards, "cluster_id"), dtype=object)
-        print(f"{arm}: look-alikes merged with their source {np.mean(cluster[alike[:, 0]] == cluster[alike[:, 1]]):.4f}")
+        merged = np.mean(cluster[alike[:, 0]] == cluster[alike[:, 1]])
+        print(f"{arm}: look-alikes merged with their source {merged:.4f}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ def shards(table: pa.Table, columns=None) -> list[pa.Table]:
     ({"max_distance": 8, "accept_similarity": 0.97, "min_margin": 0.02}, ["image_hash"]),
     ({"verify": "none", "k": 4, "min_similarity": 0.8}, []),
 ])
-def test_embedding_dedup_distributed_equals_driver(tmp_path, executor, rows, params, columns, monkeypatch):  # noqa: F811
+def test_embedding_dedup_distributed_equals_driver(tmp_path, executor, rows, params, columns,  # noqa: F811
+                                                   monkeypatch):
     from curate.distributed import components
 
     monkeypatch.setattr(components, "EDGES_PER_TASK", 20)  # components in rounds over several partitions
@@ -126,6 +127,6 @@ def test_approximate_search_reduces_on_the_driver(tmp_path, executor, rows, capl
 
     write_map_shards(tmp_path / "_map", shards(rows, ["image_hash"]))
     with caplog.at_level("INFO", logger="curate.distributed"), pytest.raises(ValueError, match="no distributed scheme"):
-        reduce_map_shards("embedding_dedup", {"field": "image", "search": "approximate"}, tmp_path / "_map", tmp_path, 4,
-                          executor=executor)
+        reduce_map_shards("embedding_dedup", {"field": "image", "search": "approximate"}, tmp_path / "_map", tmp_path,
+                          4, executor=executor)
     assert "search: approximate" in caplog.text

@@ -82,7 +82,8 @@ def _hash_columns(p) -> list[str]:
 
 def _count_task(arg) -> dict:
     job, s, hashed = arg
-    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=[COLUMN, *(["image_hash"] if hashed else [])])
+    columns = [COLUMN, *(["image_hash"] if hashed else [])]
+    t = storage.read_table(storage.join(job.map_dir, shard_name(s)), columns=columns)
     unhashed = t.column("image_hash").null_count if hashed else 0
     return {"valid": int(embedding_matrix(t, COLUMN)[1].sum()), "unhashed": int(unhashed)}
 
@@ -169,10 +170,10 @@ def _pairs_task(arg) -> dict:
     a, b = v.column("a").to_numpy(), v.column("b").to_numpy()
     if len(a):
         write_partitions(pa.table({"a": a, "b": b}), np.full(len(a), p, dtype=np.int64), storage.join(job.work, "D"), p)
+        col = lambda name: v.column(name).combine_chunks()  # noqa: E731
         links = pa.table({"i": np.concatenate([a, b]), "j": np.concatenate([b, a]),
-                          "cos": pa.concat_arrays([v.column("cos").combine_chunks()] * 2),
-                          "ham": pa.concat_arrays([v.column("ham").combine_chunks()] * 2),
-                          "via": pa.concat_arrays([v.column("id_b").combine_chunks(), v.column("id_a").combine_chunks()])})
+                          "cos": pa.concat_arrays([col("cos")] * 2), "ham": pa.concat_arrays([col("ham")] * 2),
+                          "via": pa.concat_arrays([col("id_b"), col("id_a")])})
         write_partitions(links, job.shard_of(links.column("i").to_numpy()), storage.join(job.work, "L"), p)
     return {"candidates": t.num_rows, "verified": len(a)}
 
@@ -246,5 +247,6 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         return  # no rows: the driver reduce does not run either
     stage.summary.update({"candidate_pairs": candidates, "verified_pairs": verified_pairs,
                           "clusters": grouped["clusters"], "near_duplicates": grouped["duplicates"],
-                          "largest_cluster": grouped["largest_cluster"], "embedded": n_valid, "cutoff": p.min_similarity,
+                          "largest_cluster": grouped["largest_cluster"], "embedded": n_valid,
+                          "cutoff": p.min_similarity,
                           **({"unhashed": sum(r["unhashed"] for r in counts)} if hash_columns else {})})

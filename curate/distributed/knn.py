@@ -7,10 +7,11 @@ A. **count** (one task per map shard): rows with an embedding.
 B. **search** (one task per query shard ``q``): the unit embeddings of shard ``q`` are searched in
    every index shard ``j`` in turn (faiss ``IndexFlatIP`` or blocked numpy proposes candidates, which
    are ranked by batch-independent similarities, as the local exact search does:
-   :func:`curate.embeddings.neighbors.exact_neighbours`); the ``k + 1`` best of each shard are merged
-   into the ``k + 1`` best overall, the row itself dropped as locally
-   (:func:`curate.embeddings.neighbors.drop_self`), and the mean cosine distance written per row. Every task reads every shard once: ``S`` reads of the whole
-   embedding matrix in all, ``O(N^2 D)`` work spread over the tasks; task memory is two shards.
+   :func:`curate.embeddings.neighbors.exact_neighbours`; only the candidates that can reach the
+   ``k + 1`` best, by a float32 bound, are ranked: :func:`shard_neighbours`); the ``k + 1`` best
+   overall are kept, the row itself dropped as locally
+   (:func:`curate.embeddings.neighbors.drop_self`), and the mean cosine distance written per row. Every task reads every shard twice: ``2 S`` reads of the
+   whole embedding matrix in all, ``O(N^2 D)`` work spread over the tasks; task memory is two shards.
 C. **cut-offs** (:func:`curate.distributed.select.select`, two 16-bit radix passes): the score of the
    ``m``-th highest row for ``flag_top_fraction`` (ties to the earliest rows, as locally), and the median
    and 99th percentile of the summary, exactly. Then how many of the rows tied at the cut each shard
@@ -32,27 +33,46 @@ from curate import storage
 from curate.distributed.select import digit_counts, select, unsortable
 from curate.distributed.shuffle import ReduceJob
 from curate.distributed.vectors import count_task, one_thread, read_embeddings
-from curate.embeddings.neighbors import drop_self, exact_neighbours, have_faiss, merge_neighbours
+from curate.embeddings.neighbors import (CANDIDATE_MARGIN, NEAR_TIE, drop_self, exact_dot, have_faiss,
+                                         merge_neighbours, top_k)
 from curate.rundir import shard_name
 
 
 def shard_neighbours(job: ReduceJob, q: int, xq: np.ndarray, rows: np.ndarray, column: str,
                      k: int) -> tuple[np.ndarray, np.ndarray]:
     """Phase B's search for the rows of map shard ``q`` (unit embeddings ``xq`` of its local ``rows``,
-    :func:`curate.distributed.vectors.read_embeddings`): every index shard searched in turn, the ``k + 1``
-    best merged, the row itself dropped. Returns ``(similarities (Q, k) float32, global rows (Q, k))``,
-    as the local exact :func:`curate.embeddings.neighbors.knn` over all rows. Call it in a task with one
-    thread (:func:`curate.distributed.vectors.one_thread`)."""
+    :func:`curate.distributed.vectors.read_embeddings`). Returns ``(similarities (Q, k) float32, global
+    rows (Q, k))``, as the local exact :func:`curate.embeddings.neighbors.knn` over all rows. Call it in
+    a task with one thread (:func:`curate.distributed.vectors.one_thread`).
+
+    Two passes over the index shards: the float32 search (:func:`~curate.embeddings.neighbors.top_k`)
+    proposes ``k + 1 +`` :data:`~curate.embeddings.neighbors.CANDIDATE_MARGIN` candidates per shard
+    (as :func:`~curate.embeddings.neighbors.exact_neighbours` does); only those within ``2 NEAR_TIE`` of
+    a query's ``(k + 1)``-th best float32 similarity over all shards can be among its ``k + 1`` best
+    (float32 errors are far below :data:`~curate.embeddings.neighbors.NEAR_TIE`), so only they are
+    scored by :func:`~curate.embeddings.neighbors.exact_dot` in the second pass, merged (ties to the
+    lower row) and the row itself dropped: the result of reranking every shard's candidates, at the
+    cost of about one shard's reranking."""
     use_faiss = have_faiss()
-    best_s = np.full((len(rows), 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((len(rows), 0), dtype=np.int64)
+    proposed = []  # per index shard: (shard, float32 similarities (Q, c), local indices (Q, c))
     for j in range(job.n_shards):
         _, xj, rows_j = read_embeddings(job, j, column) if j != q else (None, xq, rows)
-        if not len(rows_j):
-            continue
-        sims, ids = exact_neighbours(xq, xj, rows_j + job.offsets[j], k + 1, use_faiss=use_faiss)
-        best_s, best_i = merge_neighbours(np.concatenate([best_s, sims], axis=1),
-                                          np.concatenate([best_i, ids], axis=1), k + 1)
+        if len(rows_j):
+            proposed.append((j, *top_k(xq, xj, k + 1 + CANDIDATE_MARGIN, use_faiss=use_faiss)))
+    everything = np.concatenate([sims for _, sims, _ in proposed], axis=1)
+    kk = min(k + 1, everything.shape[1])
+    bound = -np.partition(-everything, kk - 1, axis=1)[:, kk - 1] - 2 * NEAR_TIE
+    best_s = np.full((len(rows), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(rows), 0), dtype=np.int64)
+    for j, sims, idx in proposed:
+        _, xj, rows_j = read_embeddings(job, j, column) if j != q else (None, xq, rows)
+        qi, ci = np.nonzero(sims >= bound[:, None])
+        exact = np.full(sims.shape, -np.inf, dtype=np.float32)
+        for s in range(0, len(qi), 4096):
+            qs, cs = qi[s:s + 4096], ci[s:s + 4096]
+            exact[qs, cs] = exact_dot(xq[qs], xj[idx[qs, cs]])
+        best_s, best_i = merge_neighbours(np.concatenate([best_s, exact], axis=1),
+                                          np.concatenate([best_i, rows_j[idx] + job.offsets[j]], axis=1), k + 1)
     return drop_self(best_s, best_i, rows + job.offsets[q])
 
 

@@ -329,6 +329,11 @@ def test_cli_table_and_errors(noisy_run):
                                   "-q"])
     assert r.exit_code == 0, r.output
     assert "curated" in r.output and "random" in r.output and "vs raw" in r.output and "leakage: 0 of 300" in r.output
+    r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test", str(tmp / "test.parquet"), "--features", "meta.emb",
+                                  "--model", "linear", "--seeds", "1", "--epochs", "3", "--arms", "raw", "--no-leakage-check",
+                                  "--curve", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.output)["arms"][0]["runs"][0]["curve"]) == 3
     r = CliRunner().invoke(main, ["eval", str(tmp / "run")])
     assert r.exit_code == 1 and "--test PATH" in r.output and "--test-split" in r.output
     r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test-split", "0.2", "--model", "linear"])

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import psutil
 import pytest
 
@@ -18,6 +19,7 @@ from curate.rundir import RunDir
 from curate.runner import Runner
 from curate.shards import read_stage
 from tests.conftest import EXAMPLES, REPO
+from tests.embedding_fixtures import tiny_clip_dir  # noqa: F401  (fixture)
 from tests.test_ray_dedup import STAGES, synthetic_texts, write_texts
 
 import tests.slow_stage  # noqa: F401,E402  (registers slow_copy; imported before any thread starts)
@@ -182,3 +184,31 @@ def test_distributed_embedding_dedup_on_three_nodes_equals_driver(cluster, tmp_p
     with RayExecutor(workers=3, quiet=True) as executor:
         summary = run_both(tmp_path, "embedding_dedup", {"mirror": True, "search": "exact"}, shards(rows), executor)
     assert summary["near_duplicates"] >= 60 and summary["unhashed"] == 8
+
+
+def test_model_actor_pool_is_one_actor_per_gpu_else_one_per_node_with_its_cpus():
+    from curate.executors.ray import model_actors
+
+    assert model_actors(10, [8, 8, 8], gpus=4) == (4, 1, 1)  # one per GPU
+    assert model_actors(2, [8, 8, 8], gpus=4) == (2, 1, 1)  # never more actors than tasks
+    assert model_actors(10, [16, 8, 8], gpus=0) == (3, 8, 0)  # one per node, the smallest node's CPUs
+    assert model_actors(1, [16, 8], gpus=0) == (1, 8, 0)
+    assert model_actors(5, [], gpus=0) == (1, 1, 0)  # no CPU reported: one actor still
+
+
+@pytest.mark.slow
+def test_embed_on_the_actor_pool_of_three_nodes_equals_local(cluster, make_pipeline, tmp_path, tiny_clip_dir):
+    """A model stage (embed, a tiny local-dir CLIP) on Ray's actor pool, one actor per node, writes the
+    local executor's embeddings."""
+    from curate.executors.ray import RayExecutor, model_actors
+
+    assert model_actors(4, RayExecutor(quiet=True).node_cpus(), gpus=0) == (3, 1, 0)
+    stages = [{"embed": {"model": f"local-dir:{tiny_clip_dir}", "num_workers": 0, "batch_size": 8}}]
+    cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 4}
+    local = _run(make_pipeline(cfg, stages, workers=1), tmp_path / "local")
+    _run(make_pipeline(cfg, stages, workers=1, executor="ray"), tmp_path / "ray")
+    a, b = (read_stage(RunDir(tmp_path / r), local.stages[0].dir) for r in ("local", "ray"))
+    assert a.column("id").equals(b.column("id"))
+    for col in ("image_embedding", "text_embedding"):
+        np.testing.assert_allclose(np.array(a.column(col).to_pylist()), np.array(b.column(col).to_pylist()),
+                                   rtol=1e-5, atol=1e-6)

@@ -12,7 +12,8 @@ of one row per task and runs it with ``map_batches(batch_size=1)``:
   once per worker process and kept for the following shards);
 * model stages (the stages that run in the main process under the local executor, e.g. ``embed``)
   run in a stateful **actor pool**: the model loads once per actor, and each actor gets
-  ``num_gpus=1`` when the cluster has GPUs (one actor per GPU), else one CPU actor.
+  ``num_gpus=1`` when the cluster has GPUs (one actor per GPU); on a CPU-only cluster one actor per
+  node, holding the node's CPUs (:func:`model_actors`).
 
 Results (a few numbers per shard) stream back to the driver as tasks finish; the shards themselves
 never pass through the driver. A task whose worker dies (node lost, OOM kill) is retried by Ray; the
@@ -72,6 +73,17 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def model_actors(tasks: int, node_cpus: list[int], gpus: int) -> tuple[int, int, int]:
+    """The actor pool of a model stage: ``(actors, CPUs per actor, GPUs per actor)``. With GPUs, one
+    actor per GPU (one CPU each, for the hand-off); on CPUs only, one actor per node holding all the
+    CPUs of the smallest node (the model's threads and its decode workers use them; a model loads once
+    per node, not once per core). Never more actors than tasks."""
+    if gpus:
+        return max(1, min(tasks, gpus)), 1, 1
+    nodes = [c for c in node_cpus if c >= 1] or [1]
+    return max(1, min(tasks, len(nodes))), min(nodes), 0
+
+
 class RayExecutor(Executor):
     """Runs shard tasks as a Ray Dataset (``map_batches``; actor pools for model stages)."""
 
@@ -102,6 +114,11 @@ class RayExecutor(Executor):
         """(CPUs, GPUs) of the cluster."""
         res = self.ray.cluster_resources()
         return max(1, int(res.get("CPU", self.workers))), int(res.get("GPU", 0))
+
+    def node_cpus(self) -> list[int]:
+        """The CPU count of each live node of the cluster."""
+        return [int(node["Resources"].get("CPU", 0)) for node in self.ray.nodes()
+                if node.get("Alive") and node["Resources"].get("CPU", 0) >= 1]
 
     def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
                       total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:
@@ -140,9 +157,9 @@ class RayExecutor(Executor):
             ds = ds.map_batches(_run_tasks, fn_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow", num_cpus=1,
                                 compute=self.ray.data.TaskPoolStrategy(size=min(n, cpus)))
         else:
-            n_actors = max(1, min(n, gpus)) if gpus else 1
+            n_actors, actor_cpus, actor_gpus = model_actors(n, self.node_cpus(), gpus)
             ds = ds.map_batches(_RunTasks, fn_constructor_kwargs={"fn": fn}, batch_size=1, batch_format="pyarrow",
-                                num_gpus=1 if gpus else 0, num_cpus=1,
+                                num_gpus=actor_gpus, num_cpus=actor_cpus,
                                 compute=self.ray.data.ActorPoolStrategy(size=n_actors))
         try:
             for row in ds.iter_rows():

@@ -136,6 +136,10 @@ class CaptionRepair(MapStage):
         self.rules = RuleSet(params.rules, boilerplate=boilerplate_phrases(params.boilerplate, params.boilerplate_mode))
         self._scorer = None
         self._captioner = None
+        if "generated" in params.candidates:
+            # CoCa is a model stage: one model in the main process locally, an actor pool on Ray (a GPU each
+            # where the cluster has GPUs); rules and CLIP-ranked siblings alone run as parallel tasks
+            self.parallel = False
 
     # -- which columns --------------------------------------------------------------------------------
     @property

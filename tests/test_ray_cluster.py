@@ -204,7 +204,7 @@ def test_embed_on_the_actor_pool_of_three_nodes_equals_local(cluster, make_pipel
 
     assert model_actors(4, RayExecutor(quiet=True).node_cpus(), gpus=0) == (3, 1, 0)
     stages = [{"embed": {"model": f"local-dir:{tiny_clip_dir}", "num_workers": 0, "batch_size": 8}}]
-    cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 4}
+    cfg = {"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 20}  # 3 shards: one per actor
     local = _run(make_pipeline(cfg, stages, workers=1), tmp_path / "local")
     _run(make_pipeline(cfg, stages, workers=1, executor="ray"), tmp_path / "ray")
     a, b = (read_stage(RunDir(tmp_path / r), local.stages[0].dir) for r in ("local", "ray"))

@@ -159,13 +159,14 @@ def test_200k_rows_on_three_nodes_equal_the_local_executor(cluster, make_pipelin
 
 @pytest.mark.slow
 def test_distributed_label_noise_on_three_nodes_equals_driver(cluster, tmp_path):
-    """label_noise's scheme (fold tasks, cleanlab's statistics and cut-offs as passes over the shards;
-    tfidf's term partitions) on Ray gives the driver reduce's flags, suggested labels, scores and summary."""
+    """label_noise's scheme (fold tasks, cleanlab's statistics and cut-offs as passes over the shards, the
+    first round's count as a guard cut; tfidf's term partitions) on Ray gives the driver reduce's flags, suggested labels, scores and summary."""
     from curate.executors.ray import RayExecutor
     from tests.test_distributed_label_noise import SIZES, TEXT_SIZES, embedding_table, run_both, text_table
 
     with RayExecutor(workers=3, quiet=True) as executor:
-        summary = run_both(tmp_path / "emb", {"features": "emb", "rounds": 2}, embedding_table(), SIZES, executor)
+        summary = run_both(tmp_path / "emb", {"features": "emb", "rounds": 2, "round_count": "first"},
+                           embedding_table(), SIZES, executor)
         text = run_both(tmp_path / "tfidf", {"features": "tfidf", "method": "low_self_confidence"}, text_table(),
                         TEXT_SIZES, executor)
     assert summary["scored"] > 300 and summary["label_issues"] >= 5 and not summary["abstained"]

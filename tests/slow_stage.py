@@ -1,8 +1,14 @@
 """A test-only stage that sleeps per shard, so a test can SIGKILL a run mid-way deterministically.
 
 Imported by the resume test's subprocess before the CLI runs; it registers ``slow_copy``.
+
+With ``SLOW_COPY_GATE`` set to a folder in the environment, only the first ``SLOW_COPY_FREE`` shards (default
+2) finish; every later one waits there until the run is interrupted, so a Ctrl-C test cannot lose the race
+to a run that finishes first. The environment, not a parameter, so the rerun's stage is the same stage.
 """
 
+import itertools
+import os
 import time
 
 import pyarrow as pa
@@ -29,6 +35,21 @@ class SlowCopy(MapStage):
 
     def process(self, batch):
         time.sleep(self.params.seconds)
+        _wait_at_gate()
         lengths = [len(t or "") for t in batch.column("text").to_pylist()]
         flags = ["long_text" if n > 40 else None for n in lengths]
         return pa.table({"text_len": lengths, "flag": flags, "detail": [f"{n} chars" if f else None for n, f in zip(lengths, flags)]})
+
+
+def _wait_at_gate(limit_s: float = 120.0) -> None:
+    gate = os.environ.get("SLOW_COPY_GATE")
+    if not gate:
+        return
+    for ticket in itertools.count():  # one ticket per shard, taken atomically across worker processes
+        try:
+            os.close(os.open(os.path.join(gate, f"ticket-{ticket}"), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            continue
+    if ticket >= int(os.environ.get("SLOW_COPY_FREE", "2")):
+        time.sleep(limit_s)  # held until the test interrupts the run

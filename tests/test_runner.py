@@ -150,25 +150,38 @@ def test_sigkill_mid_run_resumes_without_redoing_finished_shards(make_pipeline, 
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(make_pipeline, tmp_path):
-    cfg = {**COCO, "shard_size": 2}
-    p = make_pipeline(cfg, [{"slow_copy": {"seconds": 0.25}}], workers=2)
+@pytest.mark.parametrize("target", ["group", "main"])
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(make_pipeline, tmp_path, target):
+    """Ctrl-C in a terminal signals the whole process group; ``kill -INT`` of the pid reaches only the main
+    process, which must stop its workers itself. Either way the run stops without waiting for the shards
+    held in the workers (they would sleep two minutes)."""
+    cfg = {**COCO, "shard_size": 4}
+    p = make_pipeline(cfg, [{"slow_copy": {"seconds": 0}}], workers=2)
     out = tmp_path / "interrupted"
     code = ("import sys; sys.path.insert(0, %r); import tests.slow_stage; from curate.cli import main; "
             "main(['run', %r, '--output', %r, '--quiet'])") % (str(REPO), str(p), str(out))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, env=env,
+    gate = tmp_path / "gate"  # two shards finish, the rest wait for the signal (tests/slow_stage.py)
+    gate.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            env={**env, "SLOW_COPY_GATE": str(gate), "SLOW_COPY_FREE": "2"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stage_dir = out / "stages" / "00-slow_copy"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(stage_dir.glob("part-*.parquet"))) < 2:
         assert proc.poll() is None, "curate run exited before it could be interrupted"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted: finished shards are kept" in err and "Traceback" not in err
     assert not list(out.rglob("*.tmp"))
+    kept = {f.name: f.stat().st_mtime_ns for f in stage_dir.glob("part-*.parquet")}
+    assert len(kept) == 2, "exactly the two shards let through the gate are finished"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert len(list(stage_dir.glob("part-*.parquet"))) == len(list((out / "data").glob("part-*.parquet")))
+    assert len(list(stage_dir.glob("part-*.parquet"))) == len(list((out / "data").glob("part-*.parquet"))) > 2
+    assert {n: (stage_dir / n).stat().st_mtime_ns for n in kept} == kept, "the rerun redid finished shards"

@@ -1,8 +1,15 @@
-"""The local executor: a process pool over shards with a bounded number of tasks in flight."""
+"""The local executor: a process pool over shards with a bounded number of tasks in flight.
+
+Ctrl-C stops it at once: the workers' current shards are interrupted (their temporary files cleaned up as
+with any exception) and a worker that was interrupted refuses the shards the pool had already queued to
+it, so a run does not finish one more shard per worker before it exits.
+"""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -34,7 +41,7 @@ class LocalExecutor(Executor):
                 # workers fork from a server that has already imported what the tasks need (the caller's
                 # modules, e.g. the runner) and warmed pyarrow up
                 ctx.set_forkserver_preload(["curate.executors._preload", *self.preload])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init)
         return self._pool
 
     def warm_up(self) -> None:
@@ -50,7 +57,7 @@ class LocalExecutor(Executor):
             self._warming.start()
 
     def submit(self, fn: Callable[[Any], dict], task: Any) -> Future:
-        return self._get_pool().submit(fn, task)
+        return self._get_pool().submit(_run_unless_interrupted, fn, task)
 
     def wait(self, handles: set) -> tuple[set, set]:
         done, pending = wait(handles, return_when=FIRST_COMPLETED)
@@ -62,7 +69,19 @@ class LocalExecutor(Executor):
     def cancel(self, handles: set) -> None:
         for fut in handles:
             fut.cancel()
+        self._interrupt_workers()
         self.close(cancel=True)
+
+    def _interrupt_workers(self) -> None:
+        """SIGINT every worker (a no-op for those a Ctrl-C already reached: they ignore a second one), so
+        a cancel that only the main process saw (an error in another shard, ``kill -INT`` of its pid)
+        does not wait for the shards in flight either."""
+        workers = getattr(self._pool, "_processes", None) or {}  # the pool's own pid -> Process map
+        for proc in list(workers.values()):
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except (ProcessLookupError, TypeError):  # gone already, or not started (pid None)
+                pass
 
     def close(self, cancel: bool = False) -> None:
         if self._warming is not None:
@@ -75,3 +94,24 @@ class LocalExecutor(Executor):
 
 def _noop() -> None:
     return None
+
+
+_interrupted = False  # per worker process: set by the first SIGINT it receives
+
+
+def _on_sigint(signum, frame) -> None:
+    global _interrupted
+    if not _interrupted:  # the first one interrupts the shard; later ones must not break its clean-up
+        _interrupted = True
+        raise KeyboardInterrupt
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _run_unless_interrupted(fn: Callable[[Any], dict], task: Any) -> dict:
+    """Run one shard task in a worker, unless the worker was interrupted (then the run is stopping)."""
+    if _interrupted:
+        raise KeyboardInterrupt("the run was interrupted")
+    return fn(task)

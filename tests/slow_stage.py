@@ -3,8 +3,9 @@
 Imported by the resume test's subprocess before the CLI runs; it registers ``slow_copy``.
 
 With ``SLOW_COPY_GATE`` set to a folder in the environment, only the first ``SLOW_COPY_FREE`` shards (default
-2) finish; every later one waits there until the run is interrupted, so a Ctrl-C test cannot lose the race
-to a run that finishes first. The environment, not a parameter, so the rerun's stage is the same stage.
+2) finish; every later one waits there until the run is interrupted or a file ``open`` appears in the
+folder, so a test cannot lose a race to a run that finishes first. The environment, not a parameter, so a
+rerun's stage is the same stage.
 """
 
 import itertools
@@ -52,4 +53,6 @@ def _wait_at_gate(limit_s: float = 120.0) -> None:
         except FileExistsError:
             continue
     if ticket >= int(os.environ.get("SLOW_COPY_FREE", "2")):
-        time.sleep(limit_s)  # held until the test interrupts the run
+        deadline = time.monotonic() + limit_s  # held until the test interrupts the run or opens the gate
+        while time.monotonic() < deadline and not os.path.exists(os.path.join(gate, "open")):
+            time.sleep(0.05)

@@ -262,10 +262,13 @@ def _run_code(p: Path, out: Path) -> str:
 @pytest.mark.slow
 def test_second_run_on_the_same_directory_is_refused(make_pipeline, tmp_path):
     p = make_pipeline({"format": "coco", "path": str(EXAMPLES / "coco"), "shard_size": 4},
-                      [{"slow_copy": {"seconds": 1.0}}], workers=1)  # ~15 s: room for a slow second start
+                      [{"slow_copy": {"seconds": 0}}], workers=1)
     out = tmp_path / "shared"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    first = subprocess.Popen([sys.executable, "-c", _run_code(p, out)], env=env, stdout=subprocess.PIPE,
+    gate = tmp_path / "gate"  # the first run finishes one shard, then holds until the gate opens
+    gate.mkdir()
+    first = subprocess.Popen([sys.executable, "-c", _run_code(p, out)], stdout=subprocess.PIPE,
+                             env={**env, "SLOW_COPY_GATE": str(gate), "SLOW_COPY_FREE": "1"},
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 120
@@ -279,6 +282,7 @@ def test_second_run_on_the_same_directory_is_refused(make_pipeline, tmp_path):
         lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
         assert f"pid {first.pid}" in lines[0] and "curate run" in lines[0] and "since" in lines[0]
+        (gate / "open").touch()
         _, err = first.communicate(timeout=180)
         assert first.returncode == 0, err
     finally:

@@ -155,7 +155,7 @@ class _Stop(Exception):
     pass
 
 
-def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, caplog):
     """A training stopped after an epoch resumes from its checkpoint and predicts exactly what an
     uninterrupted one does; the per-epoch probe changes nothing, its last epoch is the final prediction,
     and storing the finished training removes the checkpoint."""
@@ -201,6 +201,9 @@ def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp
     cache.put("ab" * 20, resumed, 1.0, rcurve)
     assert ckpt.load() is None and cache.get("ab" * 20)[2].shape == (4, 40)
     assert not (tmp_path / "eval" / "ckpt" / "ab").exists()
+    with caplog.at_level("WARNING"):  # a training shorter than a checkpoint interval never saved one
+        cache.put("cd" * 20, resumed, 1.0)
+    assert cache.get("cd" * 20) is not None and caplog.records == []
 
 
 @pytest.mark.slow
@@ -217,6 +220,43 @@ def test_curve_scores_every_epoch_and_replaces_a_stored_training_without_one(noi
     again = evaluate(tmp / "run", opts)
     assert all(r["cached"] and r["curve"] for a in again["arms"] for r in a["runs"])
     assert "test accuracy after each epoch" in render(again)
+
+
+def test_curve_table_in_the_terminal():
+    """--curve's terminal table: per arm the mean over seeds, at most CURVE_COLUMNS epochs (first and last
+    always), arms without a curve left out."""
+    from curate.eval.results import CURVE_COLUMNS, curve_spread
+
+    runs = [{"accuracy": 0.5, "curve": [0.1 * (s + 1) + e / 100 for e in range(25)]} for s in range(2)]
+    assert curve_spread(runs)["mean"][0] == pytest.approx(0.15) and curve_spread(runs)["n"] == 2
+    assert curve_spread(runs[:1] + [{"curve": [0.1]}]) is None and curve_spread([{"accuracy": 0.5}]) is None
+    arm = {"info": {}, "train_items": 10, "accuracy": {"mean": 0.5, "std": 0.0, "n": 2}, "accuracy_no_leak": None,
+           "delta_vs_raw": 0.0, "seconds": 1.0}
+    result = {"model": {"name": "linear"}, "features": "meta.emb", "test": {"items": 5, "kind": "split"}, "classes": ["a"],
+              "seeds": [0, 1], "leakage": None, "arms": [{**arm, "name": "raw", "kind": "raw", "runs": runs},
+                                                          {**arm, "name": "plain", "kind": "curated", "runs": [{}]}]}
+    lines = render(result).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("epoch"))
+    epochs = [int(e) for e in lines[head].split()[1:]]
+    assert epochs[0] == 1 and epochs[-1] == 25 and len(epochs) <= CURVE_COLUMNS + 1
+    assert "every 3 epochs" in lines[head - 1]
+    raw = lines[head + 2].split()
+    assert raw[0] == "raw" and raw[1] == "0.150" and raw[-1] == "0.390"
+    assert not any(line.startswith("plain") for line in lines[head:])
+
+
+def test_options_meant_for_another_model_are_errors_and_features_pick_the_linear_probe(noisy_run):
+    tmp, _ = noisy_run
+    base = ["eval", str(tmp / "run"), "--test", str(tmp / "test.parquet"), "--no-leakage-check", "-q"]
+    r = CliRunner().invoke(main, base + ["--features", "meta.emb", "--seeds", "1", "--epochs", "2", "--arms", "raw", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["model"]["name"] == "linear"  # auto with --features: not tfidf on the texts
+    for args, says in [(["--model", "cnn", "--features", "meta.emb"], "--model cnn trains on pixels"),
+                       (["--model", "linear", "--features", "meta.emb", "--width", "16"], "--width is the cnn's"),
+                       (["--features", "meta.emb1"], "meta keys holding lists: meta.emb"),
+                       (["--model", "tfidf"], "TF-IDF has nothing to learn from")]:  # every text is "train item number i"
+        r = CliRunner().invoke(main, base + args)
+        assert r.exit_code == 1 and "Traceback" not in r.output and says in r.output, (args, r.output)
 
 
 def test_test_split_holds_out_items_of_every_arm(noisy_run):

@@ -78,13 +78,14 @@ def _records_have(run: RunDir, column: str) -> bool:
     return False
 
 
-def choose_model(run: RunDir, manifest, name: str) -> str:
-    """``auto``: a linear probe where an embedding column exists, else a CNN for images, else TF-IDF."""
+def choose_model(run: RunDir, manifest, name: str, features: str | None = None) -> str:
+    """``auto``: a linear probe on ``features`` (``--features``) or where an embedding column exists, else a
+    CNN for images, else TF-IDF."""
     if name != "auto":
         if name not in MODELS:
             raise CurateError(f"--model: unknown model {name!r}; allowed: auto, {', '.join(MODELS)}")
         return name
-    if embedding_columns(manifest):
+    if features or embedding_columns(manifest):
         return "linear"
     if _records_have(run, "image"):
         return "cnn"
@@ -176,7 +177,12 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
     if not _records_have(run, "label"):
         raise CurateError(NO_LABELS.format(root=run.root))
 
-    model_name = choose_model(run, manifest, opts.model)
+    model_name = choose_model(run, manifest, opts.model, opts.features)
+    if opts.features and MODELS[model_name].features != "vectors":
+        raise CurateError(f"--features {opts.features}: only the linear and mlp models train on vectors; --model "
+                          f"{model_name} trains on {MODELS[model_name].features} (drop --features, or use --model linear)")
+    if opts.width is not None and model_name != "cnn":
+        raise CurateError(f"--width is the cnn's; --model {model_name} has no conv blocks")
     model = make_model(model_name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, threads=opts.threads,
                        width=opts.width)
     has_images = _records_have(run, "image")
@@ -303,14 +309,17 @@ def _features(run, manifest, feats: Features, scan: _TrainScan, test: TestSet, *
     holdout = test.holdout_rows
     if feats.kind == "vectors":
         tx, tok = train_vectors(run, feats, scan.records(["meta"] if feats.stage is None else []))
+        if not tok.any():
+            raise CurateError(f"--features {feats.ref}: no training item has a vector there{_meta_lists_hint(scan.meta, feats)}")
         if holdout is not None:
             ex, eok = tx[holdout], tok[holdout]
         else:
             ex, eok = test_vectors(run, feats, test.records, manifest, quiet=quiet)
-        if ex.shape[1] != tx.shape[1] and eok.any():
-            raise CurateError(f"{feats.ref}: test vectors have {ex.shape[1]} dimensions, training vectors {tx.shape[1]}")
         if not eok.any():
-            ex = np.zeros((len(eok), tx.shape[1]), np.float32)
+            raise CurateError(f"--features {feats.ref}: no test item has a vector there (the test set needs the same "
+                              f"meta key as the training items)")
+        if ex.shape[1] != tx.shape[1]:
+            raise CurateError(f"{feats.ref}: test vectors have {ex.shape[1]} dimensions, training vectors {tx.shape[1]}")
         return tx, ex, tok, eok
     if feats.kind == "pixels":
         if holdout is not None:
@@ -324,6 +333,16 @@ def _features(run, manifest, feats: Features, scan: _TrainScan, test: TestSet, *
         test.records.column("text").to_pylist() if "text" in test.records.column_names else [None] * test.records.num_rows)
     return (np.array(texts, dtype=object), np.array(te, dtype=object),
             np.array([bool(t) for t in texts]), np.array([bool(t) for t in te]))
+
+
+def _meta_lists_hint(meta: list[str | None], feats: Features) -> str:
+    """For ``meta.<key>`` features: the meta keys that do hold lists (from the first items that have meta)."""
+    if feats.stage is not None:
+        return ""
+    keys: dict[str, None] = {}
+    for m in [m for m in meta if m][:100]:
+        keys.update((k, None) for k, v in json.loads(m).items() if isinstance(v, list))
+    return f"; meta keys holding lists: {', '.join(f'meta.{k}' for k in keys)}" if keys else "; no meta key holds a list"
 
 
 def _arm_key(arm: Arm, given: list[str | None]) -> tuple | None:

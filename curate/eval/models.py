@@ -301,7 +301,13 @@ class TfidfLogistic(EvalModel):
         vec = text.TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True, max_features=200_000,
                                    dtype=np.float32)
         fill = lambda xs: [t or "" for t in xs]  # noqa: E731
-        train = vec.fit_transform(fill(train_x))
+        try:
+            train = vec.fit_transform(fill(train_x))
+        except ValueError as e:  # sklearn: "empty vocabulary" / "After pruning, no terms remain"
+            raise CurateError(
+                "--model tfidf: no word or word pair of the training texts is in at least 2 items and at most 90% of "
+                "them, so TF-IDF has nothing to learn from; train on vectors instead: --model linear with an embed "
+                f"stage in the run or --features meta.<key> ({e})") from None
         return train.tocsr(), vec.transform(fill(test_x)).tocsr()
 
     def fit(self, x, y, n_classes, seed, progress=None, *, checkpoint=None, probe=None):
@@ -338,6 +344,9 @@ def accuracy(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None
 
 def timed_fit(model: EvalModel, x, y, n_classes: int, seed: int, progress: Progress | None = None, *,
               checkpoint: Checkpoint | None = None, probe: Probe | None = None) -> float:
+    if isinstance(model, _TorchModel):  # imports that cost seconds once are not the first arm's training time:
+        _torch()
+        import torch._dynamo  # noqa: F401  (torch's optimisers import it when the first one is made)
     t0 = time.perf_counter()
     model.fit(x, y, n_classes, seed, progress, checkpoint=checkpoint, probe=probe)
     return time.perf_counter() - t0 + model.prior_seconds  # a resumed training: with the time before its checkpoint

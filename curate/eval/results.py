@@ -62,6 +62,17 @@ def arm_result(arm, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "seconds": round(sum(r["seconds"] for r in runs), 2)}
 
 
+def curve_spread(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Per epoch, the mean, min and max test accuracy over the runs with a ``curve`` (``--curve``), and how
+    many runs that is; None when no run has one or their lengths differ."""
+    curves = [r["curve"] for r in runs or [] if r.get("curve")]
+    if not curves or len({len(c) for c in curves}) != 1:
+        return None
+    a = np.array(curves, dtype=np.float64)
+    return {"mean": a.mean(axis=0).round(5).tolist(), "min": a.min(axis=0).tolist(),
+            "max": a.max(axis=0).tolist(), "n": len(curves)}
+
+
 def add_deltas(arms: list[dict[str, Any]]) -> None:
     raw = next((a for a in arms if a["kind"] == "raw" and a["accuracy"]), None)
     for a in arms:
@@ -73,6 +84,24 @@ def _pm(s: dict | None) -> str:
     if not s:
         return "-"
     return f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}"
+
+
+#: At most this many epochs are columns of the terminal's learning-curve table (eval.json has them all).
+CURVE_COLUMNS = 10
+
+
+def _curve_table(curves: list[tuple[str, dict[str, Any]]]) -> str:
+    """Each arm's mean test accuracy after the epochs (``--curve``): every epoch up to :data:`CURVE_COLUMNS`,
+    else every k-th (always the first and the last)."""
+    from curate.textui import render_table
+
+    n = max(len(c["mean"]) for _, c in curves)
+    step = -(-n // CURVE_COLUMNS)
+    shown = sorted({1, *range(step, n + 1, step), n})
+    rows = [[name] + [f"{c['mean'][e - 1]:.3f}" if e <= len(c["mean"]) else "-" for e in shown] for name, c in curves]
+    every = f"; every {step} epochs, all in eval.json" if step > 1 else ""
+    return (f"test accuracy after each epoch (--curve; mean over seeds{every}):\n"
+            + render_table(["epoch"] + [str(e) for e in shown], rows))
 
 
 def render(result: dict[str, Any]) -> str:
@@ -97,11 +126,10 @@ def render(result: dict[str, Any]) -> str:
         by = ", ".join(f"{k} {v:,}" for k, v in leak["by_method"].items())
         lines.append(f"\nleakage: {leak['leaked_test_items']:,} of {leak['test_items']:,} test items duplicate a "
                      f"training item ({by}); 'without leaked' scores the rest")
-    curves = [(a["name"], [r["curve"] for r in a["runs"] if r.get("curve")]) for a in result["arms"]]
-    curves = [(name, c) for name, c in curves if c and len({len(x) for x in c}) == 1]
+    curves = [(a["name"], curve_spread(a["runs"])) for a in result["arms"]]
+    curves = [(name, c) for name, c in curves if c]
     if curves:
-        lines.append("\ntest accuracy after each epoch (mean over seeds):")
-        lines += [f"  {name}: " + " ".join(f"{v:.3f}" for v in np.mean(np.array(c), axis=0)) for name, c in curves]
+        lines += ["", _curve_table(curves)]
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

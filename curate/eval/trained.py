@@ -161,8 +161,9 @@ class Checkpoint:
     def remove(self) -> None:
         p = storage.location(self.path)
         try:
-            if p.exists():
-                p.unlink()
+            if not p.exists():  # a training shorter than ``every`` never saved one
+                return
+            p.unlink()
             if isinstance(p, Path) and not any(p.parent.iterdir()):
                 p.parent.rmdir()
         except OSError as e:

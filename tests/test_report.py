@@ -245,6 +245,46 @@ def test_full_run_evaluation_section(full, tmp_path):
     assert any("accuracy per arm" in json.dumps(s) for s in specs.values())
 
 
+def _eval_json(curves: bool) -> dict:
+    """A small eval.json as ``curate eval`` writes it (format 1): raw, curated and an arm trained as raw,
+    two seeds; with ``curves``, three epochs of ``--curve`` per run."""
+    def arm(name, kind, accs, curve_runs, info=None):
+        runs = [{"seed": i, "train_items": 90, "accuracy": a, "seconds": 0.5,
+                 **({"curve": c} if curves else {})} for i, (a, c) in enumerate(zip(accs, curve_runs))]
+        return {"name": name, "kind": kind, "stage": None, "description": f"the {name} arm", "train_items": 90,
+                "info": info or {}, "runs": runs,
+                "accuracy": {"mean": sum(accs) / 2, "std": 0.01, "min": min(accs), "max": max(accs), "n": 2},
+                "accuracy_no_leak": None, "delta_vs_raw": 0.0, "seconds": 1.0}
+    raw = arm("raw", "raw", [0.70, 0.72], [[0.5, 0.6, 0.70], [0.4, 0.6, 0.72]])
+    return {"format": 1, "model": {"name": "linear"}, "features": "meta.emb", "test": {"kind": "split", "items": 30},
+            "classes": ["a", "b"], "seeds": [0, 1], "pending": "drop", "leakage": None, "notes": [],
+            "arms": [raw, arm("curated", "curated", [0.80, 0.80], [[0.6, 0.7, 0.80], [0.6, 0.7, 0.80]]),
+                     {**raw, "name": "without:00-x", "kind": "without", "info": {"same_as": "raw"}}]}
+
+
+def test_evaluation_learning_curves_chart_only_when_the_eval_has_curves(tmp_path):
+    """eval.json runs with ``curve`` (``curate eval --curve``) get a line chart: one line per arm, the mean
+    over seeds per epoch, a min-to-max band where seeds differ; without curves, no such chart."""
+    run = make_review_run(tmp_path / "run", n=40)
+    (run.root / "eval").mkdir()
+    charts = {}
+    for curves in (True, False):
+        (run.root / "eval" / "eval.json").write_text(json.dumps(_eval_json(curves)))
+        text, page = _page(build_report(run.root, tmp_path / f"r{curves}.html", quiet=True))
+        specs = page.data("chart-specs")
+        assert sum("Test accuracy per arm" in json.dumps(s) for s in specs.values()) == 1
+        charts[curves] = [s for s in specs.values() if "Test accuracy after each epoch" in json.dumps(s)]
+        assert ("curate eval --curve" in text) == curves
+    assert len(charts[True]) == 1 and charts[False] == []
+    spec = charts[True][0]
+    assert "mean over 2 seeds" in json.dumps(spec["title"])
+    rows = [r for d in spec["datasets"].values() for r in d]
+    points = {(r["series"], r["epoch"]): (r["value"], r["low"], r["high"]) for r in rows}
+    assert points[("raw", 1)] == (pytest.approx(0.45), 0.4, 0.5) and points[("curated", 3)] == (pytest.approx(0.8), 0.8, 0.8)
+    assert ("without:00-x (= raw)", 3) in points  # its line lies under raw's: the legend says so
+    assert {m["mark"]["type"] if isinstance(m["mark"], dict) else m["mark"] for m in spec["layer"]} == {"area", "line"}
+
+
 def test_review_section_counts_and_agreement(tmp_path):
     run = make_review_run(tmp_path / "run", n=120)
     ids = [i for p in run.data_shards() for i in __import__("pyarrow.parquet", fromlist=["x"]).read_table(p, columns=["id"]).column("id").to_pylist()]

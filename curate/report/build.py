@@ -150,6 +150,7 @@ def _evaluation(data, charts: _Charts) -> dict | None:
     sec = evaluation_section(data.evaluation)
     if sec is not None:
         sec["chart_id"] = charts.add(sec.pop("chart"))
+        sec["curve_chart_id"] = charts.add(sec.pop("curve_chart"))
         sec["path"] = str(data.eval_path)
     elif data.eval_path is not None:
         sec = {"unreadable": str(data.eval_path)}

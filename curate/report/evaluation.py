@@ -1,10 +1,12 @@
 """The evaluation section: ``RUN/eval/eval.json`` as ``curate eval`` writes it (``format: 1``, see
-:mod:`curate.eval.results`): the arms table, a chart of accuracy per arm, leakage and notes."""
+:mod:`curate.eval.results`): the arms table, a chart of accuracy per arm, the arms' learning curves when
+the eval ran with ``--curve``, leakage and notes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from curate.eval.results import curve_spread
 from curate.report import plots
 
 
@@ -31,10 +33,36 @@ def evaluation_section(ev: dict | None) -> dict | None:
             points.append({"metric": "accuracy without leaked test items", "arm": str(a.get("name")),
                            "value": _mean(nl), "low": float(nl.get("min", _mean(nl))), "high": float(nl.get("max", _mean(nl)))})
     model = ev.get("model") or {}
+    seeds = max((r["n"] or 0 for r in rows), default=0)
     chart = plots.grouped_bars(points, category="metric", series="arm", value="value", error_low="low", error_high="high",
-                               title="Test accuracy per arm (mean over seeds; bars: min to max)") if points else None
+                               value_title="test accuracy",
+                               title=f"Test accuracy per arm ({_over_seeds(seeds, 'black line')})") if points else None
     leak = ev.get("leakage")
-    return {"rows": rows, "chart": chart, "model": model, "features": ev.get("features"), "test": ev.get("test") or {},
+    return {"rows": rows, "chart": chart, "curve_chart": _curve_chart(ev["arms"]), "model": model,
+            "features": ev.get("features"), "test": ev.get("test") or {},
             "classes": ev.get("classes") or [], "seeds": ev.get("seeds") or [], "pending": ev.get("pending"),
             "leakage": leak if isinstance(leak, dict) else None, "notes": ev.get("notes") or [],
             "created": ev.get("created"), "seconds": ev.get("seconds")}
+
+
+def _over_seeds(n: int, spread: str) -> str:
+    return "1 seed" if n == 1 else f"mean over {n} seeds; {spread}: min to max"
+
+
+def _curve_chart(arms: list) -> dict | None:
+    """Each arm's test accuracy after every epoch (``curate eval --curve``): mean over seeds, band min to max;
+    None when no arm has a curve. An arm trained as an earlier one (``info.same_as``) is named so, since its
+    line lies under that arm's."""
+    rows, seeds = [], set()
+    for a in arms:
+        c = curve_spread(a.get("runs") if isinstance(a, dict) else None)
+        if c is None:
+            continue
+        same = (a.get("info") or {}).get("same_as")
+        name = f"{a.get('name')} (= {same})" if same else str(a.get("name"))
+        seeds.add(c["n"])
+        rows += [{"series": name, "epoch": i + 1, "value": m, "low": lo, "high": hi, "n": c["n"]}
+                 for i, (m, lo, hi) in enumerate(zip(c["mean"], c["min"], c["max"]))]
+    if not rows:
+        return None
+    return plots.curves(rows, title=f"Test accuracy after each epoch ({_over_seeds(max(seeds), 'band')})")

@@ -192,17 +192,44 @@ def heatmap(rows: Sequence[dict], *, x: str, y: str, value: str, title: str) -> 
 
 
 def grouped_bars(rows: Sequence[dict], *, category: str, series: str, value: str, title: str,
-                 error_low: str | None = None, error_high: str | None = None) -> dict:
+                 error_low: str | None = None, error_high: str | None = None, value_title: str | None = None) -> dict:
     """Bars of ``value`` per ``category``, one colour per ``series`` (e.g. eval arms), optional error bars."""
     alt = _alt()
     df = _df(rows)
-    base = alt.Chart(df).encode(y=alt.Y(f"{series}:N", title=None, sort=list(dict.fromkeys(df[series])) if len(df) else None))
-    layers = [base.mark_bar().encode(x=alt.X(f"{value}:Q", title=value, scale=alt.Scale(zero=False)),
-                                     color=alt.Color(f"{series}:N", legend=None),
+    order = list(dict.fromkeys(df[series])) if len(df) else None
+    base = alt.Chart(df).encode(y=alt.Y(f"{series}:N", title=None, sort=order))
+    layers = [base.mark_bar().encode(x=alt.X(f"{value}:Q", title=value_title or value, scale=alt.Scale(zero=False)),
+                                     color=alt.Color(f"{series}:N", legend=None,  # colours in series order,
+                                                     scale=alt.Scale(domain=order) if order else alt.Undefined),
                                      tooltip=[f"{series}:N", f"{category}:N", alt.Tooltip(f"{value}:Q", format=".4g")])]
     if error_low and error_high and error_low in df and error_high in df:
         layers.append(base.mark_rule(color="#222").encode(x=f"{error_low}:Q", x2=f"{error_high}:Q"))
     chart = alt.layer(*layers).properties(width=WIDTH - 120, height=alt.Step(22)).facet(
         row=alt.Row(f"{category}:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left"))
     ).properties(title=title).resolve_scale(x="independent")
+    return _spec(chart)
+
+
+def curves(rows: Sequence[dict], *, title: str, y_title: str = "test accuracy") -> dict:
+    """One line per ``series`` over the epochs (e.g. eval arms' learning curves), in the rows' series order
+    (the colours :func:`grouped_bars` gives the same series), with a band from ``low`` to ``high`` wherever
+    they differ. ``rows``: ``{"series", "epoch", "value", "low", "high", "n"}``."""
+    alt = _alt()
+    df = _df(rows)
+    order = list(dict.fromkeys(df["series"]))
+    x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(domain=[1, max(2, int(df["epoch"].max()))], nice=False),
+              axis=alt.Axis(tickMinStep=1, format="d"))
+    color = alt.Color("series:N", title=None, sort=order, scale=alt.Scale(domain=order),
+                      legend=alt.Legend(orient="right", labelLimit=260, labelFontSize=11, symbolType="stroke",
+                                        symbolStrokeWidth=3, symbolOpacity=1))
+    tooltip = [alt.Tooltip("series:N", title="arm"), alt.Tooltip("epoch:Q"),
+               alt.Tooltip("value:Q", format=".4f", title=y_title), alt.Tooltip("low:Q", format=".4f", title="min"),
+               alt.Tooltip("high:Q", format=".4f", title="max"), alt.Tooltip("n:Q", title="seeds")]
+    layers = []
+    if (df["high"] > df["low"]).any():
+        layers.append(alt.Chart(df).mark_area(opacity=0.12).encode(
+            x=x, y="low:Q", y2="high:Q", color=color))  # the same legend (one, drawn opaque)
+    layers.append(alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=24), strokeWidth=2).encode(
+        x=x, y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)), color=color, tooltip=tooltip))
+    chart = alt.layer(*layers).properties(width=WIDTH, height=260, title=title)
     return _spec(chart)

@@ -116,14 +116,17 @@ def test_parallel_and_inline_runs_agree(make_pipeline, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_mid_run_resumes_without_redoing_finished_shards(make_pipeline, tmp_path):
-    stages = [{"text_quality": {}}, {"slow_copy": {"seconds": 0.25}}]
-    cfg = {**COCO, "shard_size": 2}
+    stages = [{"text_quality": {}}, {"slow_copy": {"seconds": 0}}]
+    cfg = {**COCO, "shard_size": 4}
     p = make_pipeline(cfg, stages, workers=2)
     out = tmp_path / "killed"
     code = ("import sys; sys.path.insert(0, %r); import tests.slow_stage; from curate.cli import main; "
             "main(['run', %r, '--output', %r, '--quiet'])") % (str(REPO), str(p), str(out))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, env=env,
+    gate = tmp_path / "gate"  # four shards of slow_copy finish, the rest wait for the kill (tests/slow_stage.py)
+    gate.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            env={**env, "SLOW_COPY_GATE": str(gate), "SLOW_COPY_FREE": "4"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     slow_dir = out / "stages" / "01-slow_copy"
     deadline = time.time() + 120
@@ -134,7 +137,7 @@ def test_sigkill_mid_run_resumes_without_redoing_finished_shards(make_pipeline, 
     proc.wait()
     done_before = {f.name: f.stat().st_mtime_ns for f in slow_dir.glob("part-*.parquet")}
     n_shards = len(list((out / "data").glob("part-*.parquet")))
-    assert 4 <= len(done_before) < n_shards, "the kill should land mid-stage"
+    assert len(done_before) == 4 < n_shards, "the kill should land mid-stage"
     # resume (in a subprocess too, because the slow stage is registered by the test module)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     after = {f.name: f.stat().st_mtime_ns for f in slow_dir.glob("part-*.parquet")}

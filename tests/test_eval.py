@@ -254,9 +254,11 @@ def test_options_meant_for_another_model_are_errors_and_features_pick_the_linear
     for args, says in [(["--model", "cnn", "--features", "meta.emb"], "--model cnn trains on pixels"),
                        (["--model", "linear", "--features", "meta.emb", "--width", "16"], "--width is the cnn's"),
                        (["--features", "meta.emb1"], "meta keys holding lists: meta.emb"),
-                       (["--model", "tfidf"], "TF-IDF has nothing to learn from")]:  # every text is "train item number i"
+                       (["--model", "tfidf"], "TF-IDF has nothing to learn from"),  # every text is "train item number i"
+                       (["--features", "meta.emb", "--arms", "ceiling"], "nothing to train (ceiling: no clean labels")]:
         r = CliRunner().invoke(main, base + args)
         assert r.exit_code == 1 and "Traceback" not in r.output and says in r.output, (args, r.output)
+    assert json.loads((tmp / "run" / "eval" / "eval.json").read_text())["arms"]  # no error replaced the last eval
 
 
 def test_test_split_holds_out_items_of_every_arm(noisy_run):

@@ -23,7 +23,8 @@ def register(main: click.Group) -> None:
               help="Instead of --test: hold out this stratified fraction of the run's items (you vouch for their labels).")
 @click.option("--model", default="auto", show_default=True,
               type=click.Choice(["auto", "linear", "mlp", "cnn", "tfidf"]),
-              help="auto: linear probe on the embed stage's vectors if one ran, else cnn for images, tfidf for text.")
+              help="auto: linear probe on --features or the embed stage's vectors if one ran, else cnn for images, "
+                   "tfidf for text.")
 @click.option("--features", metavar="REF", help="Vectors for linear/mlp: a stage column (embed.image_embedding) or meta.<key>.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Trainings per arm (mean and spread).")
 @click.option("--pending", type=click.Choice(["keep", "drop"]), default="drop", show_default=True,
@@ -43,7 +44,7 @@ def register(main: click.Group) -> None:
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads while training (default: 1 for linear/mlp, "
               "torch's default for cnn).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trainings at a time, each in its own process (with --threads torch threads; default: cores / jobs).")
+              help="Trainings at a time, each in its own process with --threads torch threads (default then: cores / jobs).")
 @click.option("--retrain", is_flag=True, help="Train every arm again instead of reusing the stored result of the same "
               "training (model cache eval/ folder; an interrupted eval resumes from it, a training stopped half-way from its "
               "last checkpoint).")
@@ -53,8 +54,9 @@ def register(main: click.Group) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(run_dir, test, test_format, test_columns, test_root, test_split, model, features, seeds, pending, arms,
                  clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, jobs, retrain, curve, as_json, quiet):
-    """Does curation pay? Train the same small model on the raw, curated, random-same-size and per-stage sets
-    of RUN_DIR and score each on a trusted test set (writes RUN_DIR/eval/eval.json)."""
+    """Does curation pay? Train the same small model on the raw, curated, random-same-size, per-stage,
+    relabelled and clean-label (ceiling) sets of RUN_DIR and score each on a trusted test set (writes
+    RUN_DIR/eval/eval.json; see docs/eval.md)."""
     import json
     from pathlib import Path
 

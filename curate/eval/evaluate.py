@@ -245,6 +245,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
     clean = _clean_labels(run, manifest, opts.clean_labels, scan.meta, n) if opts.clean_labels else None
     arms, notes = build_arms(run, manifest, scan.labels, pending=opts.pending, kinds=tuple(opts.arms),
                              clean_labels=clean, exclude_rows=holdout)
+    if not arms:  # e.g. --arms ceiling without --clean-labels: an empty eval.json would replace the last one
+        raise CurateError(f"--arms {','.join(opts.arms)}: nothing to train ({'; '.join(notes) or 'no arm applies'})")
     if holdout is not None and clean is not None:
         notes.append("ceiling: with --test-split the held-out items are scored against their given labels")
 
@@ -274,6 +276,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         if key is not None:
             first_of[key] = i
         plans.append(plan)
+    if all(p is None for p in plans):
+        raise CurateError(f"no arm can be trained: {'; '.join(notes)}")
     _train(plans, model, prep_train, prep_test, test_ok, store, opts)
     results = []
     for plan in plans:

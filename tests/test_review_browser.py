@@ -189,6 +189,7 @@ def _settled(page) -> None:
 def _shoot(page, name: str) -> None:
     """Screenshot the page and fail if any button label is cut."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
     page.wait_for_timeout(600)
     w = page.viewport_size["width"]
     page.screenshot(path=str(SHOTS / f"{name}-{w}.png"))
@@ -334,6 +335,6 @@ def test_screenshots_no_button_label_cut(demo_server, synth_server, browser, siz
         _view(page, label)
         if label == "Thresholds":  # planted decisions (the test before this one) give it a curve
             _select(page, "Flag", "04-image_quality:blurry")
-        page.wait_for_timeout(2500)
+            page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=30_000)
         _shoot(page, name)
     page.close()

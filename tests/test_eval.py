@@ -340,10 +340,12 @@ def test_text_leakage_and_tfidf_model(tmp_path):
     test_rows.append({"text": " ".join(near), "label": "neg"})                         # one word changed
     (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in test_rows))
     p = write_pipeline(tmp_path, {"format": "jsonl", "path": str(tmp_path / "train.jsonl")},
-                       [{"text_quality": {"min_words": 1}}])
+                       [{"text_quality": {"min_words": 1}}, {"exact_dedup": {"on": ["text"]}}])
     _run(p)
     result = evaluate(tmp_path / "run", EvalOptions(test=str(tmp_path / "test.jsonl"), seeds=1, quiet=True))
     assert result["model"]["name"] == "tfidf"
+    # exact_dedup: no two training texts are the same, so it flagged nothing and has no "without" arm
+    assert "without:01-exact_dedup: the stage flagged nothing; the arm would equal curated" in result["notes"]
     leak = result["leakage"]
     assert leak["by_method"]["exact"] == 1
     assert leak["by_method"]["text_minhash"] >= 1

@@ -138,8 +138,9 @@ def build_arms(run, manifest: Manifest, given_labels: list[str | None], *, pendi
             arms.append(Arm(f"without:{s.dir}", "without", f"curated with {s.dir} left out (keeps the {added:,} items "
                             "only it removed)", wo_rows, [wo.labels[r] for r in wo_rows], stage=s.dir,
                             info={"added": int(added)}))
-        elif want_without and s.stats.flagged:
-            notes.append(f"without:{s.dir}: the stage removed nothing on its own; the arm would equal curated")
+        elif want_without:
+            why = "removed nothing on its own" if s.stats.flagged else "flagged nothing"
+            notes.append(f"without:{s.dir}: the stage {why}; the arm would equal curated")
         if want_relabel:
             arms.append(_relabelled(run, s, sugg_col, wo, wo_rows, given_labels))
     if "relabelled" in kinds and not has_suggestions:

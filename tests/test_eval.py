@@ -342,8 +342,10 @@ def test_text_leakage_and_tfidf_model(tmp_path):
     p = write_pipeline(tmp_path, {"format": "jsonl", "path": str(tmp_path / "train.jsonl")},
                        [{"text_quality": {"min_words": 1}}, {"exact_dedup": {"on": ["text"]}}])
     _run(p)
-    result = evaluate(tmp_path / "run", EvalOptions(test=str(tmp_path / "test.jsonl"), seeds=1, quiet=True))
+    result = evaluate(tmp_path / "run", EvalOptions(test=str(tmp_path / "test.jsonl"), seeds=1, quiet=True, curve=True))
     assert result["model"]["name"] == "tfidf"
+    assert "--curve: the tfidf model trains in one step, so it has no learning curve" in result["notes"]
+    assert "after each epoch" not in render(result)
     # exact_dedup: no two training texts are the same, so it flagged nothing and has no "without" arm
     assert "without:01-exact_dedup: the stage flagged nothing; the arm would equal curated" in result["notes"]
     leak = result["leakage"]

@@ -276,6 +276,12 @@ def test_evaluation_learning_curves_chart_only_when_the_eval_has_curves(tmp_path
         charts[curves] = [s for s in specs.values() if "Test accuracy after each epoch" in json.dumps(s)]
         assert ("curate eval --curve" in text) == curves
     assert len(charts[True]) == 1 and charts[False] == []
+    one_step = _eval_json(True)  # tfidf with --curve: one "epoch" each, nothing to draw
+    for a in one_step["arms"]:
+        a["runs"] = [{**r, "curve": r["curve"][-1:]} for r in a["runs"]]
+    (run.root / "eval" / "eval.json").write_text(json.dumps(one_step))
+    specs = _page(build_report(run.root, tmp_path / "r1.html", quiet=True))[1].data("chart-specs")
+    assert not any("after each epoch" in json.dumps(s) for s in specs.values())
     spec = charts[True][0]
     assert "mean over 2 seeds" in json.dumps(spec["title"])
     rows = [r for d in spec["datasets"].values() for r in d]

@@ -249,6 +249,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         raise CurateError(f"--arms {','.join(opts.arms)}: nothing to train ({'; '.join(notes) or 'no arm applies'})")
     if holdout is not None and clean is not None:
         notes.append("ceiling: with --test-split the held-out items are scored against their given labels")
+    if opts.curve and model_name == "tfidf":
+        notes.append(f"--curve: the {model_name} model trains in one step, so it has no learning curve")
 
     test_labels = test.labels
     classes = sorted({lab for a in arms for lab in (a.labels if a.labels is not None else (scan.labels[r] for r in a.rows))

@@ -127,7 +127,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"\nleakage: {leak['leaked_test_items']:,} of {leak['test_items']:,} test items duplicate a "
                      f"training item ({by}); 'without leaked' scores the rest")
     curves = [(a["name"], curve_spread(a["runs"])) for a in result["arms"]]
-    curves = [(name, c) for name, c in curves if c]
+    curves = [(name, c) for name, c in curves if c and len(c["mean"]) > 1]  # tfidf: one step, no curve
     if curves:
         lines += ["", _curve_table(curves)]
     for note in result.get("notes", []):

@@ -1,6 +1,6 @@
 """label_noise on the IMDB test set (25,000 reviews) against its 725 human-validated label errors.
 
-    nice -n 10 /work/venv/bin/python benchmarks/label_noise_imdb.py [--features minilm,tfidf]
+    nice -n 10 /work/venv/bin/python benchmarks/label_noise_imdb.py [--features minilm,tfidf] [--params '{"method": "low_self_confidence"}']
 
 ``minilm``: all-MiniLM-L6-v2 sentence embeddings (384-d, offline; computed once by
 ``label_noise_imdb_embed.py`` and cached in benchmarks/.cache) as an embedding column, logistic
@@ -35,7 +35,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--features", default="minilm,tfidf")
     ap.add_argument("--classifier", default="logistic")
+    ap.add_argument("--params", default="{}", help="label_noise parameters changed from the defaults (JSON)")
     args = ap.parse_args()
+    extra = json.loads(args.params)
     print(f"machine: {machine()}")
     with gzip.open(shared_data() / "imdb-test" / "imdb_test.jsonl.gz", "rt", encoding="utf-8") as f:
         items = [json.loads(line) for line in f]
@@ -54,7 +56,7 @@ def main() -> None:
             table = pa.table({"id": ids, "label": labels, "text": [it["text"] for it in items]})
             params = {"features": "tfidf"}
             what = "TF-IDF word 1-2 grams"
-        res, summary, times = run_stage(table, classifier=args.classifier, folds=5, **params)
+        res, summary, times = run_stage(table, classifier=args.classifier, folds=5, **params, **extra)
         flagged = np.array([f is not None for f in res.column("flag").to_pylist()])
         quality = np.array(res.column("label_quality").to_pylist(), dtype=np.float64)
         given = res.column("given_label").to_pylist()
@@ -62,7 +64,7 @@ def main() -> None:
         print(f"\n[{feat}] {what}, {args.classifier}: held-out accuracy {summary['heldout_accuracy']:.4f} "
               f"(adjusted {summary['adjusted_accuracy']:.3f}); stage {times['map_s'] + times['reduce_s']:.1f}s "
               f"(cross-validation {summary.get('cv_seconds')}s); estimated noise {summary['estimated_noise_rate']}")
-        ours = report(f"  cleanlab prune_by_noise_rate", quality, flagged, candidates, validated,
+        ours = report(f"  cleanlab {extra.get('method', 'prune_by_noise_rate')}", quality, flagged, candidates, validated,
                       ks=(100, 250, 500, 725, 1000, 1450))
         base = report("  baseline argmax != label", quality, np.array([g != s for g, s in zip(given, suggested)]),
                       candidates, validated, ks=())

@@ -268,6 +268,9 @@ class Runner:
             manifest.status = "done"
             manifest.steps = [{k: v for k, v in r.items() if k != "reasons"} for r in self.report]
             self._save(manifest)
+        except BaseException:  # Ctrl-C or an error: close() alone would wait for the shards in flight
+            executor.abort()
+            raise
         finally:
             executor.close()
         return manifest

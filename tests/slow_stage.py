@@ -42,8 +42,17 @@ class SlowCopy(MapStage):
         return pa.table({"text_len": lengths, "flag": flags, "detail": [f"{n} chars" if f else None for n, f in zip(lengths, flags)]})
 
 
-def _wait_at_gate(limit_s: float = 120.0) -> None:
-    gate = os.environ.get("SLOW_COPY_GATE")
+def gated_task(task: tuple[str, int]) -> dict:
+    """An executor task for tests: ``(gate folder, i)``; the first one passes the gate, the others wait
+    there; a task that finishes leaves ``done-<i>`` in the folder."""
+    gate, i = task
+    _wait_at_gate(gate, free=1, limit_s=60.0)
+    open(os.path.join(gate, f"done-{i}"), "w").close()
+    return {"rows": 1}
+
+
+def _wait_at_gate(gate: str | None = None, free: int | None = None, limit_s: float = 120.0) -> None:
+    gate = gate or os.environ.get("SLOW_COPY_GATE")
     if not gate:
         return
     for ticket in itertools.count():  # one ticket per shard, taken atomically across worker processes
@@ -52,7 +61,7 @@ def _wait_at_gate(limit_s: float = 120.0) -> None:
             break
         except FileExistsError:
             continue
-    if ticket >= int(os.environ.get("SLOW_COPY_FREE", "2")):
+    if ticket >= (free if free is not None else int(os.environ.get("SLOW_COPY_FREE", "2"))):
         deadline = time.monotonic() + limit_s  # held until the test interrupts the run or opens the gate
         while time.monotonic() < deadline and not os.path.exists(os.path.join(gate, "open")):
             time.sleep(0.05)

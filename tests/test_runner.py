@@ -188,3 +188,21 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(make_pipeline, tmp_path, ta
     assert r.returncode == 0, r.stderr
     assert len(list(stage_dir.glob("part-*.parquet"))) == len(list((out / "data").glob("part-*.parquet"))) > 2
     assert {n: (stage_dir / n).stat().st_mtime_ns for n in kept} == kept, "the rerun redid finished shards"
+
+
+def test_abort_interrupts_the_shards_held_in_the_workers(tmp_path):
+    """What the runner does when an exception (Ctrl-C, an error) is raised outside the executor's loop,
+    while the loop waits at a ``yield``: abort() stops the shards in the workers instead of letting
+    close() wait for them (they would wait a minute at the gate, then leave their ``done-`` files)."""
+    from curate.executors.local import LocalExecutor
+    from tests.slow_stage import gated_task
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    executor = LocalExecutor(workers=2, quiet=True)
+    results = executor.map_unordered(gated_task, [(str(gate), i) for i in range(6)], desc="held")
+    assert next(results) == {"rows": 1}  # the one task let through the gate
+    executor.abort()
+    executor.close()
+    results.close()
+    assert len(list(gate.glob("done-*"))) == 1, "a held shard ran to its end"

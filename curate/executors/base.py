@@ -45,6 +45,11 @@ class Executor:
     def cancel(self, handles: set) -> None:
         """Cancel the handles still in flight after an error."""
 
+    def abort(self) -> None:
+        """Stop all work at once: the run is failing or was interrupted, wherever the exception was raised
+        (inside :meth:`map_unordered`'s loop or in its caller, while the loop waits at a ``yield``)."""
+        self.close()
+
     # -- the one loop --------------------------------------------------------------------------------
     def map_unordered(self, fn: Callable[[Any], dict], tasks: Iterable[Any], *, desc: str,
                       total_rows: int | None = None, parallel: bool = True) -> Iterator[dict]:

@@ -69,13 +69,16 @@ class LocalExecutor(Executor):
     def cancel(self, handles: set) -> None:
         for fut in handles:
             fut.cancel()
+        self.abort()
+
+    def abort(self) -> None:
         self._interrupt_workers()
         self.close(cancel=True)
 
     def _interrupt_workers(self) -> None:
         """SIGINT every worker (a no-op for those a Ctrl-C already reached: they ignore a second one), so
-        a cancel that only the main process saw (an error in another shard, ``kill -INT`` of its pid)
-        does not wait for the shards in flight either."""
+        a stop that only the main process saw (an error, ``kill -INT`` of its pid) does not wait for the
+        shards in flight either."""
         workers = getattr(self._pool, "_processes", None) or {}  # the pool's own pid -> Process map
         for proc in list(workers.values()):
             try:
@@ -97,13 +100,14 @@ def _noop() -> None:
 
 
 _interrupted = False  # per worker process: set by the first SIGINT it receives
+_in_task = False  # per worker process: a shard task is running
 
 
 def _on_sigint(signum, frame) -> None:
     global _interrupted
-    if not _interrupted:  # the first one interrupts the shard; later ones must not break its clean-up
-        _interrupted = True
-        raise KeyboardInterrupt
+    first, _interrupted = not _interrupted, True
+    if first and _in_task:  # interrupt the shard once; a later one must not break its clean-up, and an
+        raise KeyboardInterrupt  # idle worker just refuses what comes (no traceback from its loop)
 
 
 def _worker_init() -> None:
@@ -112,6 +116,11 @@ def _worker_init() -> None:
 
 def _run_unless_interrupted(fn: Callable[[Any], dict], task: Any) -> dict:
     """Run one shard task in a worker, unless the worker was interrupted (then the run is stopping)."""
-    if _interrupted:
-        raise KeyboardInterrupt("the run was interrupted")
-    return fn(task)
+    global _in_task
+    _in_task = True
+    try:
+        if _interrupted:  # checked after _in_task is set: a SIGINT in between is not lost
+            raise KeyboardInterrupt("the run was interrupted")
+        return fn(task)
+    finally:
+        _in_task = False

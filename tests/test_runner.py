@@ -161,7 +161,9 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(make_pipeline, tmp_path, ta
     cfg = {**COCO, "shard_size": 4}
     p = make_pipeline(cfg, [{"slow_copy": {"seconds": 0}}], workers=2)
     out = tmp_path / "interrupted"
-    code = ("import sys; sys.path.insert(0, %r); import tests.slow_stage; from curate.cli import main; "
+    # SIGINT as a terminal's foreground process has it (a suite started in the background ignores it)
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.path.insert(0, %r); "
+            "import tests.slow_stage; from curate.cli import main; "
             "main(['run', %r, '--output', %r, '--quiet'])") % (str(REPO), str(p), str(out))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     gate = tmp_path / "gate"  # two shards finish, the rest wait for the signal (tests/slow_stage.py)
@@ -199,10 +201,18 @@ def test_abort_interrupts_the_shards_held_in_the_workers(tmp_path):
 
     gate = tmp_path / "gate"
     gate.mkdir()
-    executor = LocalExecutor(workers=2, quiet=True)
-    results = executor.map_unordered(gated_task, [(str(gate), i) for i in range(6)], desc="held")
-    assert next(results) == {"rows": 1}  # the one task let through the gate
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's foreground process
+    try:
+        executor = LocalExecutor(workers=2, quiet=True)
+        results = executor.map_unordered(gated_task, [(str(gate), i) for i in range(6)], desc="held")
+        assert next(results) == {"rows": 1}  # the one task let through the gate
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    workers = list(executor._pool._processes.values())
     executor.abort()
     executor.close()
     results.close()
+    for w in workers:
+        w.join(timeout=30)
+    assert not any(w.is_alive() for w in workers), "a worker still holds its shard"
     assert len(list(gate.glob("done-*"))) == 1, "a held shard ran to its end"

@@ -41,7 +41,10 @@ class LocalExecutor(Executor):
                 # workers fork from a server that has already imported what the tasks need (the caller's
                 # modules, e.g. the runner) and warmed pyarrow up
                 ctx.set_forkserver_preload(["curate.executors._preload", *self.preload])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init)
+            # a run started in the background by a shell ignores SIGINT: so do its workers
+            ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
+                                             initargs=(ignored,))
         return self._pool
 
     def warm_up(self) -> None:
@@ -110,8 +113,8 @@ def _on_sigint(signum, frame) -> None:
         raise KeyboardInterrupt  # idle worker just refuses what comes (no traceback from its loop)
 
 
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, _on_sigint)
+def _worker_init(sigint_ignored: bool = False) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else _on_sigint)
 
 
 def _run_unless_interrupted(fn: Callable[[Any], dict], task: Any) -> dict:

@@ -64,9 +64,10 @@ def arm_result(arm, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def curve_spread(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
     """Per epoch, the mean, min and max test accuracy over the runs with a ``curve`` (``--curve``), and how
-    many runs that is; None when no run has one or their lengths differ."""
+    many runs that is; None when no run has one, their lengths differ, or there is one epoch only (tfidf
+    trains in one step: no curve to draw)."""
     curves = [r["curve"] for r in runs or [] if r.get("curve")]
-    if not curves or len({len(c) for c in curves}) != 1:
+    if not curves or len({len(c) for c in curves}) != 1 or len(curves[0]) < 2:
         return None
     a = np.array(curves, dtype=np.float64)
     return {"mean": a.mean(axis=0).round(5).tolist(), "min": a.min(axis=0).tolist(),
@@ -127,7 +128,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"\nleakage: {leak['leaked_test_items']:,} of {leak['test_items']:,} test items duplicate a "
                      f"training item ({by}); 'without leaked' scores the rest")
     curves = [(a["name"], curve_spread(a["runs"])) for a in result["arms"]]
-    curves = [(name, c) for name, c in curves if c and len(c["mean"]) > 1]  # tfidf: one step, no curve
+    curves = [(name, c) for name, c in curves if c]
     if curves:
         lines += ["", _curve_table(curves)]
     for note in result.get("notes", []):

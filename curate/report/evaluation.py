@@ -56,7 +56,7 @@ def _curve_chart(arms: list) -> dict | None:
     rows, seeds = [], set()
     for a in arms:
         c = curve_spread(a.get("runs") if isinstance(a, dict) else None)
-        if c is None or len(c["mean"]) < 2:  # tfidf trains in one step: no curve to draw
+        if c is None:
             continue
         same = (a.get("info") or {}).get("same_as")
         name = f"{a.get('name')} (= {same})" if same else str(a.get("name"))

@@ -216,7 +216,8 @@ def test_curve_scores_every_epoch_and_replaces_a_stored_training_without_one(noi
     for a, b in zip(plain["arms"], result["arms"]):
         run = b["runs"][0]
         assert not run.get("cached")  # the stored training had no curve: trained again
-        assert len(run["curve"]) == 5 and run["curve"][-1] == run["accuracy"] == a["runs"][0]["accuracy"]
+        passes = -(-run["samples"] // run["train_items"])  # curated: more than 5 (raw's samples, --budget samples)
+        assert len(run["curve"]) == passes >= 5 and run["curve"][-1] == run["accuracy"] == a["runs"][0]["accuracy"]
     again = evaluate(tmp / "run", opts)
     assert all(r["cached"] and r["curve"] for a in again["arms"] for r in a["runs"])
     assert "test accuracy after each epoch" in render(again)
@@ -446,3 +447,141 @@ def test_test_features_come_from_the_runs_embed_stage_and_its_cache(tmp_path, ti
     second = evaluate(run_dir, opts)
     assert cached_ids() == 36 + 12  # nothing computed again
     assert second["arms"][0]["accuracy"] == first["arms"][0]["accuracy"]
+
+
+def test_schedule_of_a_samples_budget_ends_with_a_partial_pass():
+    from curate.eval.models import ModelConfig, schedule
+
+    plain = schedule(50, ModelConfig(epochs=3, batch_size=8))
+    assert (plain.passes, plain.last, plain.samples, plain.steps, plain.epochs) == (3, 50, 150, 3 * 7, 3.0)
+    fixed = schedule(30, ModelConfig(epochs=3, batch_size=8, samples=150))  # 150 samples of 30 items: 5 passes
+    assert (fixed.passes, fixed.last, fixed.steps, fixed.epochs) == (5, 30, 5 * 4, 5.0)
+    part = schedule(40, ModelConfig(epochs=3, batch_size=8, samples=150))  # 3 passes of 40, then 30 of the fourth
+    assert (part.passes, part.last, part.samples, part.steps) == (4, 30, 150, 3 * 5 + 4)
+    assert part.epochs == pytest.approx(3.75) and [part.pass_items(p) for p in range(4)] == [40, 40, 40, 30]
+
+
+@pytest.mark.slow
+def test_samples_budget_gives_every_arm_the_raw_arms_samples_and_epochs_budget_its_own(noisy_run):
+    """--budget samples (the default): every arm's training sees epochs x the raw arm's items (a smaller arm
+    runs more, the last pass partial), also when raw is not among --arms; raw's training is the same as under
+    --budget epochs (so the model cache serves it); --curve gets a point after the partial pass."""
+    tmp, _ = noisy_run
+    opts = _opts(test=str(tmp / "test.parquet"), arms=("raw", "curated", "random"), seeds=1, epochs=3, curve=True,
+                 leakage=False)
+    fixed = evaluate(tmp / "run", opts)
+    assert fixed["budget"] == {"kind": "samples", "samples": 900, "raw_items": 300, "epochs": 3}
+    arms = {a["name"]: a for a in fixed["arms"]}
+    small = arms["curated"]["train_items"]
+    assert small < 300 and 900 % small  # a partial last pass
+    for a in fixed["arms"]:
+        run = a["runs"][0]
+        assert run["samples"] == 900 and run["epochs"] == pytest.approx(900 / a["train_items"], abs=1e-4), a
+        assert len(run["curve"]) == -(-900 // a["train_items"]) and run["curve"][-1] == run["accuracy"]
+    assert arms["curated"]["runs"][0]["steps"] > arms["raw"]["runs"][0]["steps"] * small / 300
+    text = render(fixed)
+    assert "training budget: samples: every arm trained on 900 samples (3 epochs of the raw arm's 300 items" in text
+    assert "end" in text.split("test accuracy after each epoch")[1].splitlines()[1]  # arms' curves differ in length
+
+    opts.budget = "epochs"
+    own = evaluate(tmp / "run", opts)
+    assert own["budget"]["kind"] == "epochs" and "every arm trained 3 epochs of its own items" in render(own)
+    by = {a["name"]: a for a in own["arms"]}
+    assert by["raw"]["runs"][0]["cached"] and by["raw"]["runs"][0]["accuracy"] == arms["raw"]["runs"][0]["accuracy"]
+    assert not by["curated"]["runs"][0].get("cached")  # another training: fewer samples, not the stored one
+    for a in own["arms"]:
+        assert a["runs"][0]["samples"] == 3 * a["train_items"] and a["runs"][0]["epochs"] == 3.0
+
+    opts.budget, opts.arms = None, ("curated",)  # without raw among the arms: still raw's samples, from the cache
+    alone = evaluate(tmp / "run", opts)
+    assert alone["budget"]["samples"] == 900 and alone["arms"][0]["runs"][0]["cached"]
+    assert alone["arms"][0]["runs"][0]["accuracy"] == arms["curated"]["runs"][0]["accuracy"]
+    assert alone["previous"].startswith("history/") and (tmp / "run" / "eval" / alone["previous"]).exists()
+
+
+def test_stopped_training_under_a_samples_budget_resumes_to_the_same_result(tmp_path):
+    """A samples-budget training (a partial last pass) stopped after a pass resumes from its checkpoint and
+    predicts what an uninterrupted one does; a checkpoint of another budget is not resumed from."""
+    from curate.eval.jobs import fit_predict
+    from curate.eval.models import make_model
+    from curate.eval.trained import TrainingCache
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(160, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    test_x, test_ok, rows = x[:40].copy(), np.ones(40, dtype=bool), np.arange(40, 160)
+
+    def model(samples=300):  # 300 samples of 120 items: passes of 120, 120 and 60
+        return make_model("linear", epochs=2, samples=samples, batch_size=16)
+
+    full, _, curve = fit_predict(model(), x, test_x, test_ok, rows, y[rows], 3, seed=2, curve=True)
+    assert curve.shape == (3, 40) and (curve[-1] == full).all()
+    ckpt = TrainingCache(tmp_path / "eval").checkpoint("ef" * 20)
+    ckpt.every = 0.0
+    stopped, seen = model(), []
+
+    def probe():
+        seen.append(1)
+        if len(seen) == 2:
+            raise _Stop
+        return stopped.predict(test_x)
+
+    with pytest.raises(_Stop):
+        stopped.fit(x[rows], y[rows], 3, seed=2, checkpoint=ckpt, probe=probe)
+    assert ckpt.load()["epoch"] == 1 and ckpt.load()["samples"] == 300
+    other = model(samples=360)  # another budget: starts over instead of resuming a checkpoint that is not its own
+    fit_predict(other, x, test_x, test_ok, rows, y[rows], 3, seed=2, checkpoint=ckpt)
+    assert other.prior_seconds == 0.0
+    with pytest.raises(_Stop):  # stop it again (the other training overwrote the checkpoint)
+        seen.clear()
+        stopped.fit(x[rows], y[rows], 3, seed=2, checkpoint=ckpt, probe=probe)
+    again = model()
+    resumed, _, rcurve = fit_predict(again, x, test_x, test_ok, rows, y[rows], 3, seed=2, checkpoint=ckpt, curve=True)
+    assert again.prior_seconds > 0 and (resumed == full).all() and (rcurve == curve).all()
+
+
+def test_bad_budget_and_a_test_split_that_leaves_too_few_training_items_are_clear_errors(noisy_run):
+    tmp, _ = noisy_run
+    r = CliRunner().invoke(main, ["eval", str(tmp / "run"), "--test-split", "0.2", "--budget", "steps"])
+    assert r.exit_code == 2 and "'--budget'" in r.output and "samples" in r.output and "Traceback" not in r.output
+    with pytest.raises(CurateError, match="--budget: unknown budget 'steps'; allowed: samples, epochs"):
+        evaluate(tmp / "run", _opts(test_split=0.2, budget="steps"))
+    with pytest.raises(CurateError, match=r"--test-split 0.99: holds out 297 items and leaves 3 to train on, fewer "
+                                          r"than 5 in 3 class\(es\).*smaller fraction"):
+        evaluate(tmp / "run", _opts(test_split=0.99))
+
+
+def test_a_replaced_eval_is_kept_in_the_history(tmp_path):
+    from curate.eval.results import write_results
+
+    def ev(model, created):
+        return {"model": {"name": model}, "created": created, "arms": []}
+
+    assert write_results(tmp_path, ev("linear", "2026-12-01T09:00:00+00:00")) is None
+    second = ev("cnn", "2026-12-01T10:00:00+00:00")
+    assert write_results(tmp_path, second) == "history/2026-12-01T09-00-00+00-00-linear.json" == second["previous"]
+    third = ev("cnn", "2026-12-01T11:00:00+00:00")
+    write_results(tmp_path, third)  # replaces eval.json and eval-cnn.json, both the 10:00 eval: kept once
+    kept = sorted(p.name for p in (tmp_path / "history").iterdir())
+    assert kept == ["2026-12-01T09-00-00+00-00-linear.json", "2026-12-01T10-00-00+00-00-cnn.json"]
+    assert json.loads((tmp_path / "eval-linear.json").read_text())["created"].startswith("2026-12-01T09")
+    assert json.loads((tmp_path / "eval.json").read_text())["previous"] == "history/2026-12-01T10-00-00+00-00-cnn.json"
+
+
+def test_jobs_input_folder_left_by_a_killed_eval_is_removed_by_the_next(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from curate.eval.jobs import PREFIX, remove_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f"{PREFIX}{gone.pid}-abc"
+    (stale / "x").mkdir(parents=True)
+    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"  # a running eval's (this process's) folder stays
+    mine.mkdir()
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    assert remove_stale(str(tmp_path)) == [stale]
+    assert not stale.exists() and mine.exists() and other.exists()

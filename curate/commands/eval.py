@@ -37,6 +37,10 @@ def register(main: click.Group) -> None:
 @click.option("--cosine", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Leakage: embedding cosine similarity at which a test item counts as a near copy.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default per model: linear/mlp 30, cnn 10).")
+@click.option("--budget", type=click.Choice(["samples", "epochs"]),
+              help="How long each arm trains (linear, mlp, cnn): samples (default): every arm sees as many training "
+                   "samples as the raw arm (--epochs x raw's items; a smaller arm runs more epochs, the same compute); "
+                   "epochs: every arm --epochs passes over its own items. tfidf has no budget.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Training batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
 @click.option("--width", type=click.IntRange(min=4), help="cnn: channels of the first conv block (default 8; 2x, 4x and 8x after).")
@@ -53,7 +57,7 @@ def register(main: click.Group) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of the table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(run_dir, test, test_format, test_columns, test_root, test_split, model, features, seeds, pending, arms,
-                 clean_labels, no_leakage_check, cosine, epochs, batch_size, lr, width, image_size, threads, jobs, retrain, curve, as_json, quiet):
+                 clean_labels, no_leakage_check, cosine, epochs, budget, batch_size, lr, width, image_size, threads, jobs, retrain, curve, as_json, quiet):
     """Does curation pay? Train the same small model on the raw, curated, random-same-size, per-stage,
     relabelled and clean-label (ceiling) sets of RUN_DIR and score each on a trusted test set (writes
     RUN_DIR/eval/eval.json; see docs/eval.md)."""
@@ -67,7 +71,7 @@ def eval_command(run_dir, test, test_format, test_columns, test_root, test_split
     opts = EvalOptions(test=test, test_format=test_format, test_columns=parse_columns(test_columns), test_root=test_root,
                        test_split=test_split, model=model, features=features, seeds=seeds, pending=pending,
                        arms=tuple(a.strip() for a in arms.split(",") if a.strip()), clean_labels=clean_labels,
-                       leakage=not no_leakage_check, cosine=cosine, epochs=epochs, batch_size=batch_size, lr=lr,
+                       leakage=not no_leakage_check, cosine=cosine, epochs=epochs, budget=budget, batch_size=batch_size, lr=lr,
                        width=width, image_size=image_size, threads=threads, jobs=jobs, retrain=retrain,
                        curve=curve, quiet=quiet)
     result = evaluate(run_dir, opts)
@@ -75,4 +79,7 @@ def eval_command(run_dir, test, test_format, test_columns, test_root, test_split
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(render(result))
-    click.echo(f"\nwritten: {Path(run_dir) / 'eval' / 'eval.json'}")
+    out = Path(run_dir) / "eval"
+    click.echo(f"\nwritten: {out / 'eval.json'} (and {out / ('eval-' + result['model']['name'] + '.json')})")
+    if result.get("previous"):
+        click.echo(f"the eval.json it replaced is kept as {out / result['previous']}")

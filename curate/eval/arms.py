@@ -84,6 +84,15 @@ def collect_fates(run, given: list[str | None], *, pending: str, stages=None, de
     return Fates(np.concatenate(kept) if kept else np.zeros(0, bool), labels, status)
 
 
+def raw_rows(given_labels: list[str | None], exclude_rows: np.ndarray | None = None) -> np.ndarray:
+    """The raw arm's rows: every labelled item not held out (``exclude_rows``); known whichever arms are trained
+    (``--budget samples`` gives every arm the raw arm's training samples)."""
+    usable = np.array([lab is not None for lab in given_labels], dtype=bool)
+    if exclude_rows is not None and len(exclude_rows):
+        usable[exclude_rows] = False
+    return np.flatnonzero(usable)
+
+
 def build_arms(run, manifest: Manifest, given_labels: list[str | None], *, pending: str = "drop",
                kinds: tuple[str, ...] = ARM_KINDS, clean_labels: list[str | None] | None = None,
                exclude_rows: np.ndarray | None = None) -> tuple[list[Arm], list[str]]:
@@ -107,9 +116,9 @@ def build_arms(run, manifest: Manifest, given_labels: list[str | None], *, pendi
 
     notes: list[str] = []
     arms: list[Arm] = []
-    raw_rows = np.flatnonzero(usable & np.array([lab is not None for lab in given_labels]))
+    raw = raw_rows(given_labels, exclude_rows)
     if "raw" in kinds:
-        arms.append(Arm("raw", "raw", "every ingested item with its given label", raw_rows))
+        arms.append(Arm("raw", "raw", "every ingested item with its given label", raw))
     cur = collect_fates(run, given_labels, pending=pending, stages=stages, decisions=decisions)
     cur_rows = rows_of(cur)
     changed = int(sum(1 for r in cur_rows if cur.labels[r] != given_labels[r]))
@@ -117,9 +126,9 @@ def build_arms(run, manifest: Manifest, given_labels: list[str | None], *, pendi
         arms.append(Arm("curated", "curated", f"what 'curate export --pending {pending}' exports", cur_rows,
                         [cur.labels[r] for r in cur_rows], info={"relabelled": changed}))
     if "random" in kinds:
-        if len(cur_rows) < len(raw_rows):
+        if len(cur_rows) < len(raw):
             arms.append(Arm("random", "random", f"random {len(cur_rows):,} of the raw items (a new draw per seed)",
-                            cur_rows, None, random_pool=raw_rows))
+                            cur_rows, None, random_pool=raw))
         else:
             notes.append("random: the curated arm keeps every raw item, so a random subset of its size is raw itself")
     has_suggestions = False

@@ -24,14 +24,14 @@ import pyarrow.parquet as pq
 
 import curate
 from curate.errors import CurateError
-from curate.eval.arms import ARM_KINDS, Arm, build_arms
+from curate.eval.arms import ARM_KINDS, Arm, build_arms, raw_rows
 from curate.eval.features import Features, embedding_columns, pixel_matrix, resolve_vectors, test_vectors, train_vectors
 from curate.eval.leakage import ImageKeys, LeakageCheck
 from curate.eval.models import MODELS, accuracy, make_model
-from curate.eval.results import FORMAT, add_deltas, arm_result
+from curate.eval.results import FORMAT, add_deltas, arm_result, write_results
 from curate.eval.testset import TestSet, holdout_test_set, read_test_set, test_input_config
 from curate.eval.trained import TrainingCache, digest
-from curate.rundir import RunDir, write_json
+from curate.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class EvalOptions:
     leakage: bool = True
     cosine: float = 0.95
     epochs: int | None = None
+    budget: str | None = None  # "samples" | "epochs"; None: samples for the torch models (tfidf has no budget)
     batch_size: int | None = None
     lr: float | None = None
     width: int | None = None
@@ -174,6 +175,9 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         raise CurateError("--test and --test-split: give one of them")
     if opts.seeds < 1:
         raise CurateError(f"--seeds: expected at least 1, got {opts.seeds}")
+    if opts.budget is not None and opts.budget not in BUDGETS:
+        raise CurateError(f"--budget: unknown budget {opts.budget!r}; allowed: {', '.join(BUDGETS)} (samples: every arm "
+                          "trains on as many samples as the raw arm; epochs: every arm the same number of passes)")
     if not _records_have(run, "label"):
         raise CurateError(NO_LABELS.format(root=run.root))
 
@@ -215,6 +219,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         cols = ["id", "source", "label"] + (["text"] if has_texts else []) + (["meta"] if need_meta else [])
         test = holdout_test_set(scan.records(cols), opts.test_split)
     holdout = test.holdout_rows
+    if holdout is not None:
+        _check_split(scan.labels, holdout, opts.test_split)
 
     # features of both sets
     train_x, test_x, train_ok, test_ok = _features(run, manifest, feats, scan, test, quiet=opts.quiet)
@@ -264,6 +270,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
     if not test_ok.all():
         notes.append(f"{int((~test_ok).sum()):,} test items have no features (e.g. undecodable); they count as wrong")
 
+    raw_n = int(train_ok[raw_rows(scan.labels, holdout)].sum())  # the raw arm's training items, trained or not
+    budget = _apply_budget(model, opts.budget, raw_n, notes)
     prep_train, prep_test = model.prepare(train_x, test_x)
     store = _Store(TrainingCache(run.model_cache_dir / "eval", read=not opts.retrain), model.describe(),
                    digest(prep_train), digest(prep_test) + digest(test_ok), len(code), len(y_test))
@@ -291,7 +299,8 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
             res["info"] = {**res["info"], "same_as": same["name"]}
             results.append(res)
         else:
-            results.append(arm_result(plan.arm, [t.score(y_test, leaked) for t in plan.trainings]))
+            results.append(arm_result(plan.arm, [t.score(y_test, leaked, model.schedule(len(t.rows)))
+                                                 for t in plan.trainings]))
     results = [r for r in results if r is not None]
     add_deltas(results)
     test_desc = dict(test.description)
@@ -300,14 +309,63 @@ def evaluate(run_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
     result = {
         "format": FORMAT, "curate_version": curate.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(run.root),
-        "model": model.describe(), "features": feats.ref, "test": test_desc, "classes": classes,
+        "model": model.describe(), "budget": budget, "features": feats.ref, "test": test_desc, "classes": classes,
         "seeds": list(range(opts.seeds)), "pending": opts.pending,
         "leakage": leak.to_json() if leak is not None else None,
         "arms": results, "notes": notes, "seconds": round(time.perf_counter() - t_start, 2),
     }
-    write_json(result, run.root / "eval" / "eval.json")
-    write_json(result, run.root / "eval" / f"eval-{model_name}.json")
+    write_results(run.root / "eval", result)
     return result
+
+
+#: ``--budget`` values: how long each arm's torch training runs.
+BUDGETS = ("samples", "epochs")
+
+
+def _apply_budget(model, budget: str | None, raw_items: int, notes: list[str]) -> dict[str, Any] | None:
+    """Set the model's training budget; its description for eval.json (None: the model has none).
+
+    ``samples`` (the default for the torch models): every arm's training sees ``epochs`` x the raw arm's
+    items, so a smaller arm runs more passes (the last one partial) and the same compute as raw, as
+    DataComp's filtering track fixes the samples seen whatever the pool's size; ``epochs``: every arm
+    ``epochs`` passes over its own items (a smaller arm trains less)."""
+    if model.schedule(1) is None:  # tfidf: scikit-learn's solver runs to convergence
+        if budget is not None:
+            notes.append(f"--budget {budget}: the {model.name} model trains to convergence (scikit-learn), it has no "
+                         "training budget")
+        return None
+    kind = budget or "samples"
+    epochs = model.config.epochs
+    if kind == "samples":
+        model.config.samples = epochs * max(1, raw_items)
+        return {"kind": "samples", "samples": model.config.samples, "raw_items": raw_items, "epochs": epochs}
+    model.config.samples = None
+    return {"kind": "epochs", "epochs": epochs, "raw_items": raw_items}
+
+
+#: Fewer training items than this in a class after ``--test-split`` is an error (for a class that had twice as many).
+MIN_TRAIN_PER_CLASS = 5
+
+
+def _check_split(labels: list[str | None], holdout: np.ndarray, fraction: float | None) -> None:
+    """``--test-split`` must leave enough training items per class: an error when the split (not the data)
+    leaves some class fewer than :data:`MIN_TRAIN_PER_CLASS` (it had at least twice that many), e.g. 0.99
+    of 300 items trains on 3."""
+    total: dict[str, int] = {}
+    for lab in labels:
+        if lab is not None:
+            total[lab] = total.get(lab, 0) + 1
+    held: dict[str, int] = {}
+    for r in holdout.tolist():
+        held[labels[r]] = held.get(labels[r], 0) + 1
+    short = {c: t - held.get(c, 0) for c, t in total.items()
+             if t - held.get(c, 0) < MIN_TRAIN_PER_CLASS and t >= 2 * MIN_TRAIN_PER_CLASS}
+    if short:
+        left = sum(t - held.get(c, 0) for c, t in total.items())
+        few = ", ".join(f"{c!r} {k}" for c, k in sorted(short.items(), key=lambda kv: kv[1])[:5])
+        raise CurateError(f"--test-split {fraction}: holds out {len(holdout):,} items and leaves {left:,} to train on, "
+                          f"fewer than {MIN_TRAIN_PER_CLASS} in {len(short)} class(es) ({few}); hold out a smaller "
+                          "fraction (e.g. 0.2) or pass a --test set")
 
 
 def _features(run, manifest, feats: Features, scan: _TrainScan, test: TestSet, *, quiet: bool):
@@ -389,9 +447,11 @@ class _Training:
     cached: bool = False
     curve: np.ndarray | None = None  # test predictions after every epoch (--curve)
 
-    def score(self, y_test: np.ndarray, leaked: np.ndarray | None) -> dict[str, Any]:
+    def score(self, y_test: np.ndarray, leaked: np.ndarray | None, schedule=None) -> dict[str, Any]:
         run = {"seed": self.seed, "train_items": int(len(self.rows)), "accuracy": round(accuracy(self.pred, y_test), 5),
                "seconds": round(self.seconds, 2)}
+        if schedule is not None:  # what the training ran: epochs (fractional: a partial last pass), steps, samples
+            run.update({k: v for k, v in schedule.describe().items() if k in ("epochs", "steps", "samples")})
         if self.cached:
             run["cached"] = True
         if leaked is not None:
@@ -439,10 +499,10 @@ def _train(plans: list[_ArmPlan | None], model, train_x, test_x, test_ok, store:
 
     todo = [(p, t) for p in plans if p is not None and p.same_as is None for t in p.trainings if t.pred is None]
     n_classes = store.n_classes
-    unit = "epoch" if model.units() > 1 else "fit"
+    unit = "epoch" if model.units(2) > 1 else "fit"
     if opts.jobs <= 1 or len(todo) <= 1:
         for plan in (p for p in plans if p is not None and p.same_as is None):
-            with tqdm(total=len(plan.trainings) * model.units(), desc=f"arm {plan.arm.name}", unit=unit, file=sys.stderr,
+            with tqdm(total=sum(model.units(len(t.rows)) for t in plan.trainings), desc=f"arm {plan.arm.name}", unit=unit, file=sys.stderr,
                       disable=opts.quiet) as bar:
                 for t in plan.trainings:
                     if t.pred is None:
@@ -451,17 +511,17 @@ def _train(plans: list[_ArmPlan | None], model, train_x, test_x, test_ok, store:
                                                                  checkpoint=store.cache.checkpoint(t.key), curve=opts.curve)
                         store.cache.put(t.key, t.pred, t.seconds, t.curve)
                     else:
-                        bar.update(model.units())
+                        bar.update(model.units(len(t.rows)))
         return
     threads = opts.threads or max(1, (os.cpu_count() or 1) // opts.jobs)
     settings = {**model.config.__dict__, "threads": threads}
     tasks = [Task((i, t.seed), model.name, settings, t.rows, t.y, n_classes, t.seed, store.cache.checkpoint(t.key), opts.curve)
              for i, (_, t) in enumerate(todo)]
     log.info("training %d arm-seeds in %d processes of %d thread(s)", len(tasks), opts.jobs, threads)
-    with tqdm(total=len(tasks) * model.units(), desc=f"train ({opts.jobs} jobs)", unit=unit, file=sys.stderr,
-              disable=opts.quiet) as bar:
+    with tqdm(total=sum(model.units(len(t.rows)) for t in tasks), desc=f"train ({opts.jobs} jobs)", unit=unit,
+              file=sys.stderr, disable=opts.quiet) as bar:
         for (i, _), pred, secs, curve in run_parallel(tasks, train_x, test_x, test_ok, jobs=opts.jobs, threads=threads,
-                                                      done=lambda task: bar.update(model.units())):
+                                                      done=lambda task: bar.update(model.units(len(task.rows)))):
             t = todo[i][1]
             t.pred, t.seconds, t.curve = pred, secs, curve
             store.cache.put(t.key, pred, secs, curve)

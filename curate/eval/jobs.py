@@ -4,11 +4,14 @@ The model inputs (prepared training and test features) are written once to a tem
 arrays as ``.npy``, memory-mapped by the workers; anything else, e.g. a sparse TF-IDF matrix, pickled);
 each task names its rows, labels and seed and gets back the test predictions and its training seconds.
 Workers are spawned (not forked: the parent may hold torch's thread pool), each with ``threads`` torch
-threads.
+threads. The folder is named by the eval's process id (``curate-eval-<pid>-*``) and removed when the
+trainings end; one left behind by an eval that was killed (``kill -9``, a lost machine) is removed by the
+next ``--jobs`` eval on the machine, once its process is gone.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
@@ -20,6 +23,35 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+PREFIX = "curate-eval-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def remove_stale(tmp_root: str | None = None) -> list[Path]:
+    """Remove the input folders of ``--jobs`` evals whose process is gone (killed before its clean-up ran);
+    returns what was removed."""
+    removed = []
+    for p in Path(tmp_root or tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        pid = p.name[len(PREFIX):].split("-", 1)[0]
+        if not p.is_dir() or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+            log.info("removed %s, left behind by an eval that was stopped", p)
+    return removed
 
 
 @dataclass
@@ -99,7 +131,8 @@ def run_parallel(tasks: list[Task], train_x, test_x, test_ok: np.ndarray, *, job
                  done: Callable[[Task], None] | None = None
                  ) -> Iterator[tuple[Any, np.ndarray, float, np.ndarray | None]]:
     """Yield ``(tag, predictions, seconds, curve)`` per task as they finish, ``jobs`` at a time."""
-    tmp = Path(tempfile.mkdtemp(prefix="curate-eval-"))
+    remove_stale()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     try:
         paths = {"train": _save(train_x, tmp / "train"), "test": _save(test_x, tmp / "test"),
                  "test_ok": _save(np.asarray(test_ok), tmp / "test_ok")}

@@ -10,7 +10,10 @@ tfidf      text        logistic regression (scikit-learn) on TF-IDF of word 1-2 
 =========  ==========  ==========================================================================
 
 The torch models train with AdamW and a one-cycle learning-rate schedule; ``seed`` fixes the weights'
-initialisation and the batch order, so seeds give the spread of the training itself. Given a
+initialisation and the batch order, so seeds give the spread of the training itself. How long they train
+is a budget (:class:`Schedule`): ``epochs`` passes over the training set, or with ``samples`` set, exactly
+that many training samples (``curate eval --budget samples``: every arm sees as many samples as the raw arm,
+a smaller arm runs more passes, the last one possibly partial). Given a
 :class:`~curate.eval.trained.Checkpoint` they save their state between epochs and resume from it (the same
 result as an uninterrupted training); given a probe, they record its test predictions after every epoch
 (:attr:`EvalModel.curve`, for ``--curve``). Every model takes integer class indices and predicts integer
@@ -48,6 +51,46 @@ class ModelConfig:
     hidden: int = 512
     width: int = 8  # cnn: channels of the first conv (the others: 2x, 4x, 8x)
     threads: int | None = None  # torch threads while training (None: torch's default)
+    samples: int | None = None  # torch models: training samples to see in all (None: epochs x the training items)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a torch training of ``items`` items runs: ``passes`` passes over the shuffled items (the last one
+    may stop after ``last`` items), ``steps`` optimiser steps of at most ``batch_size`` items, ``samples``
+    training samples seen in all (``epochs`` = samples / items, fractional when the last pass is partial)."""
+
+    items: int
+    batch_size: int
+    samples: int
+    passes: int
+    last: int
+    steps: int
+
+    @property
+    def epochs(self) -> float:
+        return self.samples / self.items if self.items else 0.0
+
+    def pass_items(self, p: int) -> int:
+        """Items in pass ``p`` (0-based)."""
+        return self.last if p == self.passes - 1 else self.items
+
+    def describe(self) -> dict[str, Any]:
+        return {"epochs": round(self.epochs, 4), "passes": self.passes, "steps": self.steps, "samples": self.samples,
+                "batch_size": self.batch_size}
+
+
+def schedule(items: int, config: ModelConfig, min_steps: int = 10) -> Schedule:
+    """The :class:`Schedule` of a training of ``items`` items under ``config`` (``samples`` None: ``epochs``
+    whole passes). Small sets get smaller batches: at least ``min_steps`` optimiser steps per pass."""
+    n = max(1, int(items))
+    bs = max(8, min(config.batch_size, -(-n // min_steps)))
+    total = int(config.samples) if config.samples else config.epochs * n
+    total = max(1, total)
+    passes = -(-total // n)
+    last = total - (passes - 1) * n
+    steps = (passes - 1) * (-(-n // bs)) + (-(-last // bs))
+    return Schedule(items=n, batch_size=bs, samples=total, passes=passes, last=last, steps=steps)
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -71,9 +114,13 @@ class EvalModel:
         self.curve: list[np.ndarray] = []  # the probe's predictions after each epoch of the last fit
         self.prior_seconds = 0.0  # training seconds spent before the checkpoint the last fit resumed from
 
-    def units(self) -> int:
-        """Progress-bar units per fit (epochs for the torch models)."""
-        return self.config.epochs
+    def units(self, items: int) -> int:
+        """Progress-bar units of a fit on ``items`` items (passes for the torch models)."""
+        return schedule(items, self.config).passes
+
+    def schedule(self, items: int) -> Schedule | None:
+        """How a fit on ``items`` items trains (None: the model trains to convergence, no budget)."""
+        return schedule(items, self.config)
 
     def prepare(self, train_x, test_x) -> tuple[Any, Any]:
         """Turn raw features of all training items and the test items into model inputs, once per eval
@@ -133,9 +180,8 @@ class _TorchModel(EvalModel):
         xs = self._tensor(x)
         ys = torch.from_numpy(np.asarray(y, dtype=np.int64))
         n = len(ys)
-        # small sets get smaller batches: at least MIN_STEPS optimiser steps per epoch
-        bs = max(8, min(cfg.batch_size, -(-n // self.MIN_STEPS)))
-        steps = max(1, cfg.epochs * (-(-n // bs)))
+        plan = schedule(n, cfg, self.MIN_STEPS)
+        bs, steps = plan.batch_size, plan.steps
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -143,6 +189,7 @@ class _TorchModel(EvalModel):
         start, t0 = 0, time.perf_counter()
         state = checkpoint.load() if checkpoint is not None else None
         if state is not None and state.get("epochs") == cfg.epochs and state.get("items") == n \
+                and state.get("samples", cfg.epochs * n) == plan.samples \
                 and (probe is None or len(state["curve"]) == state["epoch"]):
             self.net.load_state_dict(state["net"])
             opt.load_state_dict(state["opt"])
@@ -151,14 +198,14 @@ class _TorchModel(EvalModel):
             torch.set_rng_state(state["rng"])
             start, self.curve = int(state["epoch"]), [np.asarray(c) for c in state["curve"]] if probe else []
             self.prior_seconds = float(state.get("seconds", 0.0))
-            log.info("resuming a training at epoch %d of %d from %s", start, cfg.epochs, checkpoint)
+            log.info("resuming a training at pass %d of %d from %s", start, plan.passes, checkpoint)
             if progress and start:
                 progress(start)
         saved = time.monotonic()
-        for epoch in range(start, cfg.epochs):
+        for epoch in range(start, plan.passes):
             self.net.train()
-            order = torch.randperm(n, generator=gen)
-            for s in range(0, n, bs):
+            order = torch.randperm(n, generator=gen)[:plan.pass_items(epoch)]  # the last pass may be partial
+            for s in range(0, len(order), bs):
                 idx = order[s:s + bs]
                 xb = xs[idx]
                 if self.augment:
@@ -171,8 +218,9 @@ class _TorchModel(EvalModel):
             if probe is not None:
                 self.net.eval()
                 self.curve.append(np.asarray(probe()))
-            if checkpoint is not None and epoch + 1 < cfg.epochs and time.monotonic() - saved >= checkpoint.every:
-                checkpoint.save({"epoch": epoch + 1, "epochs": cfg.epochs, "items": n, "net": self.net.state_dict(),
+            if checkpoint is not None and epoch + 1 < plan.passes and time.monotonic() - saved >= checkpoint.every:
+                checkpoint.save({"epoch": epoch + 1, "epochs": cfg.epochs, "items": n, "samples": plan.samples,
+                                 "net": self.net.state_dict(),
                                  "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
                                  "rng": torch.get_rng_state(), "curve": self.curve,
                                  "seconds": self.prior_seconds + time.perf_counter() - t0})
@@ -293,8 +341,11 @@ class TfidfLogistic(EvalModel):
     name = "tfidf"
     features = "text"
 
-    def units(self) -> int:
+    def units(self, items: int) -> int:
         return 1
+
+    def schedule(self, items: int) -> None:
+        return None  # scikit-learn's solver runs to convergence: no epochs, no budget
 
     def prepare(self, train_x, test_x):
         text = require("sklearn.feature_extraction.text", "eval", "eval's tfidf model")

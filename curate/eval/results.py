@@ -4,7 +4,9 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
 
     {
       "format": 1, "curate_version": "...", "created": "2026-...Z", "run": "runs/x", "seconds": 123.4,
-      "model": {"name": "linear", "features": "vectors", "epochs": 30, ...},
+      "model": {"name": "linear", "features": "vectors", "epochs": 30, "samples": 1500000, ...},
+      "budget": {"kind": "samples", "samples": 1500000, "raw_items": 50000, "epochs": 30}
+                | {"kind": "epochs", "epochs": 30, "raw_items": 50000} | null (tfidf: trains to convergence),
       "features": "embed.image_embedding",
       "test": {"kind": "input" | "split", "items": 10000, "path": ..., "format": ..., "fraction": ...,
                "unknown_classes": {"label": count}},
@@ -20,27 +22,38 @@ The file's shape (``format: 1``; read by ``curate report``; documented in docs/e
          "kind": "raw" | "curated" | "random" | "without" | "relabelled" | "ceiling",
          "stage": null | "01-label_noise", "description": "...", "train_items": 50000, "info": {...},
          "runs": [{"seed": 0, "train_items": 50000, "accuracy": 0.75, "accuracy_no_leak": 0.749, "seconds": 3.2,
+                   "epochs": 30.0, "steps": 2940, "samples": 1500000 (torch models: what the training ran;
+                   epochs is fractional when its last pass over the items was partial),
                    "cached": true (only when the training was reused from the model cache's eval/ folder),
                    "curve": [0.41, 0.52, ...] (only with --curve: test accuracy after each epoch)}],
          "accuracy": {"mean": 0.75, "std": 0.002, "min": ..., "max": ..., "n": 3},
          "accuracy_no_leak": {...} | null,
          "delta_vs_raw": 0.013 | null, "seconds": 9.6}
       ],
-      "notes": ["relabelled: no stage of this run suggests labels ..."]
+      "notes": ["relabelled: no stage of this run suggests labels ..."],
+      "previous": "history/2026-12-01T09-00-00+00-00-linear.json" (where the eval.json this one replaced is kept)
     }
 
 ``std`` is the sample standard deviation over seeds (0 for one seed). An arm whose items and labels are
 exactly an earlier arm's is not trained again: its ``runs`` are copied (``seconds`` 0) and
 ``info.same_as`` names that arm. ``accuracy_no_leak`` scores the test
 items that are not leaked (null when the check was skipped). The same object is also written to
-``RUN/eval/eval-<model>.json``, so evals with several models sit side by side.
+``RUN/eval/eval-<model>.json``, so evals with several models sit side by side, and an eval.json or
+eval-<model>.json that a new eval replaces is first copied to ``RUN/eval/history/<created>-<model>.json``
+(:func:`write_results`): no earlier result is lost.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import numpy as np
+
+from curate import storage
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 
@@ -81,6 +94,61 @@ def add_deltas(arms: list[dict[str, Any]]) -> None:
                              if raw is not None and a["accuracy"] else None)
 
 
+def _history_name(ev: dict[str, Any]) -> str:
+    created = str(ev.get("created") or "undated").replace(":", "-")
+    model = str((ev.get("model") or {}).get("name") or "model")
+    return f"{created}-{model}.json"
+
+
+def write_results(eval_dir, result: dict[str, Any]) -> str | None:
+    """Write ``result`` as ``eval_dir/eval.json`` and ``eval_dir/eval-<model>.json``; the files it replaces are
+    first kept under ``eval_dir/history/`` (named by their creation time and model). Returns (and records in
+    ``result["previous"]``) where the replaced eval.json is kept, relative to ``eval_dir``; None if there was none."""
+    eval_dir = storage.location(eval_dir)
+    previous = None
+    for name in ("eval.json", f"eval-{result['model']['name']}.json"):
+        p = eval_dir / name
+        if not p.exists():
+            continue
+        try:
+            old = json.loads(p.read_bytes())
+        except (OSError, ValueError) as e:
+            old, why = None, e
+        if not isinstance(old, dict):
+            log.warning("eval: %s is unreadable (%s); it is replaced", p, why if old is None else "not an object")
+            continue
+        keep = f"history/{_history_name(old)}"
+        if not (eval_dir / keep).exists():
+            storage.write_bytes(eval_dir / keep, p.read_bytes())
+        if name == "eval.json":
+            previous = keep
+    if previous is not None:
+        result["previous"] = previous
+    storage.write_json(result, eval_dir / "eval.json")
+    storage.write_json(result, eval_dir / f"eval-{result['model']['name']}.json")
+    return previous
+
+
+def budget_line(result: dict[str, Any]) -> str | None:
+    """What the eval's training budget was, in words (None: no torch training, e.g. tfidf)."""
+    b = result.get("budget")
+    model = result.get("model") or {}
+    if not isinstance(b, dict):
+        if model.get("name") == "tfidf" or "epochs" not in model:
+            return None
+        b = {"kind": "epochs", "epochs": model.get("epochs")}  # evals from before budgets: fixed epochs
+    if b.get("kind") == "samples":
+        return (f"training budget: samples: every arm trained on {b['samples']:,} samples ({b['epochs']} epochs of "
+                f"the raw arm's {b['raw_items']:,} items; a smaller arm runs more epochs)")
+    return (f"training budget: epochs: every arm trained {b.get('epochs')} epochs of its own items (a smaller arm "
+            "trains on fewer samples)")
+
+
+def _epochs(runs: list[dict[str, Any]]) -> str:
+    e = [r["epochs"] for r in runs if isinstance(r.get("epochs"), (int, float))]
+    return "-" if not e else f"{float(np.mean(e)):.2f}".rstrip("0").rstrip(".")
+
+
 def _pm(s: dict | None) -> str:
     if not s:
         return "-"
@@ -99,10 +167,13 @@ def _curve_table(curves: list[tuple[str, dict[str, Any]]]) -> str:
     n = max(len(c["mean"]) for _, c in curves)
     step = -(-n // CURVE_COLUMNS)
     shown = sorted({1, *range(step, n + 1, step), n})
-    rows = [[name] + [f"{c['mean'][e - 1]:.3f}" if e <= len(c["mean"]) else "-" for e in shown] for name, c in curves]
+    uneven = len({len(c["mean"]) for _, c in curves}) > 1  # --budget samples: a smaller arm runs more epochs
+    rows = [[name] + [f"{c['mean'][e - 1]:.3f}" if e <= len(c["mean"]) else "-" for e in shown]
+            + ([f"{c['mean'][-1]:.3f}"] if uneven else []) for name, c in curves]
     every = f"; every {step} epochs, all in eval.json" if step > 1 else ""
-    return (f"test accuracy after each epoch (--curve; mean over seeds{every}):\n"
-            + render_table(["epoch"] + [str(e) for e in shown], rows))
+    own = "; each arm's own epochs, 'end' is its last (possibly partial) one" if uneven else ""
+    return (f"test accuracy after each epoch (--curve; mean over seeds{every}{own}):\n"
+            + render_table(["epoch"] + [str(e) for e in shown] + (["end"] if uneven else []), rows))
 
 
 def render(result: dict[str, Any]) -> str:
@@ -114,15 +185,16 @@ def render(result: dict[str, Any]) -> str:
     for a in result["arms"]:
         d = a.get("delta_vs_raw")
         name = a["name"] + (f" (= {a['info']['same_as']})" if a.get("info", {}).get("same_as") else "")
-        rows.append([name, a["train_items"], _pm(a["accuracy"]),
+        rows.append([name, a["train_items"], _epochs(a["runs"]), _pm(a["accuracy"]),
                      "-" if d is None or a["kind"] == "raw" else f"{d:+.4f}",
                      _pm(a["accuracy_no_leak"]) if leak else "-", a["seconds"]])
     seeds = len(result["seeds"])
-    head = ["arm", "train items", f"accuracy ({seeds} seed{'s' if seeds != 1 else ''})", "vs raw",
+    head = ["arm", "train items", "epochs", f"accuracy ({seeds} seed{'s' if seeds != 1 else ''})", "vs raw",
             "without leaked", "seconds"]
+    budget = budget_line(result)
     lines = [f"model {result['model']['name']} on {result['features']}; test set: {result['test']['items']:,} items "
-             f"({result['test']['kind']}); classes: {len(result['classes'])}", "",
-             render_table(head, rows, right={1, 2, 3, 4, 5})]
+             f"({result['test']['kind']}); classes: {len(result['classes'])}"] + ([budget] if budget else []) + \
+        ["", render_table(head, rows, right={1, 2, 3, 4, 5, 6})]
     if leak:
         by = ", ".join(f"{k} {v:,}" for k, v in leak["by_method"].items())
         lines.append(f"\nleakage: {leak['leaked_test_items']:,} of {leak['test_items']:,} test items duplicate a "

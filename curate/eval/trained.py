@@ -5,7 +5,10 @@ One file per training: ``<model cache>/eval/<key>.npz`` (the pipeline's ``cache:
 everything that decides the predictions:
 
 * the model's name, code version (:attr:`~curate.eval.models.EvalModel.version`) and training settings
-  (not ``threads``: it changes speed, not the result);
+  (not ``threads``: it changes speed, not the result), with the training budget: a torch model's
+  ``samples`` (``--budget samples``) is part of the key whenever it differs from ``epochs`` x the arm's
+  items, i.e. whenever the training differs from an ``--budget epochs`` one (the raw arm's training is the
+  same under both budgets, and so is its key);
 * the prepared training inputs of all rows (features as the model sees them), the arm's rows and labels
   and the number of classes;
 * the prepared test inputs and the seed.
@@ -66,6 +69,8 @@ def training_key(model_info: dict[str, Any], train_digest: str, rows: np.ndarray
                  test_digest: str, seed: int) -> str:
     """The key of one training (see the module docstring)."""
     settings = {k: v for k, v in model_info.items() if k != "threads"}
+    if settings.get("samples") in (None, int(settings.get("epochs") or 0) * len(rows)):
+        settings.pop("samples", None)  # the same training as epochs x items: the same key as before budgets existed
     h = hashlib.blake2b(digest_size=20)
     h.update(json.dumps({"format": FORMAT, "model": settings, "train": train_digest, "test": test_digest,
                          "classes": int(n_classes), "seed": int(seed)}, sort_keys=True, default=str).encode())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curate.eval.results import curve_spread
+from curate.eval.results import budget_line, curve_spread
 from curate.report import plots
 
 
@@ -24,7 +24,7 @@ def evaluation_section(ev: dict | None) -> dict | None:
         rows.append({"name": a.get("name"), "kind": a.get("kind"), "description": a.get("description"),
                      "train_items": a.get("train_items"), "accuracy": _mean(acc), "std": acc.get("std"),
                      "n": acc.get("n"), "delta": a.get("delta_vs_raw"), "no_leak": _mean(nl),
-                     "seconds": a.get("seconds")})
+                     "seconds": a.get("seconds"), "epochs": _run_epochs(a.get("runs"))})
         m = _mean(acc)
         if m is not None:
             points.append({"metric": "accuracy", "arm": str(a.get("name")), "value": m,
@@ -38,21 +38,30 @@ def evaluation_section(ev: dict | None) -> dict | None:
                                value_title="test accuracy",
                                title=f"Test accuracy per arm ({_over_seeds(seeds, 'black line')})") if points else None
     leak = ev.get("leakage")
-    return {"rows": rows, "chart": chart, "curve_chart": _curve_chart(ev["arms"]), "model": model,
+    return {"rows": rows, "chart": chart, "curve_chart": _curve_chart(ev["arms"], ev.get("budget")), "model": model,
+            "budget": budget_line(ev), "any_epochs": any(r["epochs"] is not None for r in rows),
             "features": ev.get("features"), "test": ev.get("test") or {},
             "classes": ev.get("classes") or [], "seeds": ev.get("seeds") or [], "pending": ev.get("pending"),
             "leakage": leak if isinstance(leak, dict) else None, "notes": ev.get("notes") or [],
             "created": ev.get("created"), "seconds": ev.get("seconds")}
 
 
+def _run_epochs(runs: Any) -> float | None:
+    """The epochs an arm's trainings ran (mean over its runs; fractional under ``--budget samples``)."""
+    e = [r["epochs"] for r in runs or [] if isinstance(r, dict) and isinstance(r.get("epochs"), (int, float))]
+    return sum(e) / len(e) if e else None
+
+
 def _over_seeds(n: int, spread: str) -> str:
     return "1 seed" if n == 1 else f"mean over {n} seeds; {spread}: min to max"
 
 
-def _curve_chart(arms: list) -> dict | None:
+def _curve_chart(arms: list, budget: Any = None) -> dict | None:
     """Each arm's test accuracy after every epoch (``curate eval --curve``): mean over seeds, band min to max;
     None when no arm has a curve. An arm trained as an earlier one (``info.same_as``) is named so, since its
-    line lies under that arm's."""
+    line lies under that arm's. Under ``--budget samples`` the x axis is the samples seen, in epochs of the raw
+    arm (an arm of 60% of raw's size has a point every 0.6), so the arms are compared at the same compute."""
+    raw_items = budget.get("raw_items") if isinstance(budget, dict) and budget.get("kind") == "samples" else None
     rows, seeds = [], set()
     for a in arms:
         c = curve_spread(a.get("runs") if isinstance(a, dict) else None)
@@ -61,8 +70,16 @@ def _curve_chart(arms: list) -> dict | None:
         same = (a.get("info") or {}).get("same_as")
         name = f"{a.get('name')} (= {same})" if same else str(a.get("name"))
         seeds.add(c["n"])
-        rows += [{"series": name, "epoch": i + 1, "value": m, "low": lo, "high": hi, "n": c["n"]}
-                 for i, (m, lo, hi) in enumerate(zip(c["mean"], c["min"], c["max"]))]
+        items, total = a.get("train_items"), (a.get("runs") or [{}])[0].get("samples")
+        if raw_items and items and total:  # samples seen after each pass (the last one possibly partial)
+            xs = [min((i + 1) * items, total) / raw_items for i in range(len(c["mean"]))]
+        else:
+            xs = [i + 1 for i in range(len(c["mean"]))]
+        rows += [{"series": name, "epoch": round(x, 4), "value": m, "low": lo, "high": hi, "n": c["n"]}
+                 for x, m, lo, hi in zip(xs, c["mean"], c["min"], c["max"])]
     if not rows:
         return None
+    if raw_items:
+        return plots.curves(rows, title=f"Test accuracy over the training budget ({_over_seeds(max(seeds), 'band')})",
+                            x_title=f"samples seen, in epochs of the raw arm ({raw_items:,} items)")
     return plots.curves(rows, title=f"Test accuracy after each epoch ({_over_seeds(max(seeds), 'band')})")

@@ -210,19 +210,20 @@ def grouped_bars(rows: Sequence[dict], *, category: str, series: str, value: str
     return _spec(chart)
 
 
-def curves(rows: Sequence[dict], *, title: str, y_title: str = "test accuracy") -> dict:
+def curves(rows: Sequence[dict], *, title: str, y_title: str = "test accuracy", x_title: str = "epoch") -> dict:
     """One line per ``series`` over the epochs (e.g. eval arms' learning curves), in the rows' series order
     (the colours :func:`grouped_bars` gives the same series), with a band from ``low`` to ``high`` wherever
     they differ. ``rows``: ``{"series", "epoch", "value", "low", "high", "n"}``."""
     alt = _alt()
     df = _df(rows)
     order = list(dict.fromkeys(df["series"]))
-    x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(domain=[1, max(2, int(df["epoch"].max()))], nice=False),
+    x = alt.X("epoch:Q", title=x_title, scale=alt.Scale(domain=[min(1, float(df["epoch"].min())),
+                                                                 max(2, float(df["epoch"].max()))], nice=False),
               axis=alt.Axis(tickMinStep=1, format="d"))
     color = alt.Color("series:N", title=None, sort=order, scale=alt.Scale(domain=order),
                       legend=alt.Legend(orient="right", labelLimit=260, labelFontSize=11, symbolType="stroke",
                                         symbolStrokeWidth=3, symbolOpacity=1))
-    tooltip = [alt.Tooltip("series:N", title="arm"), alt.Tooltip("epoch:Q"),
+    tooltip = [alt.Tooltip("series:N", title="arm"), alt.Tooltip("epoch:Q", title=x_title, format=".4~f"),
                alt.Tooltip("value:Q", format=".4f", title=y_title), alt.Tooltip("low:Q", format=".4f", title="min"),
                alt.Tooltip("high:Q", format=".4f", title="max"), alt.Tooltip("n:Q", title="seeds")]
     layers = []

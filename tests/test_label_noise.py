@@ -286,6 +286,8 @@ def test_features_no_better_than_chance_give_a_warning(tmp_path, make_pipeline):
     ({"folds": 1}, "stages[0].label_noise.folds: expected an integer >= 2"),
     ({"method": "nope"}, "stages[0].label_noise.method"),
     ({"fold": 3}, "did you mean 'folds'"),
+    ({"round_count": "calibrated"}, "round_count: calibrated needs rounds: 2 or more"),
+    ({"round_count": "calibrated", "rounds": 2, "features": "pred_probs:p"}, "with features: pred_probs:<column> there are none"),
 ])
 def test_bad_params_are_config_errors_naming_the_key(params, message):
     doc = {"name": "x", "input": {"format": "jsonl", "path": "x.jsonl"}, "stages": [{"label_noise": params}]}
@@ -633,3 +635,51 @@ def test_several_feature_columns_are_unit_scaled_and_concatenated(tmp_path, make
         with pytest.raises(ConfigError, match="features"):
             parse_pipeline({"name": "x", "input": {"format": "jsonl", "path": "d.jsonl"},
                             "stages": [{"label_noise": {"features": bad}}]})
+
+
+def test_temperature_fit_recovers_a_planted_temperature():
+    from curate.label_noise.detect import TEMPERATURES, fit_temperature, temper, temperature_nll_sums
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, size=(3000, 5))
+    true_p = np.exp(logits - logits.max(1, keepdims=True))
+    true_p /= true_p.sum(1, keepdims=True)
+    labels = (true_p.cumsum(1) > rng.random((len(logits), 1))).argmax(1)  # drawn from softmax(logits)
+    for planted_t in (2.5, 0.6):  # over- and under-confident probabilities: softmax(logits / planted_t)
+        z = logits / (1.0 / planted_t)
+        p = np.exp(z - z.max(1, keepdims=True))
+        p = (p / p.sum(1, keepdims=True)).astype(np.float32)
+        sums = temperature_nll_sums(labels, p)
+        t = fit_temperature(sums, len(labels))
+        assert abs(t / planted_t - 1) < 0.08, (t, planted_t)
+        # the fit is a grid point, and any split of the rows gives the same sums, so the same temperature
+        assert t in TEMPERATURES
+        parts = temperature_nll_sums(labels[:1111], p[:1111]) + temperature_nll_sums(labels[1111:], p[1111:])
+        assert (parts == sums).all()
+        scaled = temper(p, t)
+        assert np.allclose(scaled.sum(1), 1, atol=1e-6) and np.abs(scaled - true_p).max() < 0.05
+    assert fit_temperature(np.zeros((len(TEMPERATURES), 256), np.int64), 0) == 1.0
+
+
+def test_round_count_calibrated_flags_about_the_planted_count(tmp_path, make_pipeline):
+    x, y, given = planted(75, 2.0, seed=11, flip_rate=0.15)
+    wrong = given != y
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"r{i}", "label": "abcd"[g], "emb": x[i].round(3).tolist()}
+                                       for i, g in enumerate(given)])
+    p = make_pipeline({"format": "jsonl", "path": str(tmp_path / "d.jsonl")},
+                      [{"label_noise": {"features": "meta.emb", "rounds": 2, "round_count": "calibrated"}}])
+    run, manifest = run_pipeline(p)
+    entry, ann = stage_rows(run, manifest)
+    s = entry.summary
+    cal = s["calibrated_count"]
+    assert set(cal) == {"temperature", "estimate", "first_temperature", "first_estimate", "count"}
+    assert cal["count"] == min(cal["estimate"], cal["first_estimate"]) == s["cleanlab_issues"]
+    assert abs(cal["count"] - wrong.sum()) <= 0.15 * wrong.sum()  # about the planted count
+    assert cal["temperature"] > 1.0  # the second round's models are over-confident against the given labels
+    rows = sorted(ann, key=lambda r: int(r["text"][1:]))
+    flagged = np.array([r["flag"] == "label_issue" for r in rows])
+    quality = np.array([r["label_quality"] for r in rows])
+    assert s["label_issues"] == flagged.sum() <= cal["count"]
+    assert (flagged & wrong).sum() >= 0.85 * wrong.sum() and (flagged & ~wrong).sum() <= 0.03 * (~wrong).sum()
+    # the flags are the lowest label qualities (the guard removed none here)
+    assert quality[flagged].max() <= quality[~flagged].min()

@@ -636,10 +636,12 @@ def _cell_values(p: np.ndarray, y: np.ndarray, cell) -> np.ndarray:
 
 
 def _stats_task(arg) -> dict:
-    job, rnd, s, k, thresholds = arg
-    from curate.label_noise.detect import exact_sums
+    job, rnd, s, k, thresholds, temperature = arg
+    from curate.label_noise.detect import exact_sums, temper
 
     _, y, p = _probs(job, rnd, s)
+    if temperature is not None:  # round_count: calibrated (curate.label_noise.detect.calibrated_round_count)
+        p = temper(p, temperature)
     if not len(y):
         return {"sums": np.zeros((k, 256), np.int64), "joint": np.zeros((k, k), np.int64)}
     if thresholds is None:
@@ -676,16 +678,43 @@ def _tie_task(arg) -> dict:
     return {"cell": cell, "pos": np.sort(pos[tied])}
 
 
+def _nll_task(arg) -> dict:
+    """Shard ``s``'s :func:`curate.label_noise.detect.temperature_nll_sums` of round ``rnd``."""
+    job, rnd, s = arg
+    from curate.label_noise.detect import TEMPERATURES, temperature_nll_sums
+
+    _, y, p = _probs(job, rnd, s)
+    return {"sums": temperature_nll_sums(y, p) if len(y) else np.zeros((len(TEMPERATURES), 256), np.int64)}
+
+
+#: the pseudo-method of ``round_count: calibrated``'s flags: the lowest label quality (the stage's ``rank_by``)
+QUALITY = "quality:"
+
+
+def _low_scores(y: np.ndarray, p: np.ndarray, method: str) -> np.ndarray:
+    """The scores a lowest-n cut ranks: a ``low_*`` method's, or ``quality:<rank_by>`` (the label quality
+    as :func:`_scores` computes it)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    from curate.label_noise.detect import label_scores
+
+    if method.startswith(QUALITY):
+        if not len(y):
+            return np.zeros(0, np.float32)
+        return get_label_quality_scores(y, p, method=method[len(QUALITY):]).astype(np.float32)
+    return label_scores(y, p, method)
+
+
 def _low_task(arg) -> dict:
     """``low_*`` methods: shard ``s``'s count of off-diagonal rows (``count``), radix counts of its scores
     (``radix``), or how many of its scores equal the cut-off key (``ties``)."""
     job, rnd, s, method, thresholds, mode, extra = arg
-    from curate.label_noise.detect import label_scores, off_diagonal
+    from curate.label_noise.detect import off_diagonal
 
     _, y, p = _probs(job, rnd, s)
     if mode == "count":
         return {"off": int(off_diagonal(y, p, thresholds).sum()) if len(y) else 0}
-    scores = label_scores(y, p, method)
+    scores = _low_scores(y, p, method)
     if mode == "radix":
         return {"counts": digit_counts([scores], extra["queries"], extra["shift"], BITS)}
     return {"shard": s, "ties": int(np.sum(_keys(scores) == np.uint64(extra["key"])))}
@@ -696,7 +725,7 @@ def _issue_task(arg) -> dict:
     job, rnd, s, k, method, cuts, thresholds = arg
     from cleanlab.filter import _reduce_issues, find_predicted_neq_given
 
-    from curate.label_noise.detect import label_scores, off_diagonal
+    from curate.label_noise.detect import off_diagonal
 
     pos, y, p = _probs(job, rnd, s)
     if not len(y):
@@ -707,9 +736,9 @@ def _issue_task(arg) -> dict:
         issue = np.asarray(find_predicted_neq_given(y, p), dtype=bool)
     elif method == "confident_learning":
         issue = off_diagonal(y, p, thresholds)
-    elif method in OFF_DIAGONAL:  # the lowest scores: below the cut-off key, and this shard's quota of ties
-        key, quota = cuts
-        keys = _keys(label_scores(y, p, method))
+    elif method in OFF_DIAGONAL or method.startswith(QUALITY):  # the lowest scores: below the cut-off key, and
+        key, quota = cuts                                            # this shard's quota of ties
+        keys = _keys(_low_scores(y, p, method))
         issue = keys < np.uint64(key)
         issue[np.flatnonzero(keys == np.uint64(key))[:quota]] = True
     else:
@@ -724,19 +753,24 @@ def _issue_task(arg) -> dict:
                 sel |= np.isin(pos[rows], tied)
             (by_noise if ck != cj else by_class)[rows[sel]] = True
         issue = {"prune_by_noise_rate": by_noise, "prune_by_class": by_class, "both": by_noise & by_class}[method]
-    if method not in OFF_DIAGONAL:  # cleanlab's last step (confident_learning's is in off_diagonal)
+    if method not in OFF_DIAGONAL and not method.startswith(QUALITY):  # cleanlab's last step (confident_learning's
+        # is in off_diagonal; the calibrated count's lowest qualities have none)
         issue[_reduce_issues(p, y)] = False
     storage.write_table(pa.table({"pos": pos, "issue": issue}), _path(job, "I", _itag(rnd), f"{s:05d}.parquet"))
     return {"issues": np.bincount(y[issue], minlength=k), "rows": len(y)}
 
 
-def _lowest_cuts(stage, job: ReduceJob, executor, rnd, thresholds) -> list[tuple[int, int]]:
+def _lowest_cuts(stage, job: ReduceJob, executor, rnd, thresholds, method: str | None = None,
+                 n_issues: int | None = None) -> list[tuple[int, int]]:
     """``low_normalized_margin`` / ``low_self_confidence`` (:func:`curate.label_noise.detect.lowest`):
-    the number of issues is the global count of off-diagonal rows; the cut-off is the score of that
-    rank (radix passes); rows tied at it go to the earliest shards first. Per shard: (key, quota)."""
-    run, S, method = executor.map_unordered, job.n_shards, stage.params.method
-    n_issues = sum(r["off"] for r in run(_low_task, [(job, rnd, s, method, thresholds, "count", {}) for s in range(S)],
-                                         desc=f"{stage.name} (issue count)"))
+    the number of issues is the global count of off-diagonal rows (or ``n_issues``); the cut-off is the
+    score of that rank (radix passes); rows tied at it go to the earliest shards first. Per shard:
+    (key, quota). ``method``: default the stage's; ``quality:<rank_by>`` ranks by the label quality."""
+    run, S = executor.map_unordered, job.n_shards
+    method = method or stage.params.method
+    if n_issues is None:
+        n_issues = sum(r["off"] for r in run(_low_task, [(job, rnd, s, method, thresholds, "count", {})
+                                                         for s in range(S)], desc=f"{stage.name} (issue count)"))
     if not n_issues:
         return [(0, 0)] * S  # below key 0 is nothing
 
@@ -756,28 +790,65 @@ def _lowest_cuts(stage, job: ReduceJob, executor, rnd, thresholds) -> list[tuple
     return out
 
 
-def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: np.ndarray) -> tuple[np.ndarray, float]:
-    """cleanlab's ``find_label_issues`` (the stage's method) over round ``rnd``'s probabilities; writes
-    each shard's flags to ``I/<rnd>/`` and returns the calibrated confident joint and the seconds."""
-    from cleanlab.filter import _keep_at_least_n_per_class
+def _joint(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: np.ndarray,
+           temperature: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's calibrated confident joint of round ``rnd``'s probabilities (scaled by ``temperature``
+    when given) and its per-class thresholds, as :func:`cleanlab.count.compute_confident_joint`."""
     from cleanlab.internal.constants import TINY_VALUE
     from cleanlab.internal.util import round_preserving_row_totals
 
     from curate.label_noise.detect import confident_thresholds
 
-    p = stage.params
-    t0 = time.perf_counter()
     run, S = executor.map_unordered, job.n_shards
-    parts = list(run(_stats_task, [(job, rnd, s, k, None) for s in range(S)], desc=f"{stage.name} (thresholds)"))
+    parts = list(run(_stats_task, [(job, rnd, s, k, None, temperature) for s in range(S)],
+                     desc=f"{stage.name} (thresholds)"))
     sums = sum(r["sums"] for r in parts)
     thresholds = confident_thresholds(counts, sums)
-    joint = sum(r["joint"] for r in run(_stats_task, [(job, rnd, s, k, thresholds) for s in range(S)],
+    joint = sum(r["joint"] for r in run(_stats_task, [(job, rnd, s, k, thresholds, temperature) for s in range(S)],
                                          desc=f"{stage.name} (confident joint)"))
     np.fill_diagonal(joint, joint.diagonal().clip(min=1))
     # cleanlab.count.calibrate_confident_joint from the label counts
     cal = (joint.T / np.clip(joint.sum(axis=1), a_min=TINY_VALUE, a_max=None) * counts).T
     cal = cal / np.clip(np.sum(cal), a_min=TINY_VALUE, a_max=None) * sum(counts)
-    cj = round_preserving_row_totals(cal)
+    return round_preserving_row_totals(cal), thresholds
+
+
+def _calibrated(stage, job: ReduceJob, executor, final: int, k: int, counts: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """``round_count: calibrated`` (:func:`curate.label_noise.detect.calibrated_round_count`): per round
+    (the last, and the first when it is another) the temperature by a global NLL over the fixed grid
+    (each shard's exact sums), the joint of the scaled probabilities; then the count's lowest label
+    qualities of the last round as its flags (``I/<final>/``). Returns the last round's (unscaled)
+    joint, the flags per class, the seconds and the summary's ``calibrated_count``."""
+    from curate.label_noise.detect import calibrated_count, calibration_summary, fit_temperature
+
+    t0 = time.perf_counter()
+    run, S, n = executor.map_unordered, job.n_shards, int(counts.sum())
+    temps, estimates = [], []
+    for rnd in ([final] if final == 0 else [final, 0]):
+        sums = sum(r["sums"] for r in run(_nll_task, [(job, rnd, s) for s in range(S)],
+                                          desc=f"{stage.name} (temperature)"))
+        t = fit_temperature(sums, n)
+        temps.append(t)
+        estimates.append(calibrated_count(_joint(stage, job, executor, rnd, k, counts, t)[0]))
+    calibration = calibration_summary(temps, estimates)
+    cj, thresholds = _joint(stage, job, executor, final, k, counts)
+    method = QUALITY + stage.params.rank_by
+    shard_cuts = _lowest_cuts(stage, job, executor, final, thresholds, method=method, n_issues=calibration["count"])
+    parts = list(run(_issue_task, [(job, final, s, k, method, shard_cuts[s], thresholds) for s in range(S)],
+                     desc=f"{stage.name} (flags)"))
+    return cj, np.asarray(sum(r["issues"] for r in parts)), time.perf_counter() - t0, calibration
+
+
+def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: np.ndarray) -> tuple[np.ndarray, float]:
+    """cleanlab's ``find_label_issues`` (the stage's method) over round ``rnd``'s probabilities; writes
+    each shard's flags to ``I/<rnd>/`` and returns the calibrated confident joint and the seconds."""
+    from cleanlab.filter import _keep_at_least_n_per_class
+
+    p = stage.params
+    t0 = time.perf_counter()
+    run, S = executor.map_unordered, job.n_shards
+    cj, thresholds = _joint(stage, job, executor, rnd, k, counts)
     cuts: dict = {}
     shard_cuts = [cuts] * S
     if p.method in OFF_DIAGONAL[1:]:
@@ -1179,7 +1250,10 @@ def reduce(stage, job: ReduceJob, executor) -> None:
         final = None
         accuracy = raw_hits / N
 
-    cj, issues, cl_seconds = _cleanlab(stage, job, executor, final, k, counts)
+    if p.round_count == "calibrated":  # (the params rule out given probabilities and a single round)
+        cj, issues, cl_seconds, summary["calibrated_count"] = _calibrated(stage, job, executor, final, k, counts)
+    else:
+        cj, issues, cl_seconds = _cleanlab(stage, job, executor, final, k, counts)
     g = SimpleNamespace(rank_by=p.rank_by, min_confidence=p.min_confidence, min_quality=p.min_quality, abstained=False)
     kept_stats = list(run(_guard_task, [(job, final, s, k, g, {}, "kept", {"step": None}) for s in range(S)],
                           desc=f"{stage.name} (guard)"))

@@ -212,6 +212,96 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
                        seconds=time.perf_counter() - t0)
 
 
+#: The temperatures :func:`fit_temperature` chooses from: log-spaced, 1.25% apart, from 0.05 to 20. A fixed
+#: grid, so that any split of the rows (:mod:`curate.distributed.label_noise`) finds the same one.
+TEMPERATURES = np.geomspace(0.05, 20.0, 481)
+#: values per block of :func:`temperature_nll_sums` (temperatures x rows x classes float64: 32 MB)
+_NLL_BLOCK = 1 << 22
+
+
+def _log_probs(p: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, None))
+
+
+def temperature_nll_sums(labels: np.ndarray, pred_probs: np.ndarray,
+                         temperatures: np.ndarray = TEMPERATURES) -> np.ndarray:
+    """The negative log-likelihood of ``labels`` under ``pred_probs`` (N, K) scaled by each temperature
+    (``softmax(log p / T)``), summed exactly: ``(len(temperatures), 256)`` :func:`exact_sums` parts of the
+    per-row float32 values. Parts of several row sets add up to the parts of all of them."""
+    labels = np.asarray(labels, dtype=np.int64)
+    g = len(temperatures)
+    out = np.zeros((g, 256), np.int64)
+    inv = (1.0 / np.asarray(temperatures, dtype=np.float64))[:, None, None]
+    block = max(1, _NLL_BLOCK // (g * max(1, pred_probs.shape[1])))
+    for start in range(0, len(labels), block):
+        y = labels[start:start + block]
+        z = _log_probs(pred_probs[start:start + block])[None] * inv  # (G, B, K)
+        top = z.max(axis=2, keepdims=True)
+        lse = np.log(np.exp(z - top).sum(axis=2)) + top[..., 0]
+        nll = np.clip(lse - z[:, np.arange(len(y)), y], 0.0, None).astype(np.float32)
+        out += exact_sums(nll.reshape(-1), np.repeat(np.arange(g), len(y)), g)
+    return out
+
+
+def fit_temperature(nll_sums: np.ndarray, n_rows: int, temperatures: np.ndarray = TEMPERATURES) -> float:
+    """The temperature of :func:`temperature_nll_sums` parts (over ``n_rows`` rows) with the lowest mean
+    negative log-likelihood (the first of equal ones); 1.0 for no rows."""
+    if n_rows == 0:
+        return 1.0
+    means = exact_means(nll_sums, np.full(len(temperatures), n_rows))
+    return float(temperatures[int(np.argmin(means))])
+
+
+def temper(pred_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)`` of probabilities (N, K), row by row: float32 rows that sum to 1, ready for
+    cleanlab as :func:`check_pred_probs` leaves them."""
+    z = _log_probs(pred_probs) / temperature
+    if len(z):
+        z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    p = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def calibrated_count(*joints: np.ndarray) -> int:
+    """``round_count: calibrated``: how many rows to flag, the smallest off-diagonal count of the calibrated
+    confident joints of the temperature-scaled probabilities (each joint sums to the rows it counts, so
+    this is the number of rows times its estimated noise rate). Given the last and the first round's
+    joints: the later round's models, fitted on the rows the first kept, can count more errors than
+    there are."""
+    return min(int(round(float(np.sum(j) - np.trace(j)))) for j in joints)
+
+
+def calibration_summary(temperatures: list[float], estimates: list[int]) -> dict[str, Any]:
+    """The summary's ``calibrated_count``: per round (the last, then the first when it is another) the
+    fitted temperature and the off-diagonal count of the scaled probabilities' joint, and the count used."""
+    out: dict[str, Any] = {"temperature": round(temperatures[0], 4), "estimate": int(estimates[0])}
+    if len(temperatures) > 1:
+        out.update({"first_temperature": round(temperatures[1], 4), "first_estimate": int(estimates[1])})
+    out["count"] = int(min(estimates))  # as calibrated_count over the rounds' joints
+    return out
+
+
+def calibrated_round_count(labels: np.ndarray, last: np.ndarray, first: np.ndarray | None = None) -> dict[str, Any]:
+    """``round_count: calibrated`` on one machine: each round's probabilities (N, K) scaled by the
+    temperature fitted to ``labels`` (:func:`fit_temperature` over :data:`TEMPERATURES`), then
+    :func:`calibrated_count` of their calibrated confident joints. Returns :func:`calibration_summary`
+    (its ``count`` is how many rows to flag). ``first``: the first round's, when there were several."""
+    from cleanlab.count import compute_confident_joint
+
+    labels = np.asarray(labels, dtype=np.int64)
+    temps, estimates = [], []
+    for p in ([last] if first is None else [last, first]):
+        p = check_pred_probs(p, labels)
+        t = fit_temperature(temperature_nll_sums(labels, p), len(labels))
+        tp = temper(p, t)
+        joint = compute_confident_joint(labels, tp, thresholds=thresholds_for(labels, tp), calibrate=True)
+        temps.append(t)
+        estimates.append(calibrated_count(joint))
+    return calibration_summary(temps, estimates)
+
+
 def trust(accuracy: float, labels: np.ndarray) -> dict[str, Any]:
     """Held-out accuracy against the given labels, the majority-class baseline and the chance-adjusted
     accuracy ``(acc - majority) / (1 - majority)``, for the summary.

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from curate.errors import CurateError
 from curate.label_noise.classes import encode_label_column
@@ -109,10 +109,12 @@ class LabelNoiseParams(StageParams):
         None, gt=0.0, description="logistic: inverse regularisation strength (default: chosen per dataset on the first "
                                   "fold's training rows by held-out accuracy; the summary says which)")
     knn_neighbors: int = Field(30, ge=1, description="knn: number of neighbours (30 beat 10 at 40% label noise)")
-    round_count: Literal["last", "first"] = Field(
+    round_count: Literal["last", "first", "calibrated"] = Field(
         "last", description="rounds > 1: how many rows may be flagged: last = the last round's cleanlab count, first = at "
                             "most the first round's (the later rounds rank better, but their models, fitted on the kept "
-                            "rows, are surer of themselves and cleanlab's count can grow past the true one)")
+                            "rows, are surer of themselves and cleanlab's count can grow past the true one), calibrated = "
+                            "the N x noise-rate estimate of the temperature-scaled probabilities (the smaller of the first "
+                            "and the last round's), flagged lowest label quality first (needs rounds >= 2)")
     lda_shrinkage: float = Field(LDA_SHRINKAGE, gt=0.0, le=1.0,
                                  description="lda: shrinkage of its within-class covariance towards the identity "
                                              "(standardised features; 1 = nearest class mean)")
@@ -135,6 +137,17 @@ class LabelNoiseParams(StageParams):
         return value
 
     added_at_default: ClassVar[frozenset[str]] = frozenset({"lda_shrinkage", "round_count"})
+
+    @model_validator(mode="after")
+    def _check_round_count(self) -> "LabelNoiseParams":
+        if self.round_count == "calibrated":
+            if self.rounds < 2:
+                raise ValueError("round_count: calibrated needs rounds: 2 or more (with one round its count over-flags "
+                                 "correctly labelled rows at high noise; docs/label_noise.md)")
+            if isinstance(self.features, str) and FeatureSpec.parse(self.features).kind == "pred_probs":
+                raise ValueError("round_count: calibrated calibrates the cross-validation rounds' probabilities; with "
+                                 "features: pred_probs:<column> there are none (use round_count: last)")
+        return self
 
     @property
     def specs(self) -> list[FeatureSpec]:
@@ -161,7 +174,7 @@ class LabelNoise(GlobalStage):
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "6"
+    version = "7"
 
     params: LabelNoiseParams
     OUTPUTS = OUTPUTS
@@ -320,9 +333,16 @@ class LabelNoise(GlobalStage):
             agreement = None
             back = np.arange(len(cmap))
 
-        from curate.label_noise.detect import guard, summarize, trust
+        from curate.label_noise.detect import calibrated_round_count, guard, lowest, summarize, trust
 
+        calibration = None
+        if p.round_count == "calibrated":  # (the params rule out pred_probs and a single round)
+            several = len(summary.get("rounds", ())) > 1
+            calibration = summary["calibrated_count"] = calibrated_round_count(
+                y, pp, first.pred_probs if several else None)
         res = self._find_issues(y, pp, copy=False)
+        if calibration is not None:  # the count's lowest label quality rows, in place of cleanlab's filter
+            res.is_issue = lowest(res.quality, calibration["count"])
         first_count = None
         if probs is None and p.round_count == "first" and len(summary.get("rounds", ())) > 1:
             # at most as many flags as the first round's cleanlab proposed (its rows not fitted on in round 2)

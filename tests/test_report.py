@@ -291,6 +291,32 @@ def test_evaluation_learning_curves_chart_only_when_the_eval_has_curves(tmp_path
     assert {m["mark"]["type"] if isinstance(m["mark"], dict) else m["mark"] for m in spec["layer"]} == {"area", "line"}
 
 
+def test_evaluation_under_a_samples_budget_says_so_and_charts_curves_over_the_samples_seen():
+    """--budget samples: the section says which budget and each arm's epochs; the curve chart's x axis is the
+    samples seen in raw epochs (a 60-item arm on 270 samples: a point every 2/3, the last after 4.5 passes)."""
+    from curate.report.evaluation import evaluation_section
+
+    ev = _eval_json(True)
+    ev["model"] = {"name": "cnn", "epochs": 3, "samples": 270}
+    ev["budget"] = {"kind": "samples", "samples": 270, "raw_items": 90, "epochs": 3}
+    for a in ev["arms"]:
+        a["runs"] = [{**r, "samples": 270, "epochs": 3.0} for r in a["runs"]]
+    cur = ev["arms"][1]
+    cur["train_items"] = 60
+    cur["runs"] = [{**r, "train_items": 60, "epochs": 4.5, "curve": [0.5, 0.6, 0.7, 0.75, 0.8]} for r in cur["runs"]]
+    sec = evaluation_section(ev)
+    assert sec["budget"].startswith("training budget: samples: every arm trained on 270 samples (3 epochs of the raw "
+                                    "arm's 90 items")
+    assert [r["epochs"] for r in sec["rows"]] == [3.0, 4.5, 3.0] and sec["any_epochs"]
+    spec = sec["curve_chart"]
+    assert "over the training budget" in json.dumps(spec["title"]) and "epochs of the raw arm (90 items)" in json.dumps(spec)
+    xs = {(r["series"], r["epoch"]) for d in spec["datasets"].values() for r in d}
+    assert sorted(x for name, x in xs if name == "curated") == pytest.approx([2 / 3, 4 / 3, 2.0, 8 / 3, 3.0], abs=1e-3)
+    assert sorted(x for name, x in xs if name == "raw") == [1, 2, 3]
+    old = evaluation_section(_eval_json(True))  # an eval.json from before budgets: none said, no epochs column
+    assert old["budget"] is None and not old["any_epochs"]
+
+
 def test_review_section_counts_and_agreement(tmp_path):
     run = make_review_run(tmp_path / "run", n=120)
     ids = [i for p in run.data_shards() for i in __import__("pyarrow.parquet", fromlist=["x"]).read_table(p, columns=["id"]).column("id").to_pylist()]

@@ -36,7 +36,8 @@ def register(main: click.Group) -> None:
 @click.option("--no-leakage-check", is_flag=True, help="Skip the test-vs-train duplicate check.")
 @click.option("--cosine", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Leakage: embedding cosine similarity at which a test item counts as a near copy.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default per model: linear/mlp 30, cnn 10).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default per model: linear/mlp 30, cnn 10); "
+              "under --budget samples, epochs of the raw arm: every arm trains on as many samples.")
 @click.option("--budget", type=click.Choice(["samples", "epochs"]),
               help="How long each arm trains (linear, mlp, cnn): samples (default): every arm sees as many training "
                    "samples as the raw arm (--epochs x raw's items; a smaller arm runs more epochs, the same compute); "

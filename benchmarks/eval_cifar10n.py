@@ -107,6 +107,8 @@ def goals(labels: str, model: str, result: dict) -> list[str]:
     out = []
     if raw is None or cur is None:
         return out
+    budget = result.get("budget") or {"kind": "epochs"}  # evals from before budgets trained fixed epochs
+    out.append(f"training budget: {budget['kind']}")
     if labels == "worse" and ceil is not None:
         closed = (cur - raw) / (ceil - raw) if ceil != raw else float("nan")
         if model == "linear":
@@ -155,6 +157,8 @@ def main() -> None:
                     help="a run without stages (WORK/runs/cifar10n_<labels>_ingest); train only raw and ceiling")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for the linear probe")
     ap.add_argument("--linear-epochs", type=int, default=None, help="linear probe epochs (eval's default: 30)")
+    ap.add_argument("--budget", choices=["samples", "epochs"], default="samples",
+                    help="curate eval --budget: every arm the raw arm's training samples (default), or its own epochs")
     ap.add_argument("--cnn-seeds", type=int, default=2)
     ap.add_argument("--cnn-epochs", type=int, default=10)
     ap.add_argument("--cnn-width", type=int, default=8)
@@ -182,7 +186,7 @@ def main() -> None:
         secs, out = curate("run", str(pipe), "-q")
         print(f"\n[{labels}] curate run {pipe.name}: {secs:.0f} s\n{out}", flush=True)
         for model in [m for m in args.models.split(",") if m]:  # --models '': the runs only
-            extra = ["--jobs", str(args.jobs), "--threads", str(args.threads)]
+            extra = ["--jobs", str(args.jobs), "--threads", str(args.threads), "--budget", args.budget]
             if model in ("linear", "mlp"):
                 extra += ["--seeds", str(args.seeds)]
                 if args.linear_epochs:

@@ -63,7 +63,8 @@ def main() -> None:
         suggested = res.column("suggested_label").to_pylist()
         print(f"\n[{feat}] {what}, {args.classifier}: held-out accuracy {summary['heldout_accuracy']:.4f} "
               f"(adjusted {summary['adjusted_accuracy']:.3f}); stage {times['map_s'] + times['reduce_s']:.1f}s "
-              f"(cross-validation {summary.get('cv_seconds')}s); estimated noise {summary['estimated_noise_rate']}")
+              f"(cross-validation {summary.get('cv_seconds')}s); estimated noise {summary['estimated_noise_rate']}"
+              + (f"; calibrated count {summary['calibrated_count']}" if "calibrated_count" in summary else ""))
         ours = report(f"  cleanlab {extra.get('method', 'prune_by_noise_rate')}", quality, flagged, candidates, validated,
                       ks=(100, 250, 500, 725, 1000, 1450))
         base = report("  baseline argmax != label", quality, np.array([g != s for g, s in zip(given, suggested)]),

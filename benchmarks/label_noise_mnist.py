@@ -95,7 +95,8 @@ def main() -> None:
         print(f"  defaults: features {summary['features']}, classifier {summary['classifier']}, held-out accuracy "
               f"{summary['heldout_accuracy']:.4f}, kept {summary['kept_accuracy']:.4f}, member kappa "
               f"{summary['member_agreement_kappa']:.3f}, logistic C {summary.get('logistic_c')}, abstained "
-              f"{summary['abstained']}; {time.perf_counter() - t0:.0f}s")
+              f"{summary['abstained']}; {time.perf_counter() - t0:.0f}s"
+              + (f"; calibrated count {summary['calibrated_count']}" if "calibrated_count" in summary else ""))
         return res, flagged
 
     print("\n1. planted flips")

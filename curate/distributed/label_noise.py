@@ -64,6 +64,12 @@ E. **cleanlab** (radix passes over the shards, :func:`curate.distributed.select.
    ``low_normalized_margin`` / ``low_self_confidence``: the number of issues is the global count of
    those rows (cleanlab's ``num_label_issues``), the cut-off the score at that rank (radix passes),
    the rows tied at it taken from the earliest shards (:func:`curate.label_noise.detect.lowest`).
+   ``round_count: calibrated`` (:func:`curate.label_noise.detect.calibrated_round_count`): per round
+   (the last and the first) the temperature by a global NLL over the fixed grid
+   :data:`curate.label_noise.detect.TEMPERATURES` (each task returns exact sums, ``grid x 256``
+   integers), the joint of the scaled probabilities (scaled inside the threshold and joint tasks), and
+   the smaller off-diagonal count of the two; the flags are that many lowest label qualities of the last
+   round (the same radix passes and tie rule as ``low_*``).
 F. **guard** (more passes of the same kind): the kept accuracy, the class cap, the top fraction and,
    with ``rounds`` > 1 and ``round_count: first``, the first round's cleanlab count (global top-k cuts
    on the label quality, lowest first, ties to the earliest rows, as

@@ -127,12 +127,16 @@ def test_round_count_first_distributed_equals_driver(tmp_path, inline):
     assert removed > 0 and summary["label_issues"] == summary["scored"] - summary["rounds"][1]["fitted_on"]
 
 
-def test_round_count_calibrated_distributed_equals_driver(tmp_path, inline):
+@pytest.mark.parametrize("params", [
+    {"classifier": "knn", "knn_neighbors": 5, "folds": 5},
+    {"classifier": "logistic+knn+lda", "logistic_c": 0.3, "knn_neighbors": 10, "folds": 3, "rank_by": "normalized_margin"},
+])
+def test_round_count_calibrated_distributed_equals_driver(tmp_path, inline, params):
     """``rounds: 2, round_count: calibrated``: the temperatures by a global NLL over the fixed grid (exact
     sums per shard), the scaled rounds' joints, then the count's lowest label qualities by radix passes
     (kNN's few neighbours give many equal qualities: ties at the cut-off go to the earliest rows)."""
-    summary = run_both(tmp_path, {"features": "emb", "classifier": "knn", "knn_neighbors": 5, "folds": 5, "rounds": 2,
-                                  "round_count": "calibrated"}, embedding_table(), SIZES, inline)
+    summary = run_both(tmp_path, {"features": "emb", "rounds": 2, "round_count": "calibrated", **params},
+                       embedding_table(), SIZES, inline)
     cal = summary["calibrated_count"]
     assert cal["count"] == summary["cleanlab_issues"] == min(cal["estimate"], cal["first_estimate"]) > 5
     assert cal["temperature"] != cal["first_temperature"] and 0 < summary["label_issues"] <= cal["count"]

@@ -585,3 +585,18 @@ def test_jobs_input_folder_left_by_a_killed_eval_is_removed_by_the_next(tmp_path
     other.mkdir()
     assert remove_stale(str(tmp_path)) == [stale]
     assert not stale.exists() and mine.exists() and other.exists()
+
+
+def test_features_of_one_of_two_embed_stages_are_named_by_the_stage_directory():
+    from types import SimpleNamespace as NS
+
+    from curate.eval.features import resolve_vectors
+
+    def stage(d, name, cols=("image_embedding",)):
+        return NS(dir=d, name=name, outputs=NS(columns=[NS(name=c, role="embedding") for c in cols], names=list(cols)))
+
+    two = NS(finished_stages=lambda: [stage("00-embed", "embed"), stage("01-embed", "embed"), stage("02-x", "label_noise", ())])
+    assert resolve_vectors(two, "00-embed.image_embedding").ref == "00-embed.image_embedding"
+    assert resolve_vectors(two, None).ref == "01-embed.image_embedding"  # the latest
+    one = NS(finished_stages=lambda: [stage("00-embed", "embed")])
+    assert resolve_vectors(one, "embed.image_embedding").ref == "embed.image_embedding"

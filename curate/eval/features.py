@@ -55,14 +55,19 @@ def resolve_vectors(manifest: Manifest, ref: str | None, *, prefer: str = "image
     if ref and ref.startswith("meta."):
         return Features("vectors", ref, None, ref.split(".", 1)[1])
     cols = embedding_columns(manifest)
+    names = [s.name for s in manifest.finished_stages()]
+
+    def label(s) -> str:  # the stage's name, or its directory where two stages share the name (two embeds)
+        return s.dir if names.count(s.name) > 1 else s.name
+
     if ref:
         stage_ref, col = ref.split(".", 1) if "." in ref else (None, ref)
         for s, c in cols:
             if c == col and (stage_ref is None or stage_ref in (s.name, s.dir)):
-                return Features("vectors", f"{s.name}.{c}", s, c)
+                return Features("vectors", f"{label(s)}.{c}", s, c)
         for s in reversed(manifest.finished_stages()):  # any list column of a stage, even without the role
             if col in s.outputs.names and (stage_ref is None or stage_ref in (s.name, s.dir)):
-                return Features("vectors", f"{s.name}.{col}", s, col)
+                return Features("vectors", f"{label(s)}.{col}", s, col)
         known = ", ".join(f"{s.name}.{c}" for s, c in cols) or "none"
         raise CurateError(f"--features: no finished stage has a column {ref!r} (embedding columns of this run: {known}; "
                           "or meta.<key> for a list in the records' meta)")
@@ -72,7 +77,7 @@ def resolve_vectors(manifest: Manifest, ref: str | None, *, prefer: str = "image
                           "or --model tfidf (text)")
     cols.sort(key=lambda sc: 0 if sc[1].startswith(prefer) else 1)  # stable: latest stage first within a modality
     s, c = cols[0]
-    return Features("vectors", f"{s.name}.{c}", s, c)
+    return Features("vectors", f"{label(s)}.{c}", s, c)
 
 
 def _list_matrix(column) -> tuple[np.ndarray, np.ndarray]:

@@ -155,6 +155,21 @@ class _Stop(Exception):
     pass
 
 
+def _stop_in_the_second_pass(model, x, y, test_x, *, seed, checkpoint):
+    """Train ``model`` until its second pass ends, then stop it, as Ctrl-C or a time limit would (the probe
+    raises before that pass's checkpoint is saved)."""
+    seen = []
+
+    def probe():
+        seen.append(1)
+        if len(seen) == 2:
+            raise _Stop
+        return model.predict(test_x)
+
+    with pytest.raises(_Stop):
+        model.fit(x, y, 3, seed=seed, checkpoint=checkpoint, probe=probe)
+
+
 def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, caplog):
     """A training stopped after an epoch resumes from its checkpoint and predicts exactly what an
     uninterrupted one does; the per-epoch probe changes nothing, its last epoch is the final prediction,
@@ -181,16 +196,7 @@ def test_stopped_cnn_training_resumes_from_its_checkpoint_to_the_same_result(tmp
     cache = TrainingCache(tmp_path / "eval")
     ckpt = cache.checkpoint("ab" * 20)
     ckpt.every = 0.0  # save after every epoch
-    stopped, seen = model(), []
-
-    def probe():  # stops the training after its second epoch, as Ctrl-C or a time limit would
-        seen.append(1)
-        if len(seen) == 2:
-            raise _Stop
-        return stopped.predict(test_x)
-
-    with pytest.raises(_Stop):
-        stopped.fit(x[rows], y[rows], 3, seed=5, checkpoint=ckpt, probe=probe)
+    _stop_in_the_second_pass(model(), x[rows], y[rows], test_x, seed=5, checkpoint=ckpt)
     state = ckpt.load()
     assert state["epoch"] == 1 and len(state["curve"]) == 1  # epoch 2's state was never saved: it did not finish
     again = model()
@@ -518,23 +524,13 @@ def test_stopped_training_under_a_samples_budget_resumes_to_the_same_result(tmp_
     assert curve.shape == (3, 40) and (curve[-1] == full).all()
     ckpt = TrainingCache(tmp_path / "eval").checkpoint("ef" * 20)
     ckpt.every = 0.0
-    stopped, seen = model(), []
-
-    def probe():
-        seen.append(1)
-        if len(seen) == 2:
-            raise _Stop
-        return stopped.predict(test_x)
-
-    with pytest.raises(_Stop):
-        stopped.fit(x[rows], y[rows], 3, seed=2, checkpoint=ckpt, probe=probe)
+    _stop_in_the_second_pass(model(), x[rows], y[rows], test_x, seed=2, checkpoint=ckpt)
     assert ckpt.load()["epoch"] == 1 and ckpt.load()["samples"] == 300
     other = model(samples=360)  # another budget: starts over instead of resuming a checkpoint that is not its own
     fit_predict(other, x, test_x, test_ok, rows, y[rows], 3, seed=2, checkpoint=ckpt)
     assert other.prior_seconds == 0.0
-    with pytest.raises(_Stop):  # stop it again (the other training overwrote the checkpoint)
-        seen.clear()
-        stopped.fit(x[rows], y[rows], 3, seed=2, checkpoint=ckpt, probe=probe)
+    # stop it again (the other training overwrote the checkpoint)
+    _stop_in_the_second_pass(model(), x[rows], y[rows], test_x, seed=2, checkpoint=ckpt)
     again = model()
     resumed, _, rcurve = fit_predict(again, x, test_x, test_ok, rows, y[rows], 3, seed=2, checkpoint=ckpt, curve=True)
     assert again.prior_seconds > 0 and (resumed == full).all() and (rcurve == curve).all()

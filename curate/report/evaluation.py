@@ -38,7 +38,8 @@ def evaluation_section(ev: dict | None) -> dict | None:
                                value_title="test accuracy",
                                title=f"Test accuracy per arm ({_over_seeds(seeds, 'black line')})") if points else None
     leak = ev.get("leakage")
-    return {"rows": rows, "chart": chart, "curve_chart": _curve_chart(ev["arms"], ev.get("budget")), "model": model,
+    return {"rows": rows, "chart": chart, "curve_chart": _curve_chart(ev["arms"], ev.get("budget")),
+            "curve_note": _curve_note(ev.get("budget")), "model": model,
             "budget": budget_line(ev), "any_epochs": any(r["epochs"] is not None for r in rows),
             "features": ev.get("features"), "test": ev.get("test") or {},
             "classes": ev.get("classes") or [], "seeds": ev.get("seeds") or [], "pending": ev.get("pending"),
@@ -54,6 +55,16 @@ def _run_epochs(runs: Any) -> float | None:
 
 def _over_seeds(n: int, spread: str) -> str:
     return "1 seed" if n == 1 else f"mean over {n} seeds; {spread}: min to max"
+
+
+def _curve_note(budget: Any) -> str:
+    """How to read the learning-curve chart (its x axis depends on the training budget)."""
+    samples = isinstance(budget, dict) and budget.get("kind") == "samples"
+    when = ("after every pass over each arm's own items, placed by the samples seen (a smaller arm makes more "
+            "passes; its last one may be partial), so arms are compared at equal compute" if samples
+            else "after every epoch")
+    return (f"From curate eval --curve: the test set scored {when}. A curve that climbs and then falls is "
+            "memorising wrong labels; curves still climbing at the end would gain from a longer training.")
 
 
 def _curve_chart(arms: list, budget: Any = None) -> dict | None:

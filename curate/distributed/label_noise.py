@@ -698,16 +698,12 @@ QUALITY = "quality:"
 
 
 def _low_scores(y: np.ndarray, p: np.ndarray, method: str) -> np.ndarray:
-    """The scores a lowest-n cut ranks: a ``low_*`` method's, or ``quality:<rank_by>`` (the label quality
-    as :func:`_scores` computes it)."""
-    from cleanlab.rank import get_label_quality_scores
-
-    from curate.label_noise.detect import label_scores
+    """The scores a lowest-n cut ranks: a ``low_*`` method's, or ``quality:<rank_by>`` (the label quality,
+    as in :func:`_scores`)."""
+    from curate.label_noise.detect import label_quality, label_scores
 
     if method.startswith(QUALITY):
-        if not len(y):
-            return np.zeros(0, np.float32)
-        return get_label_quality_scores(y, p, method=method[len(QUALITY):]).astype(np.float32)
+        return label_quality(y, p, method[len(QUALITY):])
     return label_scores(y, p, method)
 
 
@@ -895,7 +891,7 @@ def _cleanlab(stage, job: ReduceJob, executor, rnd: int | None, k: int, counts: 
 # -- F. guard --------------------------------------------------------------------------------------
 def _scores(job: ReduceJob, rnd, s: int, rank_by: str):
     """Shard ``s``'s final per-row results: positions, classes, quality, suggestion and cleanlab's flag."""
-    from cleanlab.rank import get_label_quality_scores
+    from curate.label_noise.detect import label_quality
 
     pos, y, p = _probs(job, rnd, s)
     issue = np.asarray(storage.read_table(_path(job, "I", _itag(rnd), f"{s:05d}.parquet")).column("issue")
@@ -903,7 +899,7 @@ def _scores(job: ReduceJob, rnd, s: int, rank_by: str):
     if not len(y):
         z = np.zeros(0, np.float32)
         return pos, y, z, np.zeros(0, np.int64), z, z, issue
-    quality = get_label_quality_scores(y, p, method=rank_by).astype(np.float32)
+    quality = label_quality(y, p, rank_by)
     suggested = p.argmax(axis=1)
     rows = np.arange(len(y))
     return pos, y, quality, suggested, p[rows, suggested], p[rows, y], issue

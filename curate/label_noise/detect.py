@@ -149,6 +149,16 @@ def label_scores(labels: np.ndarray, p: np.ndarray, method: str) -> np.ndarray:
     return get_label_quality_scores(labels, p, method=method[4:], adjust_pred_probs=False)
 
 
+def label_quality(labels: np.ndarray, p: np.ndarray, rank_by: str) -> np.ndarray:
+    """cleanlab's label quality score of each row (``rank_by``: a ``get_label_quality_scores`` method), float32:
+    the stage's ``label_quality`` column and what its flags are ranked by (the same on the distributed reduce)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    if not len(labels):
+        return np.zeros(0, np.float32)
+    return get_label_quality_scores(labels, p, method=rank_by).astype(np.float32)
+
+
 def lowest(scores: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` rows with the lowest ``scores``, ties to the earliest rows. (cleanlab's ``low_*`` methods
     take ``np.argsort(scores)[:n]``, whose order among ties is numpy's unstable, CPU-dependent sort.)"""
@@ -159,7 +169,7 @@ def lowest(scores: np.ndarray, n: int) -> np.ndarray:
 
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMethod = "prune_by_noise_rate",
                 rank_by: RankMethod = "self_confidence", min_examples_per_class: int = 1,
-                n_jobs: int | None = None, copy: bool = True) -> IssueResult:
+                n_jobs: int | None = None, copy: bool = True, flag_lowest: int | None = None) -> IssueResult:
     """Flag likely label errors with cleanlab and score every label.
 
     Parameters
@@ -181,11 +191,13 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
         Processes cleanlab may use (default: all cores).
     copy : bool, keyword-only
         False lets a float32 ``pred_probs`` be renormalised in place instead of copied.
+    flag_lowest : int, optional, keyword-only
+        Flag this many rows, the lowest label quality first (ties to the earliest rows), in place of
+        ``method``'s filter (``round_count: calibrated``'s count, :func:`calibrated_round_count`).
     """
     require("cleanlab", "labels", "label-noise detection")
     from cleanlab.count import compute_confident_joint
     from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
 
     if method not in FILTER_METHODS:
         raise CurateError(f"method: unknown method {method!r}; allowed: {', '.join(FILTER_METHODS)}")
@@ -197,14 +209,16 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray, *, method: FilterMet
     # thresholds by an exact sum (any split of the rows agrees: curate.distributed.label_noise)
     thresholds = thresholds_for(labels, p)
     cj = compute_confident_joint(labels, p, thresholds=thresholds, calibrate=True)
-    if method in _OFF_DIAGONAL:
+    quality = label_quality(labels, p, rank_by)
+    if flag_lowest is not None:
+        is_issue = lowest(quality, flag_lowest)
+    elif method in _OFF_DIAGONAL:
         is_issue = off_diagonal(labels, p, thresholds)
         if method != "confident_learning":
             is_issue = lowest(label_scores(labels, p, method), int(is_issue.sum()))
     else:
         is_issue = find_label_issues(labels, p, filter_by=method, min_examples_per_class=min_examples_per_class,
                                      confident_joint=cj if method in _USES_JOINT else None, n_jobs=n_jobs)
-    quality = get_label_quality_scores(labels, p, method=rank_by).astype(np.float32)
     suggested = p.argmax(axis=1)
     rows = np.arange(len(labels))
     return IssueResult(is_issue=np.asarray(is_issue, dtype=bool), quality=quality, suggested=suggested,

@@ -333,16 +333,15 @@ class LabelNoise(GlobalStage):
             agreement = None
             back = np.arange(len(cmap))
 
-        from curate.label_noise.detect import calibrated_round_count, guard, lowest, summarize, trust
+        from curate.label_noise.detect import calibrated_round_count, guard, summarize, trust
 
         calibration = None
         if p.round_count == "calibrated":  # (the params rule out pred_probs and a single round)
             several = len(summary.get("rounds", ())) > 1
             calibration = summary["calibrated_count"] = calibrated_round_count(
                 y, pp, first.pred_probs if several else None)
-        res = self._find_issues(y, pp, copy=False)
-        if calibration is not None:  # the count's lowest label quality rows, in place of cleanlab's filter
-            res.is_issue = lowest(res.quality, calibration["count"])
+        # with the calibrated count: its lowest label quality rows, in place of cleanlab's filter
+        res = self._find_issues(y, pp, copy=False, flag_lowest=calibration["count"] if calibration else None)
         first_count = None
         if probs is None and p.round_count == "first" and len(summary.get("rounds", ())) > 1:
             # at most as many flags as the first round's cleanlab proposed (its rows not fitted on in round 2)
@@ -366,15 +365,18 @@ class LabelNoise(GlobalStage):
                  "labels cleanlab keeps)", int(g.flags.sum()), len(idx), g.cleanlab_flags, accuracy, g.kept_accuracy)
         return self._result(n, cmap.names, codes, idx, res, back, g.flags)
 
-    def _find_issues(self, labels: np.ndarray, pred_probs: np.ndarray, *, copy: bool = True):
-        """cleanlab's issue finding with this stage's settings (every round and the final pass)."""
+    def _find_issues(self, labels: np.ndarray, pred_probs: np.ndarray, *, copy: bool = True,
+                     flag_lowest: int | None = None):
+        """cleanlab's issue finding with this stage's settings (every round and the final pass); ``flag_lowest``:
+        that many lowest label qualities in place of the method's filter (``round_count: calibrated``)."""
         from curate.label_noise.detect import find_issues
 
         p: LabelNoiseParams = self.params
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*too few examples.*")
             return find_issues(labels, pred_probs, copy=copy, method=p.method, rank_by=p.rank_by,
-                               min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs)
+                               min_examples_per_class=p.min_examples_per_class, n_jobs=p.n_jobs,
+                               flag_lowest=flag_lowest)
 
     def _abstain_warning(self, spec: FeatureSpec, g, scored: int) -> str:
         """Why nothing was flagged, and what to add."""

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -351,17 +352,12 @@ def _check_split(labels: list[str | None], holdout: np.ndarray, fraction: float 
     """``--test-split`` must leave enough training items per class: an error when the split (not the data)
     leaves some class fewer than :data:`MIN_TRAIN_PER_CLASS` (it had at least twice that many), e.g. 0.99
     of 300 items trains on 3."""
-    total: dict[str, int] = {}
-    for lab in labels:
-        if lab is not None:
-            total[lab] = total.get(lab, 0) + 1
-    held: dict[str, int] = {}
-    for r in holdout.tolist():
-        held[labels[r]] = held.get(labels[r], 0) + 1
-    short = {c: t - held.get(c, 0) for c, t in total.items()
-             if t - held.get(c, 0) < MIN_TRAIN_PER_CLASS and t >= 2 * MIN_TRAIN_PER_CLASS}
+    total = Counter(lab for lab in labels if lab is not None)
+    held = Counter(labels[r] for r in holdout.tolist())
+    short = {c: t - held[c] for c, t in total.items()
+             if t - held[c] < MIN_TRAIN_PER_CLASS and t >= 2 * MIN_TRAIN_PER_CLASS}
     if short:
-        left = sum(t - held.get(c, 0) for c, t in total.items())
+        left = sum(t - held[c] for c, t in total.items())
         few = ", ".join(f"{c!r} {k}" for c, k in sorted(short.items(), key=lambda kv: kv[1])[:5])
         raise CurateError(f"--test-split {fraction}: holds out {len(holdout):,} items and leaves {left:,} to train on, "
                           f"fewer than {MIN_TRAIN_PER_CLASS} in {len(short)} class(es) ({few}); hold out a smaller "

@@ -144,9 +144,16 @@ def budget_line(result: dict[str, Any]) -> str | None:
             "trains on fewer samples)")
 
 
+def mean_epochs(runs: Any) -> float | None:
+    """The epochs an arm's trainings ran, mean over its runs (fractional under ``--budget samples``); None
+    when its runs do not say (tfidf, evals from before budgets)."""
+    e = [r["epochs"] for r in runs or [] if isinstance(r, dict) and isinstance(r.get("epochs"), (int, float))]
+    return float(np.mean(e)) if e else None
+
+
 def _epochs(runs: list[dict[str, Any]]) -> str:
-    e = [r["epochs"] for r in runs if isinstance(r.get("epochs"), (int, float))]
-    return "-" if not e else f"{float(np.mean(e)):.2f}".rstrip("0").rstrip(".")
+    e = mean_epochs(runs)
+    return "-" if e is None else f"{e:.2f}".rstrip("0").rstrip(".")
 
 
 def _pm(s: dict | None) -> str:

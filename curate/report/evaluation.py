@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curate.eval.results import budget_line, curve_spread
+from curate.eval.results import budget_line, curve_spread, mean_epochs
 from curate.report import plots
 
 
@@ -24,7 +24,7 @@ def evaluation_section(ev: dict | None) -> dict | None:
         rows.append({"name": a.get("name"), "kind": a.get("kind"), "description": a.get("description"),
                      "train_items": a.get("train_items"), "accuracy": _mean(acc), "std": acc.get("std"),
                      "n": acc.get("n"), "delta": a.get("delta_vs_raw"), "no_leak": _mean(nl),
-                     "seconds": a.get("seconds"), "epochs": _run_epochs(a.get("runs"))})
+                     "seconds": a.get("seconds"), "epochs": mean_epochs(a.get("runs"))})
         m = _mean(acc)
         if m is not None:
             points.append({"metric": "accuracy", "arm": str(a.get("name")), "value": m,
@@ -45,12 +45,6 @@ def evaluation_section(ev: dict | None) -> dict | None:
             "classes": ev.get("classes") or [], "seeds": ev.get("seeds") or [], "pending": ev.get("pending"),
             "leakage": leak if isinstance(leak, dict) else None, "notes": ev.get("notes") or [],
             "created": ev.get("created"), "seconds": ev.get("seconds")}
-
-
-def _run_epochs(runs: Any) -> float | None:
-    """The epochs an arm's trainings ran (mean over its runs; fractional under ``--budget samples``)."""
-    e = [r["epochs"] for r in runs or [] if isinstance(r, dict) and isinstance(r.get("epochs"), (int, float))]
-    return sum(e) / len(e) if e else None
 
 
 def _over_seeds(n: int, spread: str) -> str:

@@ -6,6 +6,8 @@ spec stays a few kilobytes whatever the size of the run, and returns the spec as
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -217,9 +219,11 @@ def curves(rows: Sequence[dict], *, title: str, y_title: str = "test accuracy", 
     alt = _alt()
     df = _df(rows)
     order = list(dict.fromkeys(df["series"]))
-    x = alt.X("epoch:Q", title=x_title, scale=alt.Scale(domain=[min(1, float(df["epoch"].min())),
-                                                                 max(2, float(df["epoch"].max()))], nice=False),
-              axis=alt.Axis(tickMinStep=1, format="d"))
+    lo, hi = min(1.0, float(df["epoch"].min())), max(2.0, float(df["epoch"].max()))
+    step = max(1, math.ceil((math.floor(hi) - math.ceil(lo)) / 10))  # whole epochs, at most ~10 ticks
+    ticks = list(range(math.ceil(lo), math.floor(hi) + 1, step))  # explicit: fractional ticks would print twice
+    x = alt.X("epoch:Q", title=x_title, scale=alt.Scale(domain=[lo, hi], nice=False),
+              axis=alt.Axis(values=ticks, format="d"))
     color = alt.Color("series:N", title=None, sort=order, scale=alt.Scale(domain=order),
                       legend=alt.Legend(orient="right", labelLimit=260, labelFontSize=11, symbolType="stroke",
                                         symbolStrokeWidth=3, symbolOpacity=1))

@@ -184,6 +184,41 @@ def test_pixels_distributed_equals_driver(tmp_path, inline):
     assert summary["feature_info"]["pca_components"] == 12 and summary["missing_features"] == 1
 
 
+def blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"], default=1)
+
+
+@pytest.mark.skipif(blas_threads() < 2, reason="one BLAS thread: nothing to compare")
+def test_pca_fit_is_the_same_with_any_blas_threads():
+    """The driver fits the pixels' PCA in the main process (every BLAS thread), a distributed reduce in a
+    one-thread task: a multi-threaded BLAS splits the randomized SVD's products differently (components
+    a few ulps apart at 800 x 256, so every probability was: the real MNIST example on Ray)."""
+    from threadpoolctl import threadpool_limits
+
+    from curate.label_noise.features import fit_pca
+
+    _, x, _ = labelled_rows(n_per_class=200, k=4, dim=256, spread=2.0)
+    px = (np.clip(128 + 30 * x, 0, 255).astype(np.uint8) / 255.0).astype(np.float32)
+    threaded = fit_pca(px, components=32)
+    with threadpool_limits(1):
+        single = fit_pca(px, components=32)
+    assert np.array_equal(threaded.components_, single.components_) and np.array_equal(threaded.mean_, single.mean_)
+
+
+@pytest.mark.skipif(blas_threads() < 2, reason="one BLAS thread: nothing to compare")
+def test_pixels_at_a_threaded_blas_size_distributed_equal_driver(tmp_path, inline):
+    """Pixels of 256 dimensions, 800 rows: large enough for a multi-threaded BLAS to split the PCA."""
+    names, x, _ = labelled_rows(n_per_class=200, k=4, dim=256, spread=2.0)
+    pixels = np.clip(128 + 30 * x, 0, 255).astype(np.uint8)
+    table = pa.table({"id": [f"r{i:05d}" for i in range(len(names))], "label": pa.array(names, pa.string()),
+                      "f0": pa.array([v.tolist() for v in pixels], pa.list_(pa.uint8()))})
+    summary = run_both(tmp_path, {"features": "pixels", "pca_components": 32, "logistic_c": 0.1}, table,
+                       [300, 250, len(names) - 550], inline)
+    assert summary["feature_info"]["pca_components"] == 32
+
+
 def text_table(n: int = 330, seed: int = 0) -> pa.Table:
     """Short texts of 4 topics sharing common words, 10% of labels flipped, 25 exact copies of other
     texts, unlabelled rows, null / empty / blank texts, and accented words (code-point order)."""

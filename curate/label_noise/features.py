@@ -145,11 +145,16 @@ def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarr
 
 
 def fit_pca(x: np.ndarray, *, components: int, seed: int = 0):
-    """The fitted PCA of ``x`` (randomized SVD) when it reduces anything, else ``None``."""
+    """The fitted PCA of ``x`` (randomized SVD) when it reduces anything, else ``None``. One BLAS thread,
+    as :func:`fit_svd`: a multi-threaded BLAS splits the products by its thread count (components a few
+    ulps apart from 800 x 256 up), and the driver reduce must fit what a distributed one-thread task fits."""
     if not (components and components < x.shape[1] and x.shape[0] > components):
         return None
+    from threadpoolctl import threadpool_limits
+
     PCA = require("sklearn.decomposition", "labels", "PCA of pixel features").PCA
-    return PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(x)
+    with threadpool_limits(1):
+        return PCA(n_components=components, svd_solver="randomized", random_state=seed).fit(x)
 
 
 def pca_info(pca, input_dim: int) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class LabelNoise(GlobalStage):
     Params = LabelNoiseParams
     flags = ("label_issue",)
     extra = "labels"
-    version = "7"
+    version = "8"  # 8: pixels' PCA fitted on one BLAS thread (results a few ulps apart on a multi-core driver)
 
     params: LabelNoiseParams
     OUTPUTS = OUTPUTS

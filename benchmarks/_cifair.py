@@ -28,7 +28,8 @@ class CifairSet:
     #                                                                    (min, max) index -> the same photograph
 
 
-def _pairs(name: str) -> list[tuple[int, int, str]]:
+def listed_pairs(name: str) -> list[tuple[int, int, str]]:
+    """ciFAIR's rows of one file: (TestID, TrainID, Judgment), CIFAR-10 indices."""
     with open(shared_data("cifair-duplicates") / name, newline="") as f:
         return [(int(r["TestID"]), int(r["TrainID"]), r["Judgment"]) for r in csv.DictReader(f)]
 
@@ -38,8 +39,8 @@ def load_set(distractors_test: int, distractors_train: int, *, full: bool = Fals
     from dedup_cifair import load_images
 
     test, train = load_images()
-    cross = _pairs("duplicates_cifar10.csv")
-    within = _pairs("duplicates_cifar10_test.csv")
+    cross = listed_pairs("duplicates_cifar10.csv")
+    within = listed_pairs("duplicates_cifar10_test.csv")
     if full:
         t_sel, r_sel = np.arange(len(test)), np.arange(len(train))
     else:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _cifair import JUDGMENTS, load_set
+from _cifair import JUDGMENTS, listed_pairs, load_set
 from _embed_cache import DEFAULT_CACHE, embed_images
 
 PER_SHEET = 24
@@ -140,9 +140,7 @@ def merge(args):
         diff = sum(all(lab == "D" for lab in v) for v in rows)
         print(f"  {kind}: {len(rows)} unannotated pairs; same by every judge {same}, different by every judge {diff}, "
               f"split or unsure {len(rows) - same - diff}")
-    cifair = {}
-    for t, r, j in _listed():
-        cifair[(t, r)] = j
+    cifair = {(t, r): j for t, r, j in listed_pairs("duplicates_cifar10.csv")}  # ciFAIR's judgment of the controls
     JUDGMENTS.parent.mkdir(parents=True, exist_ok=True)
     with open(JUDGMENTS, "w", newline="") as f:
         w = csv.writer(f)
@@ -152,12 +150,6 @@ def merge(args):
             v = judges[it["pair"]]
             w.writerow([t, r, it["kind"], cifair.get((t, r), ""), *v, int(all(lab == "S" for lab in v))])
     print(f"wrote {JUDGMENTS}")
-
-
-def _listed():
-    from _cifair import _pairs
-
-    return [(t, r, j) for t, r, j in _pairs("duplicates_cifar10.csv")]
 
 
 def main():

@@ -74,11 +74,14 @@ def test_bad_decision_and_missing_db_are_clear_errors(tmp_path):
 
 _WRITER = textwrap.dedent("""
     import sys, time
+    from pathlib import Path
     from curate.decisions import DecisionStore
-    db, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    db, name, ready = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     store = DecisionStore(db)
-    while time.time() < start:
-        time.sleep(0.001)
+    (ready / name).touch()  # a barrier: start writing only once both processes are ready
+    deadline = time.time() + 60
+    while len(list(ready.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.0005)
     for i in range(1000):
         store.decide([f"item-{i % 300}"], "accepted" if name == "p0" else "rejected", reviewer=name, note=str(i))
 """)
@@ -86,12 +89,11 @@ _WRITER = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_two_processes_writing_1000_decisions_each_lose_nothing(tmp_path):
-    import time
-
     db = tmp_path / "review.db"
     DecisionStore(db)
-    start = time.time() + 1.5  # both processes start writing at the same moment
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), f"p{k}", str(start)],
+    ready = tmp_path / "ready"  # both processes start writing at the same moment, however slow their start-up
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), f"p{k}", str(ready)],
                               stderr=subprocess.PIPE) for k in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=120)

@@ -84,6 +84,8 @@ _WRITER = textwrap.dedent("""
         time.sleep(0.0005)
     for i in range(1000):
         store.decide([f"item-{i % 300}"], "accepted" if name == "p0" else "rejected", reviewer=name, note=str(i))
+        time.sleep(0.002)  # a reviewer pauses between clicks; without it SQLite's busy wait (sleeping 1, 2, 5,
+        #                    ... 100 ms) can lose every race to a writer that takes the lock back at once
 """)
 
 

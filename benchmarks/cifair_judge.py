@@ -10,7 +10,7 @@ count alone overstates the false pairs. This script:
 links and pairs joined through a chain) on contact sheets, 24 pairs a sheet, each pair side by side at 5x
 in random left/right order and shuffled, mixed with **controls** whose answer ciFAIR gives (63 random
 Judgment 0/1 near-duplicate pairs, which should be judged "same", and all 37 Judgment 2 "very similar"
-pairs, which should be judged "different"). Judges see only the sheets and a pair label.
+pairs, which ciFAIR calls "very similar", not duplicates). Judges see only the sheets and a pair label.
 
 ``merge``: reads the judges' CSVs (``pair,label,note``; label S = same photograph, D = different, ? =
 cannot tell), prints the agreement between judges and their accuracy on the controls, and writes
@@ -20,10 +20,11 @@ column per judge and ``same`` (1 only when every judge said S). ``dedup_cifair_e
 reads it and reports the unannotated pairs that are not judged the same photograph.
 
     cd benchmarks && python cifair_judge.py sheets --out /tmp/judge --cache /work/scratch/cifar/cache
-    python cifair_judge.py merge --out /tmp/judge --judges /tmp/judgeA.csv,/tmp/judgeB.csv ...
+    python cifair_judge.py merge --out /tmp/judge --judges 0-10:j1.csv,j2.csv 11-21:j3.csv,j4.csv \
+        22-31:j5.csv,j6.csv 32-41:j7.csv,j8.csv
 
-Each pair's judges are given with ``--judges`` as ``first_sheet-last_sheet:a.csv,b.csv`` groups
-(e.g. ``0-20:/tmp/judgeA.csv,/tmp/judgeB.csv 21-41:/tmp/judgeC.csv,/tmp/judgeD.csv``).
+Each pair's judges are given with ``--judges`` as ``first_sheet-last_sheet:a.csv,b.csv`` groups. ``sheets``
+also writes the judges' rules (``RULES`` below) to ``RULES.md`` beside the sheets.
 """
 
 from __future__ import annotations
@@ -40,6 +41,26 @@ from _cifair import JUDGMENTS, listed_pairs, load_set
 from _embed_cache import DEFAULT_CACHE, embed_images
 
 PER_SHEET = 24
+RULES = """# Judging image pairs: same photograph or not
+
+Each contact sheet shows 24 pairs of small images (CIFAR-10, 32x32 shown at 5x), 4 pairs a row, 6 rows;
+each pair is two images side by side with a label under it such as `p0123`. For every pair decide:
+
+- **S** (same): both images come from the same camera shot / the same original picture, possibly after
+  cropping, zooming, shifting, stretching, resizing, re-encoding, recolouring, a contrast or brightness
+  change, grey-scaling, mirroring, adding or removing a border or a small overlay.
+- **D** (different): different shots - another moment of the same scene (the subject moved, the pose
+  changed), another object of the same kind, another render or drawing, or unrelated images. Two photos
+  of the same car model or the same breed from another angle are D.
+- **?**: you really cannot tell (use sparingly).
+
+Judge by eye only: you may crop and enlarge a pair to look closer, but compute no pixel correlation, hash,
+embedding or other similarity score, and open no file other than your sheets. Decide each pair on its own;
+the pairs are shuffled and left/right is random; do not aim for any ratio. Layout: each cell is 350 px
+wide (two 160 px images, 4 px apart) and 186 px high; cell (row r, column c) starts at x = 350c, y = 186r.
+Write one CSV with the header `pair,label,note`, one row per pair (label S, D or ?; a short note
+optional), appending after each sheet.
+"""
 ZOOM = 5
 EMBED = {"num_workers": 1, "image_size": 160, "crop_pct": 1.0}
 
@@ -74,6 +95,7 @@ def sheets(args):
         it["test"], it["train"] = s.ids[it["i"]], s.ids[it["j"]]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "items.json").write_text(json.dumps(items, indent=0))
+    (args.out / "RULES.md").write_text(RULES)
     thumbs = [Image.open(io.BytesIO(im)).convert("RGB") for im in s.images]
     side, font = 32 * ZOOM, ImageFont.load_default(size=18)
     cell_w, cell_h = 2 * side + 30, side + 26

@@ -121,7 +121,7 @@ def score(labels: np.ndarray, s: CifairSet) -> Score:
     flagged = int(np.sum(sizes[sizes > 1] - 1))
     judged_same = unjudged = 0
     if s.judged:
-        for t, r in _cross_pairs(inv, s.is_test):
+        for t, r in clustered_test_train_pairs(labels, s.is_test):
             if (t, r) in s.annotated:
                 continue
             same = s.judged.get((t, r))
@@ -130,11 +130,14 @@ def score(labels: np.ndarray, s: CifairSet) -> Score:
     return Score(rn, rs, cross, cross - found_annotated, int(np.sum(rc * (rc - 1) // 2)), flagged, found, judged_same, unjudged)
 
 
-def _cross_pairs(inv: np.ndarray, is_test: np.ndarray):
-    """Every test-train pair ``(test, train)`` (indices) sharing a cluster."""
-    order = np.argsort(inv, kind="stable")
-    bounds = np.flatnonzero(np.diff(inv[order])) + 1
-    for members in np.split(order, bounds):
+def clustered_test_train_pairs(labels: np.ndarray, is_test: np.ndarray):
+    """Every test-train pair ``(test, train)`` (indices) sharing a cluster (``labels``: cluster per image):
+    clusters in the order of their first image, then test x train members in index order."""
+    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    order = np.argsort(rank[inv], kind="stable")
+    for members in np.split(order, np.flatnonzero(np.diff(rank[inv][order])) + 1):
         if len(members) > 1:
             tests, trains = members[is_test[members]], members[~is_test[members]]
             for t in tests.tolist():

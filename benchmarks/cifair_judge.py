@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _cifair import JUDGMENTS, listed_pairs, load_set
+from _cifair import JUDGMENTS, clustered_test_train_pairs, listed_pairs, load_set
 from _embed_cache import DEFAULT_CACHE, embed_images
 
 PER_SHEET = 24
@@ -66,17 +66,8 @@ EMBED = {"num_workers": 1, "image_size": 160, "crop_pct": 1.0}
 
 
 def unannotated_pairs(s, labels: np.ndarray) -> list[tuple[int, int]]:
-    """Test-train pairs ``(test, train)`` sharing a cluster that ciFAIR lists nowhere: clusters in the
-    order of their first image, then test x train members in index order."""
-    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    out = []
-    for c in np.argsort(first, kind="stable"):
-        members = np.flatnonzero(inv == c)
-        if len(members) < 2:
-            continue
-        tests, trains = members[s.is_test[members]], members[~s.is_test[members]]
-        out += [(int(t), int(r)) for t in tests for r in trains if (min(t, r), max(t, r)) not in s.annotated]
-    return out
+    """Test-train pairs ``(test, train)`` sharing a cluster that ciFAIR lists nowhere."""
+    return [(t, r) for t, r in clustered_test_train_pairs(labels, s.is_test) if (min(t, r), max(t, r)) not in s.annotated]
 
 
 def sheets(args):

@@ -160,14 +160,14 @@ def knob_grid(s, x, hashes, pairs_out: Path | None):
         rows.append({"min_margin": mm, "max_distance": md, "accept_similarity": acc, "recall_near": round(sc.recall_near, 4),
                      "recall_similar": round(sc.recall_similar, 4), "test_train": sc.cross_pairs,
                      "unannotated": sc.unannotated, "train_train": sc.within_train, "flagged": sc.flagged,
-                     "goal": sc.goal(), **({"judged_same": sc.judged_same, "unjudged": sc.unjudged,
+                     "goal": sc.goal(), **({"judged_same": sc.judged_same, "not_judged_same": sc.false_at_most, "unjudged": sc.unjudged,
                                            "goal_judged": sc.goal(judged=True)} if s.judged else {})})
         print(f"{mm:10.2f} {md:8d} {acc:6.2f}  {sc.row()}{' ' + sc.judged_row() if s.judged else ''}{goal_marks(sc, s)}")
     ok = [r for r in rows if r["recall_near"] >= 0.8]
     best = min(ok, key=lambda r: r["unannotated"]) if ok else None
     print(f"fewest unannotated pairs at recall >= 0.8: {best}")
     if s.judged and ok:
-        fewest = min(ok, key=lambda r: r["unannotated"] - r["judged_same"])
+        fewest = min(ok, key=lambda r: r["not_judged_same"])
         print(f"fewest unannotated pairs not judged the same photograph at recall >= 0.8: {fewest}")
     if pairs_out is not None:
         out = {}
